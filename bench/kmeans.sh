@@ -3,12 +3,14 @@
 # make_store, then `mpiexec -n R slex-kmeans`) vs sklearn MiniBatchKMeans with fairseq's
 # learn_kmeans.py settings vs faiss.Kmeans, on the same generated features, in one run.
 # Inertia: one numpy float64 function on all points for every codebook, mean per frame.
-#   bench/kmeans.sh [BUILD_DIR (build)] [N_INIT_768 (1)] [LLOYD_VARIANTS ("1 2")] [CASES ("39 500 1000")]
+#   bench/kmeans.sh [BUILD_DIR (build)] [N_INIT_768 (1)] [VARIANTS ("1 2 L30")] [CASES ("39 500 1000")]
 # Cases: D=39 K=100 N=360000 (1 h of 100 Hz MFCC; fairseq's n_init 20) and D=768 K=500, K=1000
 # N=180000 (1 h of 50 Hz HuBERT features; n_init N_INIT_768 for all three methods, so that the
-# whole bench stays near 12 minutes on 2 cores).  slex runs with 1 rank and 2 ranks (one
-# OpenBLAS thread per rank), plus 2-rank variants with --lloyd-passes 1, 2 (LLOYD_VARIANTS);
-# the 1- and 2-rank codebooks must be bit-identical.  sklearn and faiss use both cores; faiss
+# whole bench stays near 15 minutes on 2 cores).  slex runs with 1 rank and 2 ranks (one
+# OpenBLAS thread per rank), plus variants (VARIANTS): a number P is fairseq's settings with P
+# Lloyd passes after the mini-batches (2 ranks); LP is the Lloyd mode, --init random
+# --max-iter 0 --lloyd-passes P (faiss's recipe with bounded passes, 1 and 2 ranks).
+# The 1- and 2-rank codebooks must be bit-identical.  sklearn and faiss use both cores; faiss
 # runs 25 Lloyd iterations on all points from n_init (nredo) random starts.
 # Wall seconds of slex include mpiexec start-up and reading the store.
 # Needs BUILD_DIR/bin/{slex-kmeans,make_store}.
@@ -16,7 +18,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 n_init_768=${2:-1}
-lloyd_variants=${3-1 2}
+variants=${3-1 2 L30}
 cases=${4:-39 500 1000}
 bin=$build/bin
 py=/usr/bin/python3
@@ -54,8 +56,21 @@ run_case() { # N D K N_INIT FRAME_RATE
     rm -f "$work/x.bin"
     slex_run "slex 1 rank" 1 "$k" "$n_init" "$work/c1.npy"
     slex_run "slex 2 ranks" 2 "$k" "$n_init" "$work/c2.npy"
-    for p in $lloyd_variants; do
-        slex_run "slex 2 ranks + $p Lloyd pass(es)" 2 "$k" "$n_init" "$work/c2_l$p.npy" --lloyd-passes "$p"
+    for v in $variants; do
+        case $v in
+            L*)
+                p=${v#L}
+                for r in 1 2; do
+                    label="slex $r rank"; [ "$r" = 1 ] || label="${label}s"
+                    slex_run "$label, Lloyd mode $p passes" "$r" "$k" "$n_init" "$work/c${r}_L$p.npy" \
+                        --init random --max-iter 0 --lloyd-passes "$p"
+                done
+                if ! cmp -s "$work/c1_L$p.npy" "$work/c2_L$p.npy"; then
+                    echo "  check: FAILED: Lloyd-mode codebooks of 1 and 2 ranks differ"
+                    return 1
+                fi ;;
+            *) slex_run "slex 2 ranks + $v Lloyd pass(es)" 2 "$k" "$n_init" "$work/c2_l$v.npy" --lloyd-passes "$v" ;;
+        esac
     done
     # shellcheck disable=SC2046  # one argument per line of runs
     (IFS='

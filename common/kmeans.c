@@ -1,5 +1,7 @@
 #include "kmeans.h"
 
+#include "lloyd.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -14,11 +16,13 @@ void slex_kmeans_options_default(slex_kmeans_options *opts) {
     opts->batch_size = 10000;
     opts->init_size = 0;
     opts->n_init = 20;
+    opts->init = SLEX_KMEANS_INIT_KMEANS_PP;
     opts->max_no_improvement = 100;
     opts->tol = 0.0;
     opts->reassignment_ratio = 0.0;
     opts->lloyd_passes = 0;
     opts->lloyd_chunk = 65536;
+    opts->bounds_mb = 1024;
     opts->seed = 0;
     opts->checkpoint_every = 100;
 }
@@ -36,7 +40,8 @@ int slex_kmeans_state_init(slex_kmeans_state *state, const slex_kmeans_options *
                          (long long)n_frames);
     if (opts->max_iter < 0 || opts->batch_size < 1 || opts->init_size < 0 || opts->n_init < 1 ||
         opts->max_no_improvement < 0 || !(opts->tol >= 0) || !(opts->reassignment_ratio >= 0) ||
-        opts->lloyd_passes < 0 || opts->lloyd_chunk < 1 || opts->checkpoint_every < 0)
+        opts->lloyd_passes < 0 || opts->lloyd_chunk < 1 || opts->checkpoint_every < 0 || opts->bounds_mb < 0 ||
+        (opts->init != SLEX_KMEANS_INIT_KMEANS_PP && opts->init != SLEX_KMEANS_INIT_RANDOM))
         return slex_fail(err, "kmeans: invalid options (max_iter %d, batch_size %d, init_size %d, "
                               "n_init %d, max_no_improvement %d, tol %g, reassignment_ratio %g, "
                               "lloyd_passes %d, lloyd_chunk %d, checkpoint_every %d)",
@@ -152,7 +157,7 @@ static uint64_t fnv1a64(const unsigned char *p, size_t n) {
     return h;
 }
 
-static const char kCheckpointMagic[8] = {'S', 'L', 'E', 'X', 'K', 'M', 'S', '1'};
+static const char kCheckpointMagic[8] = {'S', 'L', 'E', 'X', 'K', 'M', 'S', '2'};
 
 /* The scalar fields in file order; one table serves writing and reading. */
 typedef enum { FIELD_I64, FIELD_F64, FIELD_U64 } field_kind;
@@ -168,7 +173,7 @@ static int state_fields(slex_kmeans_state *s, field *f) {
 #define FD(x) f[n++] = (field){FIELD_F64, &(x), 8}
 #define FU(x) f[n++] = (field){FIELD_U64, &(x), 8}
     FI(s->opts.k); FI(s->opts.max_iter); FI(s->opts.batch_size); FI(s->opts.init_size);
-    FI(s->opts.n_init); FI(s->opts.max_no_improvement); FD(s->opts.tol);
+    FI(s->opts.n_init); FI(s->opts.init); FI(s->opts.max_no_improvement); FD(s->opts.tol);
     FD(s->opts.reassignment_ratio); FI(s->opts.lloyd_passes); FI(s->opts.lloyd_chunk);
     FU(s->opts.seed); FI(s->opts.checkpoint_every);
     FI(s->k); FI(s->dim); FI(s->n_frames); FI(s->batch_size); FI(s->init_size); FI(s->phase);
@@ -354,19 +359,82 @@ size_t slex_kmeans_assign_work_floats(int k, int dim) {
     return (size_t)SLEX_KMEANS_BLOCK * (size_t)dim + (size_t)SLEX_KMEANS_BLOCK * (size_t)k + (size_t)k;
 }
 
-static double sq_dist(const float *a, const float *b, int dim) {
-    double s = 0;
-    for (int d = 0; d < dim; d++) {
-        double t = (double)a[d] - (double)b[d];
-        s += t * t;
-    }
-    return s;
+/* Sums of D terms in 8 interleaved partial sums (locals, so that they stay in registers),
+ * added in a fixed order at the end: the same bits on every machine, and 8 independent
+ * additions in flight instead of one chain. */
+#define SUM8(TERM)                                                                              \
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;                    \
+    int d = 0;                                                                                  \
+    for (; d + 8 <= dim; d += 8) {                                                              \
+        s0 += TERM(d); s1 += TERM(d + 1); s2 += TERM(d + 2); s3 += TERM(d + 3);                 \
+        s4 += TERM(d + 4); s5 += TERM(d + 5); s6 += TERM(d + 6); s7 += TERM(d + 7);             \
+    }                                                                                           \
+    for (; d < dim; d++) s0 += TERM(d);                                                         \
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+static inline double sq_diff(const float *a, const float *b, int d) {
+    double t = (double)a[d] - (double)b[d];
+    return t * t;
 }
 
-static double sq_norm(const float *a, int dim) {
-    double s = 0;
-    for (int d = 0; d < dim; d++) s += (double)a[d] * (double)a[d];
-    return s;
+double slex_kmeans_sq_dist(const float *a, const float *b, int dim) {
+#define TERM_DIST(i) sq_diff(a, b, i)
+    SUM8(TERM_DIST);
+#undef TERM_DIST
+}
+
+double slex_kmeans_sq_norm(const float *a, int dim) {
+#define TERM_NORM(i) ((double)a[i] * (double)a[i])
+    SUM8(TERM_NORM);
+#undef TERM_NORM
+}
+#undef SUM8
+
+double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim) {
+    /* u = 2^-24.  The sgemm dot product of D float terms, summed in any order with or without
+     * FMA, is off by at most gamma_D |x| |c| (gamma_D = D u / (1 - D u)); rounding ||c||^2 to
+     * float and the float subtraction add at most u ||c||^2 and u (||c||^2 + 2 |x| |c|); the
+     * double distance at most ~D 2^-53 of R^2.  With R = |x| + max |c| all of it stays below
+     * (gamma_D + 4u + 1e-12) R^2, about twice the worst case. */
+    const double u = ldexp(1.0, -24);
+    const double gamma = dim * u / (1.0 - dim * u);
+    const double r = x_norm + max_center_norm;
+    return (gamma + 4.0 * u + 1e-12) * r * r;
+}
+
+int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
+                       int m, double score_error, int32_t *label, double *sq_dist) {
+    /* Every candidate's true s_j - ||x||^2 lies within score_error of its score, so only
+     * candidates whose score is within 2 * score_error of the lowest can hold the minimum. */
+    float low = scores[0];
+    for (int t = 1; t < m; t++)
+        if (scores[t] < low) low = scores[t];
+    const double limit = (double)low + 2.0 * score_error;
+    int32_t best = -1;
+    double best_d = INFINITY;
+    int exact = 0;
+    for (int t = 0; t < m; t++) {
+        if ((double)scores[t] > limit) continue;
+        const int32_t j = ids ? ids[t] : t;
+        double s = slex_kmeans_sq_dist(x, centers + (size_t)j * dim, dim);
+        exact++;
+        if (s < best_d || (s == best_d && j < best)) {
+            best_d = s;
+            best = j;
+        }
+    }
+    *label = best;
+    *sq_dist = best_d;
+    return exact;
+}
+
+double slex_kmeans_max_norm(const float *centers, int k, int dim) {
+    double m = 0;
+    for (int c = 0; c < k; c++) {
+        double v = slex_kmeans_sq_norm(centers + (size_t)c * dim, dim);
+        if (v > m) m = v;
+    }
+    return sqrt(m);
 }
 
 void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, int64_t n,
@@ -374,23 +442,20 @@ void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, in
     float *xblock = work;                                  /* (BLOCK, D) */
     float *g = xblock + (size_t)SLEX_KMEANS_BLOCK * dim;   /* (BLOCK, K) */
     float *cc = g + (size_t)SLEX_KMEANS_BLOCK * k;         /* (K) */
-    for (int c = 0; c < k; c++) cc[c] = (float)sq_norm(centers + (size_t)c * dim, dim);
+    for (int c = 0; c < k; c++) cc[c] = (float)slex_kmeans_sq_norm(centers + (size_t)c * dim, dim);
+    const double c_max = slex_kmeans_max_norm(centers, k, dim);
     for (int64_t b0 = 0; b0 < n; b0 += SLEX_KMEANS_BLOCK) {
         int64_t rows = n - b0 < SLEX_KMEANS_BLOCK ? n - b0 : SLEX_KMEANS_BLOCK;
         block_products(x + b0 * dim, rows, dim, centers, k, xblock, g);
         for (int64_t r = 0; r < rows; r++) {
-            const float *gr = g + r * k;
-            int best = 0;
-            float best_d = cc[0] - 2.0f * gr[0];
-            for (int c = 1; c < k; c++) {
-                float d = cc[c] - 2.0f * gr[c];
-                if (d < best_d) { /* strict: ties keep the lowest index */
-                    best_d = d;
-                    best = c;
-                }
-            }
-            labels[b0 + r] = best;
-            if (dist) dist[b0 + r] = sq_dist(x + (b0 + r) * dim, centers + (size_t)best * dim, dim);
+            float *score = g + r * k; /* ||c||^2 - 2 x.c, in place */
+            for (int c = 0; c < k; c++) score[c] = cc[c] - 2.0f * score[c];
+            const float *xr = x + (b0 + r) * dim;
+            const double xx = slex_kmeans_sq_norm(xr, dim);
+            double d;
+            slex_kmeans_decide(xr, centers, dim, score, NULL, k, slex_kmeans_score_error(sqrt(xx), c_max, dim),
+                               &labels[b0 + r], &d);
+            if (dist) dist[b0 + r] = d;
         }
     }
 }
@@ -520,8 +585,13 @@ static void sample_free(sample_slice *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Draws n frames with replacement (every rank draws the same) or takes all frames in order
- * when draw == 0, then fetches this rank's slice. */
+/* n frames drawn with replacement (every rank draws the same), or all frames in order when
+ * draw == 0. */
+static void draw_frames(slex_kmeans_state *st, int64_t n, int draw, int64_t *frames) {
+    for (int64_t i = 0; i < n; i++) frames[i] = draw ? (int64_t)slex_rng_below(&st->rng, (uint64_t)st->n_frames) : i;
+}
+
+/* Draws a sample as draw_frames does, then fetches this rank's slice. */
 static int sample_make(sample_slice *s, slex_kmeans_state *st, const slex_kmeans_source *src,
                        const slex_kmeans_comm *comm, int64_t n, int draw, slex_error *err) {
     int rank, size;
@@ -535,8 +605,7 @@ static int sample_make(sample_slice *s, slex_kmeans_state *st, const slex_kmeans
         sample_free(s);
         return slex_fail(err, "kmeans: out of memory for a sample of %lld frames", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++)
-        s->frames[i] = draw ? (int64_t)slex_rng_below(&st->rng, (uint64_t)st->n_frames) : i;
+    draw_frames(st, n, draw, s->frames);
     if (fetch_checked(src, s->frames + s->lo, s->hi - s->lo, s->x, err)) {
         sample_free(s);
         return -1;
@@ -552,7 +621,7 @@ static void candidate_sq_dists(const float *x, const double *xx, int64_t n, int 
     float *xblock = work;
     float *g = xblock + (size_t)SLEX_KMEANS_BLOCK * dim;
     double cc[64]; /* m <= 2 + ln(K) candidates */
-    for (int t = 0; t < m; t++) cc[t] = sq_norm(cand + (size_t)t * dim, dim);
+    for (int t = 0; t < m; t++) cc[t] = slex_kmeans_sq_norm(cand + (size_t)t * dim, dim);
     for (int64_t b0 = 0; b0 < n; b0 += SLEX_KMEANS_BLOCK) {
         int64_t rows = n - b0 < SLEX_KMEANS_BLOCK ? n - b0 : SLEX_KMEANS_BLOCK;
         block_products(x + b0 * dim, rows, dim, cand, m, xblock, g);
@@ -586,7 +655,7 @@ static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const s
         rc = slex_fail(err, "kmeans: out of memory in k-means++");
         goto done;
     }
-    for (int64_t i = 0; i < nloc; i++) xx[i] = sq_norm(s->x + i * dim, dim);
+    for (int64_t i = 0; i < nloc; i++) xx[i] = slex_kmeans_sq_norm(s->x + i * dim, dim);
 
     /* First centre: a uniformly drawn sample row. */
     {
@@ -713,6 +782,25 @@ static int scaled_tolerance(slex_kmeans_state *st, const sample_slice *s, const 
     return 0;
 }
 
+/* sklearn's init="random": K distinct rows of the init sample, chosen uniformly (a partial
+ * Fisher-Yates shuffle of the sample positions).  Every rank fetches the K frames itself. */
+static int random_init(slex_kmeans_state *st, const slex_kmeans_source *src, int draw, float *centers,
+                       slex_error *err) {
+    const int64_t n = st->init_size;
+    int64_t *frames = malloc((size_t)n * sizeof *frames);
+    if (!frames) return slex_fail(err, "kmeans: out of memory for a sample of %lld frames", (long long)n);
+    draw_frames(st, n, draw, frames);
+    for (int c = 0; c < st->k; c++) {
+        int64_t j = c + (int64_t)slex_rng_below(&st->rng, (uint64_t)(n - c));
+        int64_t t = frames[c];
+        frames[c] = frames[j];
+        frames[j] = t;
+    }
+    int rc = fetch_checked(src, frames, st->k, centers, err);
+    free(frames);
+    return rc;
+}
+
 static int run_init(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
                     slex_error *err) {
     const int k = st->k, dim = st->dim;
@@ -731,9 +819,13 @@ static int run_init(slex_kmeans_state *st, const slex_kmeans_source *src, const 
     double best = 0;
     for (int run = 0; run < st->opts.n_init; run++) {
         int draw = st->init_size < st->n_frames;
-        if (sample_make(&init, st, src, comm, st->init_size, draw, err)) { rc = -1; goto done; }
-        if (kmeans_plusplus(st, &init, comm, trial, work, err)) { rc = -1; goto done; }
-        sample_free(&init);
+        if (st->opts.init == SLEX_KMEANS_INIT_RANDOM) {
+            if (random_init(st, src, draw, trial, err)) { rc = -1; goto done; }
+        } else {
+            if (sample_make(&init, st, src, comm, st->init_size, draw, err)) { rc = -1; goto done; }
+            if (kmeans_plusplus(st, &init, comm, trial, work, err)) { rc = -1; goto done; }
+            sample_free(&init);
+        }
         double inertia;
         if (sample_inertia(st, &valid, trial, comm, work, labels, dist, &inertia, err)) { rc = -1; goto done; }
         if (run == 0 || inertia < best) {
@@ -945,33 +1037,68 @@ static int minibatch_step(slex_kmeans_state *st, const slex_kmeans_source *src, 
     return 0;
 }
 
-/* One pass over all frames in chunks of `chunk` (global order), each reduced exactly, the chunk
- * results accumulated in double in chunk order.  acc (K*D) / acc_counts (K) may be NULL. */
-static int full_pass(const float *centers, int k, int dim, const slex_kmeans_source *src,
-                     const slex_kmeans_comm *comm, int64_t chunk, double *acc, int64_t *acc_counts,
-                     double *inertia, slex_error *err) {
+/* The buffers of a pass over all frames (one rank's slice of a chunk); kept over the passes
+ * of the Lloyd phase, as fresh pages for ~100 MB per pass cost more than the pass's arithmetic. */
+typedef struct pass_buffers {
+    int64_t *frames;
+    float *x;
+    int32_t *labels;
+    double *dist;
+    float *work;
+    int64_t *reduce;
+} pass_buffers;
+
+static void pass_buffers_free(pass_buffers *b) {
+    free(b->frames);
+    free(b->x);
+    free(b->labels);
+    free(b->dist);
+    free(b->work);
+    free(b->reduce);
+    memset(b, 0, sizeof *b);
+}
+
+static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, const slex_kmeans_comm *comm,
+                              slex_error *err) {
     int rank, size;
     comm_rank_size(comm, &rank, &size);
-    const size_t nc = (size_t)k * (size_t)dim;
-    const size_t nred = (acc ? nc + (size_t)k : 0) + 1;
     int64_t max_slice = 0;
     for (int r = 0; r < size; r++) {
         int64_t lo, hi;
         slex_kmeans_slice(chunk, r, size, &lo, &hi);
         if (hi - lo > max_slice) max_slice = hi - lo;
     }
-    int64_t *frames = malloc((size_t)max_slice * sizeof *frames + 1);
-    float *x = malloc(((size_t)max_slice * (size_t)dim + 1) * sizeof *x);
-    int32_t *labels = malloc(((size_t)max_slice + 1) * sizeof *labels);
-    double *dist = malloc(((size_t)max_slice + 1) * sizeof *dist);
-    float *work = malloc(slex_kmeans_assign_work_floats(k, dim) * sizeof *work);
-    int64_t *reduce = malloc(nred * sizeof *reduce);
-    int rc = 0;
-    if (!frames || !x || !labels || !dist || !work || !reduce) {
-        rc = slex_fail(err, "kmeans: out of memory for a pass in chunks of %lld frames", (long long)chunk);
-        goto done;
+    b->frames = malloc((size_t)max_slice * sizeof *b->frames + 1);
+    b->x = malloc(((size_t)max_slice * (size_t)dim + 1) * sizeof *b->x);
+    b->labels = malloc(((size_t)max_slice + 1) * sizeof *b->labels);
+    b->dist = malloc(((size_t)max_slice + 1) * sizeof *b->dist);
+    b->work = malloc(slex_kmeans_assign_work_floats(k, dim) * sizeof *b->work);
+    b->reduce = malloc(((size_t)k * (size_t)dim + (size_t)k + 1) * sizeof *b->reduce);
+    if (!b->frames || !b->x || !b->labels || !b->dist || !b->work || !b->reduce) {
+        pass_buffers_free(b);
+        return slex_fail(err, "kmeans: out of memory for a pass in chunks of %lld frames", (long long)chunk);
     }
+    return 0;
+}
+
+/* One pass over all frames in chunks of `chunk` (global order), each reduced exactly, the chunk
+ * results accumulated in double in chunk order.  acc (K*D) / acc_counts (K) may be NULL.
+ * buffers from pass_buffers_alloc with the same k, dim, chunk and comm. */
+static int full_pass(const float *centers, int k, int dim, const slex_kmeans_source *src,
+                     const slex_kmeans_comm *comm, int64_t chunk, slex_lloyd *bounds, pass_buffers *buf,
+                     double *acc, int64_t *acc_counts, double *inertia, slex_error *err) {
+    int rank, size;
+    comm_rank_size(comm, &rank, &size);
+    const size_t nc = (size_t)k * (size_t)dim;
+    const size_t nred = (acc ? nc + (size_t)k : 0) + 1;
+    int64_t *frames = buf->frames, *reduce = buf->reduce;
+    float *x = buf->x, *work = buf->work;
+    int32_t *labels = buf->labels;
+    double *dist = buf->dist;
+    int rc = 0;
     *inertia = 0;
+    int64_t local_first = 0; /* this rank's frames numbered in pass order, for the bounds */
+    if (bounds) slex_lloyd_begin(bounds, centers);
     for (int64_t c0 = 0; c0 < src->n_frames; c0 += chunk) {
         const int64_t n = src->n_frames - c0 < chunk ? src->n_frames - c0 : chunk;
         int64_t lo, hi;
@@ -979,7 +1106,12 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
         const int64_t nloc = hi - lo;
         for (int64_t i = 0; i < nloc; i++) frames[i] = c0 + lo + i;
         if (fetch_checked(src, frames, nloc, x, err)) { rc = -1; goto done; }
-        slex_kmeans_assign(centers, k, dim, x, nloc, labels, dist, work);
+        if (bounds) {
+            if (slex_lloyd_assign(bounds, local_first, x, nloc, labels, dist, err)) { rc = -1; goto done; }
+            local_first += nloc;
+        } else {
+            slex_kmeans_assign(centers, k, dim, x, nloc, labels, dist, work);
+        }
         double mx[2] = {max_abs(x, nloc * dim), max_of(dist, nloc)};
         if (comm_max(comm, mx, 2, err)) { rc = -1; goto done; }
         const int ex = slex_kmeans_fixed_exponent(mx[0], n), ed = slex_kmeans_fixed_exponent(mx[1], n);
@@ -1000,12 +1132,6 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
         }
     }
 done:
-    free(frames);
-    free(x);
-    free(labels);
-    free(dist);
-    free(work);
-    free(reduce);
     return rc;
 }
 
@@ -1013,11 +1139,15 @@ int slex_kmeans_inertia(const float *centers, int k, int dim, const slex_kmeans_
                         const slex_kmeans_comm *comm, int chunk, double *inertia, slex_error *err) {
     if (src->dim != dim) return slex_fail(err, "kmeans: centres have %d dimensions, data %d", dim, src->dim);
     if (chunk < 1) return slex_fail(err, "kmeans: chunk must be >= 1");
-    return full_pass(centers, k, dim, src, comm, chunk, NULL, NULL, inertia, err);
+    pass_buffers buf;
+    if (pass_buffers_alloc(&buf, k, dim, chunk, comm, err)) return -1;
+    int rc = full_pass(centers, k, dim, src, comm, chunk, NULL, &buf, NULL, NULL, inertia, err);
+    pass_buffers_free(&buf);
+    return rc;
 }
 
 static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
-                      slex_error *err) {
+                      slex_lloyd *bounds, pass_buffers *buf, slex_error *err) {
     const int k = st->k, dim = st->dim;
     const size_t nc = (size_t)k * (size_t)dim;
     double *acc = calloc(nc, sizeof *acc);
@@ -1027,7 +1157,7 @@ static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, cons
         rc = slex_fail(err, "kmeans: out of memory for a Lloyd pass");
     } else {
         double inertia;
-        rc = full_pass(st->centers, k, dim, src, comm, st->opts.lloyd_chunk, acc, counts, &inertia, err);
+        rc = full_pass(st->centers, k, dim, src, comm, st->opts.lloyd_chunk, bounds, buf, acc, counts, &inertia, err);
         if (!rc) {
             for (int c = 0; c < k; c++) {
                 if (counts[c] == 0) continue; /* no points: the centre stays */
@@ -1041,6 +1171,21 @@ static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, cons
     free(acc);
     free(counts);
     return rc;
+}
+
+/* Bounds for this rank's frames of a Lloyd pass (the slices of every chunk), grouped on the
+ * current centres. */
+static slex_lloyd *open_bounds(const slex_kmeans_state *st, const slex_kmeans_comm *comm, slex_error *err) {
+    int rank, size;
+    comm_rank_size(comm, &rank, &size);
+    const int64_t chunk = st->opts.lloyd_chunk;
+    int64_t n_local = 0;
+    for (int64_t c0 = 0; c0 < st->n_frames; c0 += chunk) {
+        int64_t lo, hi;
+        slex_kmeans_slice(st->n_frames - c0 < chunk ? st->n_frames - c0 : chunk, rank, size, &lo, &hi);
+        n_local += hi - lo;
+    }
+    return slex_lloyd_open(st->centers, st->k, st->dim, n_local, (size_t)st->opts.bounds_mb << 20, err);
 }
 
 static int call_checkpoint(slex_kmeans_checkpoint_fn cb, void *ctx, const slex_kmeans_state *st,
@@ -1088,15 +1233,38 @@ int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const 
         st->phase = SLEX_KMEANS_PHASE_LLOYD;
         if ((rc = call_checkpoint(checkpoint, checkpoint_ctx, st, err)) != 0) return rc;
     }
+    slex_lloyd *bounds = NULL;
+    pass_buffers buf = {0};
+    rc = 0;
     while (st->phase == SLEX_KMEANS_PHASE_LLOYD) {
         if (st->lloyd_pass >= st->opts.lloyd_passes) {
             st->phase = SLEX_KMEANS_PHASE_DONE;
             break;
         }
-        if (lloyd_pass(st, src, comm, err)) return -1;
+        if (!buf.x && pass_buffers_alloc(&buf, st->k, st->dim, st->opts.lloyd_chunk, comm, err)) {
+            rc = -1;
+            break;
+        }
+        if (!bounds && st->opts.bounds_mb > 0 &&
+            !(bounds = open_bounds(st, comm, err))) {
+            rc = -1;
+            break;
+        }
+        if (lloyd_pass(st, src, comm, bounds, &buf, err)) {
+            rc = -1;
+            break;
+        }
+        if (bounds) {
+            slex_lloyd_stats stats;
+            slex_lloyd_get_stats(bounds, &stats);
+            st->last_computed_fraction = stats.computed_fraction;
+        }
         if (st->lloyd_pass < st->opts.lloyd_passes &&
             (rc = call_checkpoint(checkpoint, checkpoint_ctx, st, err)) != 0)
-            return rc;
+            break;
     }
+    slex_lloyd_close(bounds);
+    pass_buffers_free(&buf);
+    if (rc) return rc;
     return call_checkpoint(checkpoint, checkpoint_ctx, st, err) < 0 ? -1 : 0;
 }

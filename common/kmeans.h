@@ -5,8 +5,9 @@
  *   1. a validation sample of init_size frames is drawn (with replacement);
  *   2. n_init times: an init sample of init_size frames is drawn (all frames when
  *      init_size >= n), greedy k-means++ runs on it (2 + floor(ln K) local trials per centre,
- *      the candidate that lowers the potential most wins), and the result is scored by its
- *      inertia on the validation sample; the lowest score wins (first on ties);
+ *      the candidate that lowers the potential most wins) or, with init = random, K distinct
+ *      rows of it are taken; the result is scored by its inertia on the validation sample; the
+ *      lowest score wins (first on ties);
  *   3. n_steps = max_iter * n / batch_size mini-batch steps: draw batch_size frames (with
  *      replacement), assign them to the nearest centre, then every centre c that received
  *      b_c > 0 points moves to (c * count_c + sum of its points) / (count_c + b_c), i.e. towards
@@ -18,7 +19,8 @@
  *      per-dimension variance (sklearn uses the variance of all data, we use the validation
  *      sample's, as memory must not grow with the corpus);
  *   4. lloyd_passes full passes over all frames: every centre becomes the mean of its points
- *      (a centre with no points keeps its position).
+ *      (a centre with no points keeps its position).  The assignments skip the distances that
+ *      bounds prove useless (lloyd.h) without changing any label.
  * Differences from sklearn, all deliberate: our own RNG (rng.h) instead of numpy's, so the
  * sampled frames differ; centre updates are computed in double from exact integer sums (below)
  * and rounded to float once; k-means++ samples candidates in exact integer arithmetic on the
@@ -63,17 +65,26 @@
 /* Rows per sgemm call; slices of the work given to ranks start at multiples of it. */
 #define SLEX_KMEANS_BLOCK 256
 
+typedef enum {
+    SLEX_KMEANS_INIT_KMEANS_PP = 0, /* greedy k-means++ on the init sample (sklearn's default) */
+    SLEX_KMEANS_INIT_RANDOM = 1     /* K distinct rows of the init sample (sklearn's "random") */
+} slex_kmeans_init;
+
 typedef struct slex_kmeans_options {
     int k;                     /* number of centres (no default: must be set, >= 1) */
     int max_iter;              /* 100: mini-batch steps = max_iter * n / batch_size */
     int batch_size;            /* 10000 (fairseq); capped at n */
     int init_size;             /* 0 = 3 * batch_size (at least 3 * k); capped at n */
-    int n_init;                /* 20 (fairseq) k-means++ restarts, scored on the validation sample */
+    int n_init;                /* 20 (fairseq) initialisations, the best on the validation sample kept */
+    int init;                  /* SLEX_KMEANS_INIT_KMEANS_PP (slex_kmeans_init) */
     int max_no_improvement;    /* 100; 0 disables the early stop on the smoothed inertia */
     double tol;                /* 0.0 (fairseq); > 0 stops on a small squared centre change */
     double reassignment_ratio; /* 0.0 (fairseq): centres with no points are left where they are */
     int lloyd_passes;          /* 0: full-batch Lloyd passes after the mini-batch phase */
     int lloyd_chunk;           /* 65536 frames reduced exactly at a time in Lloyd passes */
+    int bounds_mb;             /* 1024: per-rank memory for the bounds that let Lloyd passes skip
+                                  distances (lloyd.h); 0 = every distance, every pass.  Does not
+                                  change the result. */
     uint64_t seed;             /* 0 */
     int checkpoint_every;      /* 100 mini-batch steps between checkpoint callbacks; 0 = never */
 } slex_kmeans_options;
@@ -130,6 +141,7 @@ typedef struct slex_kmeans_state {
     double init_inertia;           /* validation inertia of the chosen initialisation */
     double last_inertia;           /* mean inertia of the last batch, or of the last Lloyd pass */
     int32_t stop_reason;           /* 0 ran all steps, 1 no improvement, 2 tol */
+    double last_computed_fraction; /* share of the distances the last Lloyd pass computed (not saved) */
     slex_rng rng;
     float *centers;  /* (K, D) */
     int64_t *counts; /* (K): points each centre has absorbed in the mini-batch phase */
@@ -174,13 +186,32 @@ void slex_kmeans_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
 /* Floats of workspace slex_kmeans_assign needs. */
 size_t slex_kmeans_assign_work_floats(int k, int dim);
 
-/* Nearest centre of each row of x (n, D): labels (n) = argmin_c ||x - c||^2 with the distances
- * computed as ||c||^2 - 2 x.c through cblas_sgemm on blocks of exactly SLEX_KMEANS_BLOCK rows
- * starting at x's first row (ties go to the lowest index); dist (n, may be NULL) =
- * sum_d (x_d - c_d)^2 to the chosen centre, computed directly in double.  centers (K, D).
- * For split-invariant results, x must start at a block boundary of the whole sample. */
+/* Nearest centre of each row of x (n, D): labels (n) = argmin_c ||x - c||^2 evaluated in double
+ * (ties go to the lowest index), dist (n, may be NULL) = that squared distance.  centers (K, D).
+ * The float scores ||c||^2 - 2 x.c from cblas_sgemm (blocks of SLEX_KMEANS_BLOCK rows) only
+ * screen: every centre whose score is within the proven float error of the lowest is measured
+ * in double (slex_kmeans_decide), so a label depends on the row and the centres alone, not on
+ * the BLAS, its kernels or the rows around it in a call. */
 void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, int64_t n,
                         int32_t *labels, double *dist, float *work);
+
+/* sum_d (a_d - b_d)^2 and sum_d a_d^2 in double, summed in a fixed order. */
+double slex_kmeans_sq_dist(const float *a, const float *b, int dim);
+double slex_kmeans_sq_norm(const float *a, int dim);
+
+/* Largest ||c|| over the K centres (double). */
+double slex_kmeans_max_norm(const float *centers, int k, int dim);
+
+/* Bound on |score_j - (||x - c_j||^2 - ||x||^2)| for a float score_j = fl(||c_j||^2) - 2 fl(x.c_j)
+ * computed by any summation order of D float products, given ||x|| and the largest ||c||. */
+double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim);
+
+/* The exact decision among m scored candidates (ids[t] = centre index of scores[t], or t when
+ * ids is NULL): every candidate within 2 * score_error of the lowest score is measured with
+ * slex_kmeans_sq_dist; *label = the smallest (ties: lowest index), *sq_dist its distance.
+ * Returns how many candidates were measured. */
+int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
+                       int m, double score_error, int32_t *label, double *sq_dist);
 
 /* Exponent S for the exact sum of n_terms values with |v| <= max_abs: round(v * 2^S) summed
  * over n_terms terms stays below 2^62 in magnitude. */

@@ -61,6 +61,8 @@ typedef struct run_ctx {
     int64_t n_history, cap_history, n_saved; /* n_saved: records already in the history file */
     int rank;
     double started, last_report, report_every; /* seconds (SLEX_PROGRESS_INTERVAL, default 30) */
+    double last_pass;                          /* when the last checkpoint call came */
+    int logged_pass;                           /* Lloyd pass last reported */
 } run_ctx;
 
 static int push_history(run_ctx *r, const double record[3]) {
@@ -136,6 +138,14 @@ static int on_checkpoint(void *ctx, const slex_kmeans_state *st, slex_error *err
                       (long long)st->n_steps, 100 * frac, st->ewa_inertia, (double)st->step / t,
                       t * (1 - frac) / frac);
         }
+        if ((st->phase == SLEX_KMEANS_PHASE_LLOYD || st->phase == SLEX_KMEANS_PHASE_DONE) && st->lloyd_pass > 0 &&
+            st->lloyd_pass != r->logged_pass) {
+            r->logged_pass = st->lloyd_pass;
+            slex_info("Lloyd pass %d/%d: mean inertia %.6g, %.1f%% of the distances computed, %.2fs",
+                      st->lloyd_pass, st->opts.lloyd_passes, st->last_inertia, 100 * st->last_computed_fraction,
+                      now - r->last_pass);
+        }
+        r->last_pass = now;
     }
     return 0;
 }
@@ -147,6 +157,7 @@ static char *run_params(const slex_kmeans_options *ko, const kmeans_stage_option
     cJSON_AddNumberToObject(p, "batch_size", ko->batch_size);
     cJSON_AddNumberToObject(p, "init_size", ko->init_size);
     cJSON_AddNumberToObject(p, "n_init", ko->n_init);
+    cJSON_AddStringToObject(p, "init", ko->init == SLEX_KMEANS_INIT_RANDOM ? "random" : "k-means++");
     cJSON_AddNumberToObject(p, "max_no_improvement", ko->max_no_improvement);
     cJSON_AddNumberToObject(p, "tol", ko->tol);
     cJSON_AddNumberToObject(p, "reassignment_ratio", ko->reassignment_ratio);
@@ -187,7 +198,7 @@ static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmean
     snprintf(ckpt_history, sizeof ckpt_history, "%s.ckpt.history", o->out);
     const char *interval = getenv("SLEX_PROGRESS_INTERVAL");
     run_ctx r = {ckpt, ckpt_json, ckpt_history, params, NULL, 0, 0, 0, mpi->rank, MPI_Wtime(), MPI_Wtime(),
-                 interval ? atof(interval) : 30.0};
+                 interval ? atof(interval) : 30.0, MPI_Wtime(), 0};
     slex_kmeans_state st;
     memset(&st, 0, sizeof st);
     /* Every rank reads the same checkpoint, so they resume together (or all start afresh). */
@@ -283,6 +294,7 @@ int main(int argc, char **argv) {
     slex_kmeans_options_default(&ko);
     kmeans_stage_options o = {{0, NULL}, NULL, NULL, 1.0, 1, 2048, 0};
     long long seed = 0;
+    char *init_name = NULL;
     slex_option table[] = {
         {"store", SLEX_OPT_STRING_LIST, &o.stores,
          "feature store, DIR or DIR:WEIGHT (weights: each store's share of the pooled sample)"},
@@ -292,13 +304,16 @@ int main(int argc, char **argv) {
         {"percent", SLEX_OPT_DOUBLE, &o.percent, "fraction of utterances sampled per shard (fairseq --percent)"},
         {"batch-size", SLEX_OPT_INT, &ko.batch_size, "mini-batch size"},
         {"max-iter", SLEX_OPT_INT, &ko.max_iter, "passes' worth of mini-batch steps (steps = max_iter * n / batch)"},
-        {"n-init", SLEX_OPT_INT, &ko.n_init, "k-means++ restarts, best on a validation sample"},
+        {"n-init", SLEX_OPT_INT, &ko.n_init, "initialisations, the best on a validation sample is kept"},
+        {"init", SLEX_OPT_STRING, &init_name, "k-means++ (sklearn's greedy k-means++) or random (K distinct sample rows)"},
         {"init-size", SLEX_OPT_INT, &ko.init_size, "frames for k-means++ (0 = 3 * batch size)"},
         {"max-no-improvement", SLEX_OPT_INT, &ko.max_no_improvement,
          "stop after this many steps without smoothed-inertia improvement (0 = never)"},
         {"tol", SLEX_OPT_DOUBLE, &ko.tol, "stop when the centres move less than this (0 = off)"},
         {"reassignment-ratio", SLEX_OPT_DOUBLE, &ko.reassignment_ratio, "sklearn's low-count centre reassignment"},
         {"lloyd-passes", SLEX_OPT_INT, &ko.lloyd_passes, "full-batch Lloyd refinement passes after the mini-batches"},
+        {"bounds-mb", SLEX_OPT_INT, &ko.bounds_mb,
+         "per-rank memory for the bounds that let Lloyd passes skip distances (0 = compute all; same result)"},
         {"checkpoint-every", SLEX_OPT_INT, &ko.checkpoint_every, "mini-batch steps between checkpoints (OUT.ckpt)"},
         {"final-inertia", SLEX_OPT_INT, &o.final_inertia, "1 = compute the mean inertia over all frames at the end"},
         {"cache-mb", SLEX_OPT_INT, &o.cache_mb, "per-rank memory for frames kept in RAM (the rest is read on demand)"},
@@ -316,6 +331,14 @@ int main(int argc, char **argv) {
     int exit_code = 0;
     slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
     ko.seed = (uint64_t)seed;
+    if (parsed == SLEX_PARSE_OK && init_name) {
+        if (!strcmp(init_name, "random")) {
+            ko.init = SLEX_KMEANS_INIT_RANDOM;
+        } else if (strcmp(init_name, "k-means++")) {
+            slex_fail(&err, "--init %s: expected k-means++ or random", init_name);
+            parsed = SLEX_PARSE_ERROR;
+        }
+    }
     slex_featpool *pool = NULL;
     slex_featpool_input *inputs = NULL;
     char *pool_json = NULL, *params = NULL;
@@ -327,6 +350,14 @@ int main(int argc, char **argv) {
         exit_code = 2;
     } else {
         ko.seed = (uint64_t)seed;
+    if (parsed == SLEX_PARSE_OK && init_name) {
+        if (!strcmp(init_name, "random")) {
+            ko.init = SLEX_KMEANS_INIT_RANDOM;
+        } else if (strcmp(init_name, "k-means++")) {
+            slex_fail(&err, "--init %s: expected k-means++ or random", init_name);
+            parsed = SLEX_PARSE_ERROR;
+        }
+    }
         inputs = calloc((size_t)o.stores.count, sizeof *inputs);
         char (*dirs)[4096] = calloc((size_t)o.stores.count, sizeof *dirs);
         int ok = inputs && dirs;

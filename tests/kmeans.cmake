@@ -12,3 +12,8 @@ foreach(ranks 2 3)
   set_tests_properties(kmeans_mpi_${ranks} PROPERTIES
     ENVIRONMENT "OPENBLAS_NUM_THREADS=1;ASAN_OPTIONS=detect_leaks=0")
 endforeach()
+# Lloyd passes with bounds (common/lloyd) give the labels of the plain assignment, bit for bit.
+add_executable(test_lloyd tests/test_lloyd.c)
+target_link_libraries(test_lloyd PRIVATE slexcommon)
+add_test(NAME lloyd COMMAND test_lloyd)
+set_tests_properties(lloyd PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1" LABELS unit)

@@ -113,6 +113,15 @@ def case_ranks():
         check(os.path.exists(npy) and np.array_equal(np.load(npy), f["centers"][:]), ".npy asked for later is written")
     p = run([LABEL, "--store", store, "--codebook", os.path.join(WORK, "cb1.h5"), "--out", labs[0]], env=QUIET)
     check("4 finished shard(s) skipped" in p.stderr, "finished label shards are skipped")
+    # The Lloyd mode (random init, passes with bounds): 1, 2, 3 ranks, and no bounds, same bits.
+    lloyd = []
+    for ranks, bounds in ((1, "64"), (2, "64"), (3, "64"), (2, "0")):
+        cb = os.path.join(WORK, f"lloyd{ranks}_{bounds}.h5")
+        p = run(mpi(MPIEXEC, ranks, [KMEANS, "--store", store, "--k", "60", "--out", cb, "--init", "random",
+                                     "--max-iter", "0", "--lloyd-passes", "10", "--bounds-mb", bounds]), env=QUIET)
+        lloyd.append(open(cb, "rb").read())
+    check(all(b == lloyd[0] for b in lloyd), "Lloyd-mode codebooks from 1, 2, 3 ranks and without bounds are bit-identical")
+    check("Lloyd pass 10/10" in p.stderr, "Lloyd passes are reported")
 
 
 def case_fairseq_km():
@@ -221,6 +230,8 @@ def case_bad():
     other = make_store("other", [np.zeros((10, 4), np.float32) + i for i in range(3)])
     p = run([KMEANS, "--store", good, "--store", other, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=1)
     check("4-dimensional" in p.stderr or "dimensional features" in p.stderr, "different dims: " + p.stderr[-200:])
+    p = run([KMEANS, "--store", good, "--k", "3", "--init", "kmeans", "--out", os.path.join(WORK, "x.h5")], expect=2)
+    check("--init kmeans: expected k-means++ or random" in p.stderr, f"bad --init named: {p.stderr.strip()}")
     p = run([KMEANS, "--store", good, "--k", "100000", "--out", os.path.join(WORK, "x.h5")], expect=1)
     check("more than the" in p.stderr, "K larger than the frames")
     p = run([KMEANS, "--store", os.path.join(WORK, "nowhere"), "--k", "3", "--out", os.path.join(WORK, "x.h5")],
