@@ -402,19 +402,35 @@ double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim) {
     return (gamma + 4.0 * u + 1e-12) * r * r;
 }
 
+/* The lowest of m > 0 floats: four independent running minima (no branches to mispredict). */
+static float min_of(const float *v, int m) {
+    float m0 = v[0], m1 = v[0], m2 = v[0], m3 = v[0];
+    int t = 0;
+    for (; t + 4 <= m; t += 4) {
+        m0 = v[t] < m0 ? v[t] : m0;
+        m1 = v[t + 1] < m1 ? v[t + 1] : m1;
+        m2 = v[t + 2] < m2 ? v[t + 2] : m2;
+        m3 = v[t + 3] < m3 ? v[t + 3] : m3;
+    }
+    for (; t < m; t++) m0 = v[t] < m0 ? v[t] : m0;
+    m0 = m1 < m0 ? m1 : m0;
+    m2 = m3 < m2 ? m3 : m2;
+    return m2 < m0 ? m2 : m0;
+}
+
 int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
-                       int m, double score_error, int32_t *label, double *sq_dist) {
+                       int m, double x_norm, double max_center_norm, int32_t *label, double *sq_dist) {
     /* Every candidate's true s_j - ||x||^2 lies within score_error of its score, so only
-     * candidates whose score is within 2 * score_error of the lowest can hold the minimum. */
-    float low = scores[0];
-    for (int t = 1; t < m; t++)
-        if (scores[t] < low) low = scores[t];
-    const double limit = (double)low + 2.0 * score_error;
+     * candidates whose score is within 2 * score_error of the lowest can hold the minimum.  The
+     * limit is rounded up to a float: comparing floats keeps a superset of those candidates. */
+    const double limit = (double)min_of(scores, m) + 2.0 * slex_kmeans_score_error(x_norm, max_center_norm, dim);
+    float limit_f = (float)limit;
+    if ((double)limit_f < limit) limit_f = nextafterf(limit_f, INFINITY);
     int32_t best = -1;
     double best_d = INFINITY;
     int exact = 0;
     for (int t = 0; t < m; t++) {
-        if ((double)scores[t] > limit) continue;
+        if (scores[t] > limit_f) continue;
         const int32_t j = ids ? ids[t] : t;
         double s = slex_kmeans_sq_dist(x, centers + (size_t)j * dim, dim);
         exact++;
@@ -451,9 +467,8 @@ void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, in
             float *score = g + r * k; /* ||c||^2 - 2 x.c, in place */
             for (int c = 0; c < k; c++) score[c] = cc[c] - 2.0f * score[c];
             const float *xr = x + (b0 + r) * dim;
-            const double xx = slex_kmeans_sq_norm(xr, dim);
             double d;
-            slex_kmeans_decide(xr, centers, dim, score, NULL, k, slex_kmeans_score_error(sqrt(xx), c_max, dim),
+            slex_kmeans_decide(xr, centers, dim, score, NULL, k, sqrt(slex_kmeans_sq_norm(xr, dim)), c_max,
                                &labels[b0 + r], &d);
             if (dist) dist[b0 + r] = d;
         }
@@ -1046,6 +1061,7 @@ typedef struct pass_buffers {
     double *dist;
     float *work;
     int64_t *reduce;
+    int checked; /* a whole pass went through these buffers: every frame is known finite */
 } pass_buffers;
 
 static void pass_buffers_free(pass_buffers *b) {
@@ -1105,7 +1121,12 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
         slex_kmeans_slice(n, rank, size, &lo, &hi);
         const int64_t nloc = hi - lo;
         for (int64_t i = 0; i < nloc; i++) frames[i] = c0 + lo + i;
-        if (fetch_checked(src, frames, nloc, x, err)) { rc = -1; goto done; }
+        /* Frames fetched by an earlier pass over these buffers were checked for NaN/Inf then. */
+        if (buf->checked ? nloc > 0 && src->fetch(src->ctx, frames, nloc, x, err)
+                         : fetch_checked(src, frames, nloc, x, err)) {
+            rc = -1;
+            goto done;
+        }
         if (bounds) {
             if (slex_lloyd_assign(bounds, local_first, x, nloc, labels, dist, err)) { rc = -1; goto done; }
             local_first += nloc;
@@ -1131,6 +1152,7 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
             for (int c = 0; c < k; c++) acc_counts[c] += reduce[nc + (size_t)c];
         }
     }
+    buf->checked = 1;
 done:
     return rc;
 }

@@ -207,11 +207,12 @@ double slex_kmeans_max_norm(const float *centers, int k, int dim);
 double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim);
 
 /* The exact decision among m scored candidates (ids[t] = centre index of scores[t], or t when
- * ids is NULL): every candidate within 2 * score_error of the lowest score is measured with
- * slex_kmeans_sq_dist; *label = the smallest (ties: lowest index), *sq_dist its distance.
- * Returns how many candidates were measured. */
+ * ids is NULL), given ||x|| and the largest ||c||: every candidate within twice the score error
+ * (slex_kmeans_score_error) of the lowest score is measured with slex_kmeans_sq_dist; *label =
+ * the nearest (ties: lowest index), *sq_dist its squared distance.  Returns how many were
+ * measured. */
 int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
-                       int m, double score_error, int32_t *label, double *sq_dist);
+                       int m, double x_norm, double max_center_norm, int32_t *label, double *sq_dist);
 
 /* Exponent S for the exact sum of n_terms values with |v| <= max_abs: round(v * 2^S) summed
  * over n_terms terms stays below 2^62 in magnitude. */

@@ -26,6 +26,7 @@ struct slex_lloyd {
     float *cc;            /* (K) float ||c||^2 in grouped order, as slex_kmeans_assign rounds it */
     float *centers;       /* (K, D) centres of the current pass (at begin: of the previous one) */
     double *group_drift;  /* (G) largest move of a centre of the group since the previous pass */
+    float *drift_up;      /* (G) the same, as floats rounded up */
     double c_max;         /* largest ||c|| */
     int have_prev;
     int64_t n_state;  /* frames 0..n_state-1 keep bounds */
@@ -60,6 +61,7 @@ void slex_lloyd_close(slex_lloyd *l) {
     free(l->cc);
     free(l->centers);
     free(l->group_drift);
+    free(l->drift_up);
     free(l->label);
     free(l->lower);
     free(l->dots);
@@ -168,6 +170,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
     l->cc = malloc((size_t)k * sizeof *l->cc);
     l->centers = malloc(nc * sizeof *l->centers);
     l->group_drift = malloc((size_t)l->groups * sizeof *l->group_drift);
+    l->drift_up = malloc((size_t)l->groups * sizeof *l->drift_up);
     l->label = malloc(((size_t)l->n_state + 1) * sizeof *l->label);
     l->lower = malloc(((size_t)l->n_state * (size_t)l->groups + 1) * sizeof *l->lower);
     l->dots = malloc((size_t)kRows * (size_t)k * sizeof *l->dots);
@@ -178,7 +181,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
     l->rows = malloc(kRows * sizeof *l->rows);
     l->cand_scores = malloc((size_t)k * sizeof *l->cand_scores);
     l->cand_ids = malloc((size_t)k * sizeof *l->cand_ids);
-    if (!l->grouped || !l->cc || !l->centers || !l->group_drift || !l->label || !l->lower || !l->dots ||
+    if (!l->grouped || !l->cc || !l->centers || !l->group_drift || !l->drift_up || !l->label || !l->lower || !l->dots ||
         !l->gathered || !l->gdots || !l->need || !l->s_old || !l->rows || !l->cand_scores || !l->cand_ids) {
         slex_fail(err, "lloyd: out of memory for bounds of %lld frames x %d groups", (long long)l->n_state,
                   l->groups);
@@ -205,6 +208,10 @@ void slex_lloyd_begin(slex_lloyd *l, const float *centers) {
         memcpy(l->grouped + (size_t)p * dim, centers + (size_t)l->perm[p] * dim, (size_t)dim * sizeof *centers);
         l->cc[p] = (float)slex_kmeans_sq_norm(l->grouped + (size_t)p * dim, dim);
     }
+    for (int g = 0; g < l->groups; g++) {
+        float f = (float)l->group_drift[g];
+        l->drift_up[g] = (double)f < l->group_drift[g] ? nextafterf(f, INFINITY) : f;
+    }
     l->c_max = slex_kmeans_max_norm(centers, k, dim);
     l->have_prev = 1;
     l->computed = l->possible = 0;
@@ -225,8 +232,14 @@ static int frame_needs(slex_lloyd *l, int64_t f, int r, const float *xr) {
     const double upper = sqrt(s_old) * (1 + 1e-9);
     float *lower = l->lower + (size_t)f * groups;
     int centres = 0;
+    /* lower - drift in float, then lowered by 2^-22 of itself: more than the rounding of the
+     * subtraction (2^-24) and of the product, so the bound stays below the exact difference. */
+    const float *drift = l->drift_up;
     for (int g = 0; g < groups; g++) {
-        lower[g] = round_down((double)lower[g] - l->group_drift[g]);
+        float v = lower[g] - drift[g];
+        lower[g] = v - fabsf(v) * 0x1p-22f - 0x1p-100f;
+    }
+    for (int g = 0; g < groups; g++) {
         need[g] = !((double)lower[g] > upper);
         if (need[g]) centres += l->group_start[g + 1] - l->group_start[g];
     }
@@ -252,7 +265,7 @@ static void frame_decide(slex_lloyd *l, int64_t f, int r, const float *xr, int32
     }
     int32_t best;
     double best_d;
-    slex_kmeans_decide(xr, l->centers, dim, l->cand_scores, l->cand_ids, m, score_err, &best, &best_d);
+    slex_kmeans_decide(xr, l->centers, dim, l->cand_scores, l->cand_ids, m, sqrt(xx), l->c_max, &best, &best_d);
     const int has_bounds = f < l->n_state && l->label[f] >= 0;
     const int32_t old = has_bounds ? l->label[f] : -1;
     if (has_bounds && (l->s_old[r] < best_d || (l->s_old[r] == best_d && old < best))) {
