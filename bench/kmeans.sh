@@ -3,13 +3,14 @@
 # make_store, then `mpiexec -n R slex-kmeans`) vs sklearn MiniBatchKMeans with fairseq's
 # learn_kmeans.py settings vs faiss.Kmeans, on the same generated features, in one run.
 # Inertia: one numpy float64 function on all points for every codebook, mean per frame.
-#   bench/kmeans.sh [BUILD_DIR (build)] [N_INIT_768 (1)] [VARIANTS ("1 2 L30")] [CASES ("39 500 1000")]
+#   bench/kmeans.sh [BUILD_DIR (build)] [N_INIT_768 (1)] [VARIANTS (per case)] [CASES ("39 500 1000")]
 # Cases: D=39 K=100 N=360000 (1 h of 100 Hz MFCC; fairseq's n_init 20) and D=768 K=500, K=1000
 # N=180000 (1 h of 50 Hz HuBERT features; n_init N_INIT_768 for all three methods, so that the
 # whole bench stays near 15 minutes on 2 cores).  slex runs with 1 rank and 2 ranks (one
 # OpenBLAS thread per rank), plus variants (VARIANTS): a number P is fairseq's settings with P
 # Lloyd passes after the mini-batches (2 ranks); LP is the Lloyd mode, --init random
-# --max-iter 0 --lloyd-passes P (faiss's recipe with bounded passes, 1 and 2 ranks).
+# --max-iter 0 --lloyd-passes P (faiss's recipe with bounded passes, 1 and 2 ranks).  Default
+# variants: "30 L50" for D=39 (cheap passes), "2 L30" for D=768.
 # The 1- and 2-rank codebooks must be bit-identical.  sklearn and faiss use both cores; faiss
 # runs 25 Lloyd iterations on all points from n_init (nredo) random starts.
 # Wall seconds of slex include mpiexec start-up and reading the store.
@@ -18,7 +19,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 n_init_768=${2:-1}
-variants=${3-1 2 L30}
+variants_arg=${3:-}
 cases=${4:-39 500 1000}
 bin=$build/bin
 py=/usr/bin/python3
@@ -48,8 +49,8 @@ slex_run() {
     echo "$label=$(echo "$t1 - $t0" | bc)=$npy=$info" >>"$work/runs"
 }
 
-run_case() { # N D K N_INIT FRAME_RATE
-    n=$1 d=$2 k=$3 n_init=$4 rate=$5
+run_case() { # N D K N_INIT FRAME_RATE DEFAULT_VARIANTS
+    n=$1 d=$2 k=$3 n_init=$4 rate=$5 variants=${variants_arg:-$6}
     rm -rf "$work/store" "$work/runs" "$work"/*.npy
     $py "$root/bench/kmeans_ref.py" gen "$work/x.bin" "$work/x.npy" "$n" "$d" "$rate" 1234
     "$bin/make_store" "$work/x.bin" "$work/store" 4 "$rate"
@@ -86,8 +87,8 @@ run_case() { # N D K N_INIT FRAME_RATE
 echo "kmeans bench on $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 for c in $cases; do
     case $c in
-        39) run_case 360000 39 100 20 100 ;;
-        500 | 1000) run_case 180000 768 "$c" "$n_init_768" 50 ;;
+        39) run_case 360000 39 100 20 100 "30 L50" ;;
+        500 | 1000) run_case 180000 768 "$c" "$n_init_768" 50 "2 L30" ;;
         *) echo "unknown case $c (39, 500 or 1000)" >&2; exit 2 ;;
     esac
 done

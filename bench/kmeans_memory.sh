@@ -4,14 +4,16 @@
 # cached (frames are read from the shard files at every step), and once with the default cache
 # (2048 MB, both stores fit: memory then follows the corpus up to that budget).  Memory should
 # be bounded by the cache budget + the samples / mini-batch + the codebook, not by the corpus.
-#   bench/kmeans_memory.sh [BUILD_DIR (build)] [FRAMES (36000)] [D (768)] [K (500)]
+#   bench/kmeans_memory.sh [BUILD_DIR (build)] [FRAMES (72000)] [D (768)] [K (500)]
 # FRAMES is the small store (above the init sample of 3 x 10000 frames, so both runs draw
-# samples of the same size); the big one has 10 x FRAMES.  Short runs (--n-init 1 --max-iter 1):
-# memory does not depend on the number of steps.  Needs BUILD_DIR/bin/{slex-kmeans,make_store}.
+# samples of the same size, and above the 65536 frames a Lloyd pass reduces at a time); the big
+# one has 10 x FRAMES.  Short runs (--n-init 1 --max-iter 1):
+# memory does not depend on the number of steps.  Then the Lloyd mode (2 passes over every
+# frame) with 16 MB for the cache and 16 MB for the bounds.  Needs BUILD_DIR/bin/{slex-kmeans,make_store}.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
-n=${2:-36000}
+n=${2:-72000}
 d=${3:-768}
 k=${4:-500}
 bin=$build/bin
@@ -28,9 +30,11 @@ for scale in 1 10; do
     rm -f "$work/x.bin" "$work/x.npy"
 done
 
-peak_kb() { # STORE CACHE_MB -> peak RSS in KB
-    OPENBLAS_NUM_THREADS=1 /usr/bin/time -f "%M" -o "$work/rss" "$bin/slex-kmeans" --store "$1" --k "$k" \
-        --n-init 1 --max-iter 1 --final-inertia 0 --cache-mb "$2" --out "$work/cb.h5" --force 2>"$work/log" \
+peak_kb() { # STORE CACHE_MB [options...] -> peak RSS in KB
+    store=$1 cache=$2
+    shift 2
+    OPENBLAS_NUM_THREADS=1 /usr/bin/time -f "%M" -o "$work/rss" "$bin/slex-kmeans" --store "$store" --k "$k" \
+        --n-init 1 --final-inertia 0 --cache-mb "$cache" --out "$work/cb.h5" --force "$@" 2>"$work/log" \
         || { cat "$work/log" >&2; exit 1; }
     tail -n 1 "$work/rss"
 }
@@ -40,9 +44,16 @@ corpus1=$((n * d * 4))
 corpus10=$((10 * n * d * 4))
 echo "slex-kmeans peak RSS, 1 rank, D=$d K=$k (codebook $(mb $((k * d * 4))) MB, mini-batch 10000 frames $(mb $((10000 * d * 4))) MB)"
 echo "  corpus: $n frames ($(mb $corpus1) MB of features) and $((10 * n)) frames ($(mb $corpus10) MB)"
+report() { # LABEL RSS1 RSS10
+    awk -v l="$1" -v a="$2" -v b="$3" 'BEGIN {
+        printf "  %-40s peak RSS %6.0f MB (1x)  %6.0f MB (10x)  ratio 10x/1x %.2f\n", l, a / 1024, b / 1024, b / a }'
+}
 for cache in 16 2048; do
-    r1=$(peak_kb "$work/store1" $cache)
-    r10=$(peak_kb "$work/store10" $cache)
-    awk -v c="$cache" -v a="$r1" -v b="$r10" 'BEGIN {
-        printf "  --cache-mb %-5d peak RSS %6.0f MB (1x)  %6.0f MB (10x)  ratio 10x/1x %.2f\n", c, a / 1024, b / 1024, b / a }'
+    report "mini-batch, --cache-mb $cache" "$(peak_kb "$work/store1" $cache --max-iter 1)" \
+        "$(peak_kb "$work/store10" $cache --max-iter 1)"
 done
+# Lloyd mode: every pass reads every frame; the per-frame bounds are capped by --bounds-mb.
+lloyd="--init random --max-iter 0 --lloyd-passes 2 --bounds-mb 16"
+# shellcheck disable=SC2086  # $lloyd is a list of options
+report "Lloyd mode, --cache-mb 16 --bounds-mb 16" "$(peak_kb "$work/store1" 16 $lloyd)" \
+    "$(peak_kb "$work/store10" 16 $lloyd)"

@@ -1128,7 +1128,7 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
             goto done;
         }
         if (bounds) {
-            if (slex_lloyd_assign(bounds, local_first, x, nloc, labels, dist, err)) { rc = -1; goto done; }
+            slex_lloyd_assign(bounds, local_first, x, nloc, labels, dist);
             local_first += nloc;
         } else {
             slex_kmeans_assign(centers, k, dim, x, nloc, labels, dist, work);

@@ -145,14 +145,15 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
     }
     l->k = k;
     l->dim = dim;
+    /* K/25 groups (at most 64); when bounds for every frame do not fit the budget, fewer groups
+     * (down to 8); when even that does not fit, bounds for as many frames as fit. */
     int want = k / kGroupSize;
     if (want > kMaxGroups) want = kMaxGroups;
     if (want < 1) want = 1;
-    /* Bounds for every frame with fewer groups if need be, else for as many frames as fit. */
-    const size_t per_frame_min = 4 + 4 * (size_t)(want < 8 ? want : 8);
     if (n_local > 0 && max_bytes / (size_t)n_local < 4 + 4 * (size_t)want) {
-        int fit = (int)(max_bytes / (size_t)n_local / 4) - 1;
-        want = fit >= 8 ? fit : (want < 8 ? want : 8);
+        int fit = (int)(max_bytes / (size_t)n_local / 4) - 1; /* groups that fit for every frame */
+        int least = want < 8 ? want : 8;
+        want = fit > least ? fit : least;
     }
     l->perm = malloc((size_t)k * sizeof *l->perm);
     l->group_of = malloc((size_t)k * sizeof *l->group_of);
@@ -161,9 +162,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
         slex_lloyd_close(l);
         return NULL;
     }
-    const size_t per_frame = 4 + 4 * (size_t)l->groups;
-    l->n_state = (int64_t)(max_bytes / per_frame);
-    if (max_bytes < per_frame_min) l->n_state = 0;
+    l->n_state = (int64_t)(max_bytes / (4 + 4 * (size_t)l->groups));
     if (l->n_state > n_local) l->n_state = n_local;
     const size_t nc = (size_t)k * (size_t)dim;
     l->grouped = malloc(nc * sizeof *l->grouped);
@@ -295,9 +294,7 @@ static void frame_decide(slex_lloyd *l, int64_t f, int r, const float *xr, int32
     l->label[f] = best;
 }
 
-int slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, int32_t *labels, double *dist,
-                      slex_error *err) {
-    (void)err;
+void slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, int32_t *labels, double *dist) {
     const int k = l->k, dim = l->dim, groups = l->groups;
     for (int64_t r0 = 0; r0 < n; r0 += kRows) {
         const int rows = (int)(n - r0 < kRows ? n - r0 : kRows);
@@ -349,7 +346,6 @@ int slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, i
             }
         }
     }
-    return 0;
 }
 
 void slex_lloyd_get_stats(const slex_lloyd *l, slex_lloyd_stats *stats) {

@@ -39,8 +39,7 @@ void slex_lloyd_begin(slex_lloyd *l, const float *centers);
 
 /* Labels (n) and squared distances (n) of this rank's frames first..first+n-1 of the pass,
  * x (n, D).  Frames must be given with the same numbering in every pass. */
-int slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, int32_t *labels, double *dist,
-                      slex_error *err);
+void slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, int32_t *labels, double *dist);
 
 /* Groups, frames with bounds, and the share of frame-centre distances computed by sgemm in the
  * current pass so far (1 = all). */

@@ -18,6 +18,8 @@ void slex_log_init(const char *program, int rank, int size) {
 
 void slex_log_set_level(slex_log_level level) { log_level = level; }
 
+int slex_log_enabled(slex_log_level level) { return level >= log_level; }
+
 void slex_log_level_from_env(void) {
     const char *v = getenv("SLEX_LOG");
     if (!v) return;

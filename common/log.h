@@ -16,6 +16,9 @@ void slex_log_set_level(slex_log_level level);
 void slex_log_level_from_env(void);
 
 void slex_log(slex_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when messages of this level are printed (for output that is not a slex_log line, such as
+ * progress). */
+int slex_log_enabled(slex_log_level level);
 #define slex_debug(...) slex_log(SLEX_LOG_DEBUG, __VA_ARGS__)
 #define slex_info(...) slex_log(SLEX_LOG_INFO, __VA_ARGS__)
 #define slex_warn(...) slex_log(SLEX_LOG_WARN, __VA_ARGS__)

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+
 enum { TAG_UPDATE = 1, TAG_DONE = 2 };
 
 struct slex_progress {
@@ -55,6 +57,7 @@ static void print_line(slex_progress *p, int final) {
     else
         snprintf(line, sizeof line, "%lld/%lld %s (%.1f%%), %.2f audio h/s, ETA %s", (long long)items,
                  (long long)p->total_items, p->what, 100 * frac, rate, eta);
+    if (!slex_log_enabled(SLEX_LOG_INFO)) return; /* SLEX_LOG=warn or error: progress is info */
     if (p->tty) fprintf(stderr, "\r%-79s%s", line, final ? "\n" : "");
     else fprintf(stderr, "progress: %s\n", line);
     fflush(stderr);

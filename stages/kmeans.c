@@ -324,7 +324,9 @@ int main(int argc, char **argv) {
                     .synopsis = "--store DIR[:WEIGHT] [--store ...] --k K --out CODEBOOK.h5 [options]",
                     .about = "Mini-batch k-means (sklearn MiniBatchKMeans semantics, fairseq's defaults) over pooled feature\n"
                              "stores, streamed with bounded memory, across MPI ranks with bit-identical results for any\n"
-                             "rank count; checkpoints every few steps and resumes after a kill.",
+                             "rank count; checkpoints every few steps and resumes after a kill. Full-batch Lloyd passes\n"
+                             "(--lloyd-passes) skip the distances that bounds prove useless; for the lowest inertia use\n"
+                             "--init random --max-iter 0 --lloyd-passes 30 (docs/kmeans.md).",
                     .options = table,
                     .n_options = (int)(sizeof table / sizeof table[0])};
     slex_error err = {{0}};
@@ -350,14 +352,6 @@ int main(int argc, char **argv) {
         exit_code = 2;
     } else {
         ko.seed = (uint64_t)seed;
-    if (parsed == SLEX_PARSE_OK && init_name) {
-        if (!strcmp(init_name, "random")) {
-            ko.init = SLEX_KMEANS_INIT_RANDOM;
-        } else if (strcmp(init_name, "k-means++")) {
-            slex_fail(&err, "--init %s: expected k-means++ or random", init_name);
-            parsed = SLEX_PARSE_ERROR;
-        }
-    }
         inputs = calloc((size_t)o.stores.count, sizeof *inputs);
         char (*dirs)[4096] = calloc((size_t)o.stores.count, sizeof *dirs);
         int ok = inputs && dirs;

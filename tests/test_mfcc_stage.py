@@ -251,6 +251,10 @@ def case_options():
     p = run([MFCC, "--manifest", manifest, "--out", os.path.join(WORK, "p"), "--nshard", "2"],
             env={"SLEX_PROGRESS_INTERVAL": "0"})
     check("audio h/s" in p.stderr and "ETA" in p.stderr and "2/2 utterances" in p.stderr, "progress lines: " + p.stderr)
+    # SLEX_LOG=warn: no info lines, no progress.
+    p = run([MFCC, "--manifest", manifest, "--out", os.path.join(WORK, "q"), "--nshard", "2"],
+            env={"SLEX_PROGRESS_INTERVAL": "0", "SLEX_LOG": "warn"})
+    check(p.stderr.strip() == "", "SLEX_LOG=warn leaves stderr empty: " + p.stderr)
 
 
 {"reference": case_reference, "ranks": case_ranks, "bad": case_bad, "resume": case_resume,
