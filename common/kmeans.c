@@ -34,7 +34,8 @@ int slex_kmeans_state_init(slex_kmeans_state *state, const slex_kmeans_options *
                            int64_t n_frames, int dim, slex_error *err) {
     memset(state, 0, sizeof *state);
     if (opts->k < 1) return slex_fail(err, "kmeans: k must be >= 1 (got %d)", opts->k);
-    if (dim < 1) return slex_fail(err, "kmeans: feature dimension must be >= 1 (got %d)", dim);
+    if (dim < 1 || dim > 100000)
+        return slex_fail(err, "kmeans: feature dimension must be 1..100000 (got %d)", dim);
     if (n_frames < opts->k)
         return slex_fail(err, "kmeans: k=%d is larger than the number of frames (%lld)", opts->k,
                          (long long)n_frames);
@@ -395,11 +396,12 @@ double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim) {
      * FMA, is off by at most gamma_D |x| |c| (gamma_D = D u / (1 - D u)); rounding ||c||^2 to
      * float and the float subtraction add at most u ||c||^2 and u (||c||^2 + 2 |x| |c|); the
      * double distance at most ~D 2^-53 of R^2.  With R = |x| + max |c| all of it stays below
-     * (gamma_D + 4u + 1e-12) R^2, about twice the worst case. */
+     * (gamma_D + 4u + 1e-12) R^2, about twice the worst case.  Subnormal products and sums
+     * are off by up to 2^-150 each in absolute terms: (D + 4) 2^-149 covers them. */
     const double u = ldexp(1.0, -24);
     const double gamma = dim * u / (1.0 - dim * u);
     const double r = x_norm + max_center_norm;
-    return (gamma + 4.0 * u + 1e-12) * r * r;
+    return (gamma + 4.0 * u + 1e-12) * r * r + (dim + 4) * 0x1p-149;
 }
 
 /* The lowest of m > 0 floats: four independent running minima (no branches to mispredict). */
@@ -430,7 +432,7 @@ int slex_kmeans_decide(const float *x, const float *centers, int dim, const floa
     double best_d = INFINITY;
     int exact = 0;
     for (int t = 0; t < m; t++) {
-        if (scores[t] > limit_f) continue;
+        if (scores[t] > limit_f && scores[t] < INFINITY) continue; /* overflowed scores are measured */
         const int32_t j = ids ? ids[t] : t;
         double s = slex_kmeans_sq_dist(x, centers + (size_t)j * dim, dim);
         exact++;

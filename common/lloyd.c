@@ -24,7 +24,7 @@ struct slex_lloyd {
     int32_t *group_start; /* (G+1) first grouped position of each group */
     float *grouped;       /* (K, D) centres in grouped order */
     float *cc;            /* (K) float ||c||^2 in grouped order, as slex_kmeans_assign rounds it */
-    float *centers;       /* (K, D) centres of the current pass (at begin: of the previous one) */
+    float *centers;       /* (K, D) centres of the current pass; begin compares the new ones with them */
     double *group_drift;  /* (G) largest move of a centre of the group since the previous pass */
     float *drift_up;      /* (G) the same, as floats rounded up */
     double c_max;         /* largest ||c|| */
@@ -124,7 +124,7 @@ static int make_groups(slex_lloyd *l, const float *centers, int want, slex_error
         if (size > l->max_group) l->max_group = size;
         l->group_start[g + 1] += l->group_start[g];
     }
-    int32_t *fill = (int32_t *)count; /* reuse: next free position per group */
+    int64_t *fill = count; /* reused: next free grouped position of each group */
     for (int g = 0; g < groups; g++) fill[g] = l->group_start[g];
     for (int c = 0; c < k; c++) l->perm[fill[l->group_of[c]]++] = c; /* by group, then index */
 done:
@@ -216,10 +216,11 @@ void slex_lloyd_begin(slex_lloyd *l, const float *centers) {
     l->computed = l->possible = 0;
 }
 
-/* Which groups frame `f` (row r) must examine.  With bounds: the exact distance to the previous
- * label's centre is the upper bound; a group whose lower bound (loosened by its drift) exceeds
- * it keeps no nearer centre.  Returns the number of centres to examine. */
-static int frame_needs(slex_lloyd *l, int64_t f, int r, const float *xr) {
+/* Marks the groups frame `f` (row r) must examine in this pass, after loosening its bounds by the
+ * moves since the previous pass (so: once per frame and pass).  The exact distance to the
+ * previous label's centre, now moved, is the upper bound; a group whose lower bound exceeds it
+ * holds no nearer centre.  Returns the number of centres to examine. */
+static int frame_mark_groups(slex_lloyd *l, int64_t f, int r, const float *xr) {
     const int groups = l->groups;
     uint8_t *need = l->need + (size_t)r * groups;
     if (f >= l->n_state || l->label[f] < 0) {
@@ -232,11 +233,13 @@ static int frame_needs(slex_lloyd *l, int64_t f, int r, const float *xr) {
     float *lower = l->lower + (size_t)f * groups;
     int centres = 0;
     /* lower - drift in float, then lowered by 2^-22 of itself: more than the rounding of the
-     * subtraction (2^-24) and of the product, so the bound stays below the exact difference. */
+     * subtraction (2^-24) and of the product, so the bound stays below the exact difference.
+     * An infinite bound (a group with no other centre) stays infinite. */
     const float *drift = l->drift_up;
     for (int g = 0; g < groups; g++) {
         float v = lower[g] - drift[g];
-        lower[g] = v - fabsf(v) * 0x1p-22f - 0x1p-100f;
+        if (v < INFINITY) v -= fabsf(v) * 0x1p-22f + 0x1p-100f;
+        lower[g] = v;
     }
     for (int g = 0; g < groups; g++) {
         need[g] = !((double)lower[g] > upper);
@@ -282,10 +285,14 @@ static void frame_decide(slex_lloyd *l, int64_t f, int r, const float *xr, int32
         if (!need[g]) continue;
         const int end = t + l->group_start[g + 1] - l->group_start[g];
         float low = INFINITY;
-        for (; t < end; t++)
-            if (l->cand_scores[t] < low && l->cand_ids[t] != best) low = l->cand_scores[t];
+        for (; t < end; t++) {
+            if (l->cand_ids[t] == best) continue;
+            const float sc = l->cand_scores[t];
+            low = sc < low ? sc : low;
+            if (!isfinite(sc)) low = -INFINITY; /* an overflowed score bounds nothing */
+        }
         const double v = (double)low + xx - score_err;
-        lower[g] = isinf(low) ? INFINITY : round_down(v > 0 ? sqrt(v) * (1 - 1e-12) : 0.0);
+        lower[g] = low == INFINITY ? INFINITY : round_down(v > 0 ? sqrt(v) * (1 - 1e-12) : 0.0);
     }
     if (old >= 0 && old != best && !need[l->group_of[old]]) { /* the old centre is now an "other" one */
         const float b = round_down(sqrt(l->s_old[r]) * (1 - 1e-12));
@@ -300,7 +307,7 @@ void slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, 
         const int rows = (int)(n - r0 < kRows ? n - r0 : kRows);
         const float *xb = x + r0 * dim;
         int64_t wanted = 0;
-        for (int r = 0; r < rows; r++) wanted += frame_needs(l, first + r0 + r, r, xb + (size_t)r * dim);
+        for (int r = 0; r < rows; r++) wanted += frame_mark_groups(l, first + r0 + r, r, xb + (size_t)r * dim);
         l->possible += (int64_t)rows * k;
         if (wanted > kDenseShare * (double)rows * k) {
             /* (rows, K) = (rows, D) grouped^T; every examining frame examines every group */
@@ -310,9 +317,11 @@ void slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, 
                 uint8_t *need = l->need + (size_t)r * groups;
                 int any = 0;
                 for (int g = 0; g < groups && !any; g++) any = need[g];
-                if (any) memset(need, 1, (size_t)groups);
+                if (any) {
+                    memset(need, 1, (size_t)groups);
+                    l->computed += k; /* the rows that needed nothing are not counted */
+                }
             }
-            l->computed += (int64_t)rows * k;
         } else {
             for (int g = 0; g < groups; g++) {
                 const int p0 = l->group_start[g], width = l->group_start[g + 1] - p0;

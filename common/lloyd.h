@@ -1,11 +1,11 @@
 /* lloyd: the assignment step of Lloyd passes, skipping the distances that cannot change a label.
  *
  * Yinyang k-means (Ding et al., ICML 2015): the centres are split once into G groups (k-means of
- * the centres themselves); every frame keeps an upper bound u on the distance to its centre and,
- * per group, a lower bound on the distance to every other centre of the group.  When the centres
- * move by delta_j, u grows by delta of its centre and a group's bound shrinks by the largest
- * delta in the group; a group whose bound still exceeds u cannot hold a nearer centre, so its
- * distances are not computed.  Late Lloyd passes move centres little and skip most groups.
+ * the centres themselves); every frame keeps its label and, per group, a lower bound on the
+ * distance to every other centre of the group.  When the centres move, a group's bound shrinks
+ * by the largest move in the group; the exact distance u to the frame's (moved) centre is
+ * recomputed; a group whose bound still exceeds u cannot hold a nearer centre, so its distances
+ * are not computed.  Late Lloyd passes move centres little and skip most groups.
  *
  * The labels are exactly those of slex_kmeans_assign (the double-precision argmin, ties to the
  * lowest index) for every frame: the bounds are kept rigorous (rounded outwards, widened by the
@@ -15,8 +15,10 @@
  * (which does not hold the bounds: they are rebuilt by one full pass) ends with the same bits.
  * Distances of examined groups come from cblas_sgemm on the frames that need the group, gathered.
  *
- * Memory: 8 + 4 G bytes per frame of this rank, within a budget; frames beyond it are assigned
- * with all distances every pass.  Not thread-safe; one handle per rank. */
+ * Memory: 4 + 4 G bytes per frame of this rank, within a budget; frames beyond it are assigned
+ * with all distances every pass.  Besides: work for 1024 frames (1024 x K and 1024 x D floats).
+ * The rounding slack of the bounds (relative 1e-12 on double sums of D terms) holds for
+ * D <= 100000.  Not thread-safe; one handle per rank. */
 #ifndef SLEX_LLOYD_H
 #define SLEX_LLOYD_H
 
@@ -38,7 +40,9 @@ void slex_lloyd_close(slex_lloyd *l);
 void slex_lloyd_begin(slex_lloyd *l, const float *centers);
 
 /* Labels (n) and squared distances (n) of this rank's frames first..first+n-1 of the pass,
- * x (n, D).  Frames must be given with the same numbering in every pass. */
+ * x (n, D).  Between two begins every frame 0..n_local-1 must be assigned exactly once (a
+ * frame's bounds are loosened by the moves of one pass when it is assigned), with the same
+ * numbering in every pass. */
 void slex_lloyd_assign(slex_lloyd *l, int64_t first, const float *x, int64_t n, int32_t *labels, double *dist);
 
 /* Groups, frames with bounds, and the share of frame-centre distances computed by sgemm in the
