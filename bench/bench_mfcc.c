@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mfcc.h"
+#include "feat/mfcc.h"
 
 #define SAMPLE_RATE 16000
 

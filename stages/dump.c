@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "featstage.h"
-#include "fileio.h"
-#include "log.h"
-#include "lora.h"
-#include "model.h"
-#include "mpi_util.h"
-#include "options.h"
+#include "run/featstage.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
 
 typedef struct dump_ctx {
     slex_hubert *model;

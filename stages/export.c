@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "log.h"
-#include "mpi_util.h"
-#include "npy.h"
-#include "options.h"
-#include "store.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/mpi_util.h"
+#include "store/npy.h"
+#include "core/options.h"
+#include "store/store.h"
 
 typedef struct export_options {
     char *store; /* feature store (required) */

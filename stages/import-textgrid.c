@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "align.h"
-#include "log.h"
-#include "manifest.h"
-#include "mpi_util.h"
-#include "options.h"
-#include "textgrid.h"
+#include "corpus/align.h"
+#include "core/log.h"
+#include "corpus/manifest.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
+#include "corpus/textgrid.h"
 
 typedef struct {
     const char *manifest;

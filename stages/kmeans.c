@@ -10,13 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codebook.h"
-#include "featpool.h"
-#include "fileio.h"
-#include "kmeans.h"
-#include "log.h"
-#include "mpi_util.h"
-#include "options.h"
+#include "cluster/codebook.h"
+#include "cluster/featpool.h"
+#include "core/fileio.h"
+#include "cluster/kmeans.h"
+#include "core/log.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
 
 typedef struct kmeans_stage_options {
     slex_string_list stores; /* DIR[:WEIGHT], repeatable */

@@ -8,15 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codebook.h"
-#include "fileio.h"
-#include "kmeans.h"
-#include "log.h"
-#include "manifest.h"
-#include "mpi_util.h"
-#include "options.h"
-#include "stagerun.h"
-#include "store.h"
+#include "cluster/codebook.h"
+#include "core/fileio.h"
+#include "cluster/kmeans.h"
+#include "core/log.h"
+#include "corpus/manifest.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
+#include "run/stagerun.h"
+#include "store/store.h"
 
 typedef struct label_options {
     char *store;    /* feature store (required) */

@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "featstage.h"
-#include "log.h"
-#include "mfcc.h"
-#include "mpi_util.h"
-#include "options.h"
+#include "run/featstage.h"
+#include "core/log.h"
+#include "feat/mfcc.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
 
 static int64_t mfcc_frames(void *ctx, int64_t n) { return slex_mfcc_num_frames(ctx, n); }
 

@@ -25,13 +25,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "align.h"
-#include "audio.h"
-#include "log.h"
-#include "mpi_util.h"
-#include "options.h"
-#include "progress.h"
-#include "synth.h"
+#include "corpus/align.h"
+#include "corpus/audio.h"
+#include "core/log.h"
+#include "core/mpi_util.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "corpus/synth.h"
 
 typedef struct {
     const char *lang;

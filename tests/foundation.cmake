@@ -35,3 +35,8 @@ foreach(prog mfcc dump kmeans label export synth)
   add_test(NAME example_config_${prog}
            COMMAND $<TARGET_FILE:slex-${prog}> --config ${CMAKE_SOURCE_DIR}/configs/example.ini --help)
 endforeach()
+
+# The layers of common/ (core < corpus < feat < store < cluster < model < run < train < eval):
+# no module includes a higher layer, includes name their folder, no include cycles.
+add_test(NAME layering COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/check_layers.py ${CMAKE_SOURCE_DIR})
+set_tests_properties(layering PROPERTIES LABELS unit)

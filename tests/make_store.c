@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "shard.h"
-#include "store.h"
+#include "corpus/shard.h"
+#include "store/store.h"
 
 int main(int argc, char **argv) {
     if (argc != 5) return fprintf(stderr, "usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE\n"), 2;

@@ -1,7 +1,7 @@
 /* Prints "n nshard rank start end" (or "... error") for the cases test_shard.py sends on stdin. */
 #include <stdio.h>
 
-#include "shard.h"
+#include "corpus/shard.h"
 
 int main(void) {
     long long n;

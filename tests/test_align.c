@@ -7,10 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "align.h"
+#include "corpus/align.h"
 #include "check.h"
-#include "manifest.h"
-#include "textgrid.h"
+#include "corpus/manifest.h"
+#include "corpus/textgrid.h"
 
 static const char *scratch;
 

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "audio.h"
+#include "corpus/audio.h"
 #include "check.h"
-#include "manifest.h"
+#include "corpus/manifest.h"
 
 static void write_file(const char *path, int format, int rate, int channels, const short *pcm, int frames) {
     SF_INFO info = {.samplerate = rate, .channels = channels, .format = format};

@@ -24,12 +24,12 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "checkpoint.h"
-#include "fileio.h"
-#include "lora.h"
-#include "model.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "model/checkpoint.h"
+#include "core/fileio.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "core/rng.h"
+#include "model/safetensors.h"
 
 #define PARITY_TOL 1e-4 /* tests/test_model.c's torchaudio parity tolerance */
 #define CHUNK 4000      /* the fixtures' max_chunk_samples */

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "kmeans.h"
-#include "rng.h"
+#include "cluster/kmeans.h"
+#include "core/rng.h"
 
 /* ---- in-memory source ---- */
 

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "kmeans.h"
-#include "lloyd.h"
-#include "rng.h"
+#include "cluster/kmeans.h"
+#include "cluster/lloyd.h"
+#include "core/rng.h"
 
 static double normal(slex_rng *r) {
     double u1 = slex_rng_uniform(r), u2 = slex_rng_uniform(r);

@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "fileio.h"
-#include "lora.h"
-#include "model.h"
-#include "safetensors.h"
+#include "core/fileio.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 #define MERGE_TOL 1e-6
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "mfcc.h"
+#include "feat/mfcc.h"
 
 #define TOLERANCE 1e-3
 

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "hf_config.h"
-#include "model.h"
-#include "safetensors.h"
+#include "model/hf_config.h"
+#include "model/model.h"
+#include "model/safetensors.h"
 
 #define PARITY_TOL 1e-4
 

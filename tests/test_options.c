@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "options.h"
+#include "core/options.h"
 
 typedef struct demo_options {
     char *name;

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "fileio.h"
-#include "store.h"
+#include "core/fileio.h"
+#include "store/store.h"
 
 static float value(int64_t row, int col) { return (float)row * 0.5f + (float)col * 0.001f - 3.0f; }
 

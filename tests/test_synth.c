@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "align.h"
-#include "audio.h"
+#include "corpus/align.h"
+#include "corpus/audio.h"
 #include "check.h"
-#include "manifest.h"
+#include "corpus/manifest.h"
 
 enum { STEP = 160 }; /* samples each side of a point for the energy step */
 

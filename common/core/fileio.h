@@ -1,0 +1,32 @@
+/* fileio: the file operations that make outputs crash-safe and checkable.
+ * Atomic writes (temporary name, fsync, rename), directory creation, CRC-32 of files, small
+ * text files, and the 64-bit fingerprint that names a set of parameters. */
+#ifndef SLEX_FILEIO_H
+#define SLEX_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+/* mkdir -p; succeeds when the directory exists already. */
+int slex_mkdirs(const char *path, slex_error *err);
+/* Creates the directory a file will go in (nothing when the path has no directory part). */
+int slex_mkdirs_for_file(const char *path, slex_error *err);
+/* A temporary name next to path that no other process, here or on another node, uses at the
+ * same time: "<path>.tmp-<host>-<pid>" (job-array tasks may write the same file at once). */
+int slex_tmp_name(const char *path, char *buf, size_t size, slex_error *err);
+/* Writes text to path atomically: a slex_tmp_name, fsync, rename. */
+int slex_write_file_atomic(const char *path, const char *text, size_t len, slex_error *err);
+/* fsync of a file by name (used before renaming files written by other libraries). */
+int slex_fsync_path(const char *path, slex_error *err);
+/* Reads a whole text file; NUL-terminated, caller frees. */
+char *slex_read_text_file(const char *path, size_t *len, slex_error *err);
+/* CRC-32 (zlib's) and size of a whole file. */
+int slex_file_crc32(const char *path, uint32_t *crc, int64_t *bytes, slex_error *err);
+/* 1 when path exists. */
+int slex_path_exists(const char *path);
+/* FNV-1a 64-bit of a string, as 16 lower-case hex digits. */
+void slex_fingerprint_hex(const char *text, char out[17]);
+
+#endif

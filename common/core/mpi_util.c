@@ -1,0 +1,51 @@
+#include "core/mpi_util.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <mpi.h>
+#include <stdlib.h>
+
+slex_mpi slex_mpi_start(int *argc, char ***argv) {
+    slex_mpi m = {0, 1};
+    MPI_Init(argc, argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &m.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &m.size);
+    if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+    return m;
+}
+
+void slex_mpi_stop(void) { MPI_Finalize(); }
+
+int slex_job_array_task(int *task, const char **variable) {
+    static const char *names[] = {"SLURM_ARRAY_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(names[i]);
+        if (!v || !*v) continue;
+        if (variable) *variable = names[i];
+        char *end;
+        errno = 0;
+        long t = strtol(v, &end, 10);
+        if (errno || *end || t < 0 || t > 1000000000L) return -1;
+        *task = (int)t;
+        return 1;
+    }
+    return 0;
+}
+
+int slex_mpi_all_ok(int local_ok) {
+    int in = local_ok ? 1 : 0, out = 0;
+    MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return out;
+}
+
+int64_t slex_mpi_sum_i64(int64_t value) {
+    int64_t out = 0;
+    MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    return out;
+}
+
+double slex_mpi_max_double(double value) {
+    double out = 0;
+    MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return out;
+}

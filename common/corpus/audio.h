@@ -1,0 +1,35 @@
+/* audio: any file libsndfile reads (WAV, FLAC, OGG, any sample format) -> float32 mono 16 kHz.
+ *
+ * Samples come out in [-1, 1] as soundfile (fairseq's reader) gives them: integer formats are
+ * scaled by 1/2^(bits-1).  Several channels are averaged; another sample rate is resampled with
+ * libsoxr (high quality, no dither).  The caller counts downmixes and resamples from the info
+ * and reports them once per run, not once per file. */
+#ifndef SLEX_AUDIO_H
+#define SLEX_AUDIO_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+
+typedef struct slex_audio_info {
+    int source_rate;      /* sample rate of the file */
+    int source_channels;  /* channels of the file */
+    int64_t source_frames; /* frames (samples per channel) the file holds */
+    int resampled;        /* 1 when source_rate != target rate */
+    int downmixed;        /* 1 when source_channels > 1 */
+} slex_audio_info;
+
+/* Reads path into *samples (malloc'd, caller frees) at target_rate Hz, mono.  Fails, naming the
+ * file, on: missing/unreadable file, unknown format, truncated data (fewer frames than the
+ * header announces, or a decoding error), zero samples, and NaN/Inf samples. */
+int slex_audio_read(const char *path, int target_rate, float **samples, int64_t *n, slex_audio_info *info,
+                    slex_error *err);
+
+/* Resamples n mono samples from in_rate to out_rate (libsoxr HQ).  *out is malloc'd. */
+int slex_audio_resample(const float *in, int64_t n, int in_rate, int out_rate, float **out, int64_t *n_out,
+                        slex_error *err);
+
+/* Writes mono float samples as 16-bit PCM WAV (values clipped to [-1, 1]). */
+int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, int rate, slex_error *err);
+
+#endif

@@ -1,0 +1,147 @@
+/* synth: a bilingual speech corpus with phone alignments from Debian packages alone
+ * (espeak-ng 1.51, fortunes, fortunes-zh).
+ *
+ * Four pieces, each a pure function of its arguments except the engine:
+ *  - text: fortune files -> cleaned sentences (English from `fortunes`, Mandarin from
+ *    `fortunes-zh`), deduplicated, each assigned to the train or test split by a hash of its
+ *    text (so any train corpus and any test corpus are disjoint in sentences, whatever seeds).
+ *  - speakers: a fixed pool per language; speaker s has voice, variant, base rate, pitch and
+ *    range drawn from (lang, s) alone, and belongs to the test split when s % test_speaker_every
+ *    == 0 (so splits are disjoint in speakers across runs).
+ *  - plan: utterance k of a corpus = (sentence, speaker, per-utterance rate/pitch/range jitter)
+ *    drawn from (seed, lang, split, k): the corpus is a fixed sequence, and any rank can make
+ *    any utterance.
+ *  - engine: espeak-ng synthesis of one utterance in a forked child of the initialised engine
+ *    (espeak keeps state between utterances, so forking from the same parent state makes the
+ *    output independent of utterance order and rank count); the child sends the 22050 Hz
+ *    samples, phoneme events and phoneme trace back through a pipe, the parent resamples to
+ *    16 kHz (libsoxr) and converts events to phone segments.
+ *
+ * Phone labels are espeak phoneme names; every pause phoneme (names starting with '_') and
+ * the audio before the first phoneme become SLEX_SILENCE_LABEL.  Mandarin labels carry the
+ * syllable's tone on every phone of its final (glide, vowel, nasal coda): "a+4", "n+4";
+ * tones come from espeak's phoneme trace (pitch contours 55 35 214 21 51 53 and the neutral
+ * 11 22 33 44) as pinyin tone numbers 1 2 3 3 4 4 5 5 5 5. */
+#ifndef SLEX_SYNTH_H
+#define SLEX_SYNTH_H
+
+#include <stdint.h>
+
+#include "corpus/align.h"
+#include "core/err.h"
+
+typedef enum { SLEX_LANG_EN = 0, SLEX_LANG_ZH = 1 } slex_lang;
+typedef enum { SLEX_SPLIT_TRAIN = 0, SLEX_SPLIT_TEST = 1 } slex_split;
+
+const char *slex_lang_name(slex_lang lang);   /* "en" / "zh" */
+const char *slex_split_name(slex_split split); /* "train" / "test" */
+/* 0, or -1 for an unknown name. */
+int slex_lang_parse(const char *name, slex_lang *lang);
+int slex_split_parse(const char *name, slex_split *split);
+
+/* Defaults in comments.  The split rules (test_sentence_percent, test_speaker_every,
+ * num_speakers) must be the same for a train and a test corpus to stay disjoint. */
+typedef struct slex_synth_options {
+    slex_lang lang;            /* SLEX_LANG_EN */
+    slex_split split;          /* SLEX_SPLIT_TRAIN */
+    uint64_t seed;             /* 1: draws sentences, speakers and jitter of the utterances */
+    const char *fortune_dir;   /* "/usr/share/games/fortunes" */
+    int num_speakers;          /* 40 speakers per language in the pool, both splits together */
+    int test_speaker_every;    /* 5: speakers 0, 5, 10, ... are test speakers */
+    int test_sentence_percent; /* 10: a sentence is a test sentence when its hash % 100 < 10 */
+} slex_synth_options;
+
+void slex_synth_options_default(slex_synth_options *opts);
+
+/* ---- text ---- */
+
+typedef struct slex_sentences {
+    int64_t n;
+    char **text; /* UTF-8, one sentence each */
+} slex_sentences;
+
+/* Cleaned sentences of one fortune file's text (len bytes), appended to out in file order.
+ * English: fortunes split at "%" lines, attribution lines ("-- Name") dropped, lines joined,
+ * split at . ! ?, kept when made of ASCII letters, digits and , . ' ! ? ; - with 4..25 words,
+ * starting upper-case.  Mandarin: ANSI-coloured lines (titles, authors) dropped, lines joined,
+ * split after 。！？；, kept when made only of CJK ideographs and ，、： with 4..40 ideographs. */
+int slex_synth_extract_sentences(slex_lang lang, const char *text, size_t len, slex_sentences *out,
+                                 slex_error *err);
+/* All sentences of the language's fortune files in opts->fortune_dir that belong to
+ * opts->split, deduplicated (first occurrence kept), in file order. */
+int slex_synth_load_sentences(const slex_synth_options *opts, slex_sentences *out, slex_error *err);
+/* 1 when the sentence belongs to the test split. */
+int slex_synth_sentence_is_test(const slex_synth_options *opts, const char *sentence);
+void slex_sentences_free(slex_sentences *s);
+
+/* ---- speakers and the utterance plan ---- */
+
+typedef struct slex_speaker {
+    int index;           /* in the language's pool */
+    char id[32];         /* "en_spk007" */
+    char voice[64];      /* espeak voice name with variant, "en-gb-scotland+f3" */
+    int rate;            /* words per minute, 130..230 (espeak loses events above 449) */
+    int pitch;           /* 25..75 */
+    int range;           /* 20..90 */
+} slex_speaker;
+
+/* Speaker `index` of the language's pool (independent of the seed). */
+void slex_synth_speaker(slex_lang lang, int index, slex_speaker *out);
+int slex_synth_speaker_is_test(const slex_synth_options *opts, int index);
+
+typedef struct slex_synth_plan {
+    int64_t k;             /* utterance index in the corpus */
+    int64_t sentence;      /* index into the split's sentences */
+    slex_speaker speaker;  /* base voice */
+    int rate, pitch, range; /* this utterance's values (speaker's base with jitter) */
+} slex_synth_plan;
+
+/* Sentence order of a corpus: a seeded permutation of 0..n_sentences-1 (malloc'd). */
+int64_t *slex_synth_sentence_order(const slex_synth_options *opts, int64_t n_sentences, slex_error *err);
+/* Utterance k: sentence order[k % n], a speaker of the split and jitter, all from the seed. */
+void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, int64_t n_sentences, int64_t k,
+                          slex_synth_plan *out);
+
+/* ---- phoneme events -> phone segments ---- */
+
+/* One espeakEVENT_PHONEME: position in the 22050 Hz output and the phoneme name. */
+typedef struct slex_phoneme_event {
+    int64_t sample;
+    char name[9];
+} slex_phoneme_event;
+
+typedef struct slex_utterance {
+    float *samples;      /* 16 kHz mono, [-1, 1] */
+    int64_t n;
+    slex_segment *segs;  /* tile [0, n); labels point into `labels` */
+    int64_t n_segs;
+    char *labels;        /* storage of the label strings */
+} slex_utterance;
+
+void slex_utterance_free(slex_utterance *u);
+
+/* Segments at rate_out of n_out samples from phoneme events at rate_in over n_in samples:
+ * phone i spans [event i, event i+1) (the last to n_in), positions scaled by rate_out/rate_in
+ * and rounded; pauses and the start before the first event become SLEX_SILENCE_LABEL; empty
+ * phones vanish and neighbouring silences merge.  For Mandarin, trace (the phoneme trace of
+ * the same synthesis, phoneme names separated by U+2016) gives the tones; it must list the
+ * same non-pause phonemes as the events, in order (else an error).  Fills u->segs/labels. */
+int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *events, int64_t n_events,
+                                  int64_t n_in, int rate_in, int64_t n_out, int rate_out, const char *trace,
+                                  slex_utterance *u, slex_error *err);
+
+/* ---- engine ---- */
+
+typedef struct slex_synth_engine slex_synth_engine;
+
+/* Initialises espeak-ng once for the process (espeak's state is global: a second engine, or
+ * a second espeak_Initialize after espeak_Terminate, is refused).  NULL and err on failure. */
+slex_synth_engine *slex_synth_engine_create(slex_error *err);
+void slex_synth_engine_free(slex_synth_engine *e);
+
+/* Synthesises text with the plan's voice, rate, pitch and range in a forked child: 16 kHz
+ * samples plus phone segments in *u.  Same arguments, same bytes, in any order. */
+int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_plan *plan, const char *text,
+                         slex_utterance *u, slex_error *err);
+
+#endif

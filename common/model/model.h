@@ -1,0 +1,146 @@
+/* model: HuBERT (Hugging Face HubertModel / fairseq HubertModel / torchaudio Wav2Vec2Model),
+ * loaded from a Hugging Face checkpoint directory, forward pass in the style of llm.c.
+ *
+ *   wave (N) -> [whole-utterance normalisation] -> chunks of <= max_chunk_samples, each:
+ *   conv stack (conv -> GroupNorm(conv 0, "group") | channel LayerNorm (each, "layer") -> GELU)
+ *   -> feature projection (LayerNorm -> Linear) -> x + GELU(weight-normed grouped pos conv)
+ *   -> [post-LN: encoder LayerNorm] -> transformer layers -> [pre-LN: final LayerNorm]
+ *
+ * All parameters live in one float allocation (slex_hubert_params points into it) and all
+ * activations in another, sized at load for max_chunk_samples.  With keep_activations every
+ * intermediate the backward pass needs is kept per layer; without it the layers share one set
+ * of buffers.  Every matrix product is a cblas_sgemm.
+ *
+ * Layers are numbered like fairseq's output_layer: layer L (1..num_layers) is the output of
+ * transformer layer L = torchaudio extract_features(x)[0][L-1] = HF hidden_states[L], except
+ * that for pre-LN models HF applies the final LayerNorm to hidden_states[num_layers]; ask for
+ * SLEX_HUBERT_LAST_HIDDEN_STATE to get that (HF last_hidden_state, torchaudio model(x)).
+ * Layer 0 is the transformer input (HF hidden_states[0]). */
+#ifndef SLEX_MODEL_H
+#define SLEX_MODEL_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "model/hf_config.h"
+
+#define SLEX_HUBERT_LAST_HIDDEN_STATE (-1)
+#define SLEX_HUBERT_NORMALIZE_AUTO (-1)
+#define SLEX_HUBERT_DEFAULT_MAX_CHUNK 1600000
+
+typedef struct slex_hubert_load_options {
+    /* 0 (default): a checkpoint tensor that the model does not use is an error (it usually
+     * means the wrong model class); 1: such tensors are skipped (e.g. HubertForCTC's lm_head). */
+    int ignore_unexpected;
+    /* Whole-utterance zero-mean unit-variance normalisation of the waveform, as fairseq's
+     * F.layer_norm(x, x.shape) (eps 1e-5) before chunking.  SLEX_HUBERT_NORMALIZE_AUTO
+     * (default): preprocessor_config.json's do_normalize when the directory has one, else on
+     * exactly for feat_extract_norm == "layer" models (fairseq's normalize=True recipes);
+     * 0: off; 1: on. */
+    int normalize_waveform;
+    /* Samples per forward chunk (fairseq dump_hubert_feature.py max_chunk); default
+     * 1,600,000.  Activations are allocated for this many samples. */
+    int64_t max_chunk_samples;
+    /* 1: keep every layer's intermediates for a backward pass; default 0. */
+    int keep_activations;
+} slex_hubert_load_options;
+
+void slex_hubert_load_options_default(slex_hubert_load_options *opts);
+
+/* Parameters: pointers into one allocation.  Layouts differ from the checkpoint only where
+ * noted; shapes use C = hidden_size, Cf = conv_dim[last], F = intermediate_size, L = layers,
+ * K = conv kernel, Kp = pos conv kernel, G = pos conv groups. */
+typedef struct slex_hubert_params {
+    float *conv_w[SLEX_HUBERT_MAX_CONV];      /* (C_i, K_i, C_{i-1}): taps before input channels,
+                                                 so a window of time-major input is one row */
+    float *conv_b[SLEX_HUBERT_MAX_CONV];      /* (C_i) or NULL without conv_bias */
+    float *conv_norm_w[SLEX_HUBERT_MAX_CONV]; /* (C_i) GroupNorm/LayerNorm scale, NULL if none */
+    float *conv_norm_b[SLEX_HUBERT_MAX_CONV]; /* (C_i) */
+    float *proj_ln_w, *proj_ln_b;             /* (Cf), NULL without feat_proj_layer_norm */
+    float *proj_w, *proj_b;                   /* (C, Cf), (C) */
+    float *pos_conv_g;                        /* (Kp) weight-norm magnitude (checkpoint (1,1,Kp)) */
+    float *pos_conv_v;                        /* (C, C/G, Kp) weight-norm direction, as stored */
+    float *pos_conv_b;                        /* (C) */
+    float *enc_ln_w, *enc_ln_b;               /* (C) encoder LN (post-LN: first; pre-LN: final) */
+    float *ln1_w, *ln1_b;                     /* (L, C) attention LN ("layer_norm") */
+    float *qkv_w, *qkv_b;                     /* (L, 3C, C), (L, 3C): q, k, v projections stacked */
+    float *attproj_w, *attproj_b;             /* (L, C, C), (L, C) out_proj */
+    float *ln2_w, *ln2_b;                     /* (L, C) FFN LN ("final_layer_norm") */
+    float *fc_w, *fc_b;                       /* (L, F, C), (L, F) intermediate_dense */
+    float *fcproj_w, *fcproj_b;               /* (L, C, F), (L, C) output_dense */
+    float *mask_emb;                          /* (C) masked_spec_embed (zeros when absent) */
+} slex_hubert_params;
+
+/* Activations of one chunk of at most max_chunk_samples; N samples -> T_i frames after conv i,
+ * T frames in the transformer.  With keep_activations the per-layer buffers have one slice per
+ * layer (layer stride T*C etc.); without, all layers share slice 0 and the conv stack
+ * alternates between two buffers in place (conv_norm == conv_gelu == conv_out). */
+typedef struct slex_hubert_acts {
+    float *wave;                                 /* (N) */
+    float *conv_out[SLEX_HUBERT_MAX_CONV];       /* (T_i, C_i) conv output */
+    float *conv_norm[SLEX_HUBERT_MAX_CONV];      /* (T_i, C_i) normalised (== conv_out if no norm) */
+    float *conv_norm_mean[SLEX_HUBERT_MAX_CONV]; /* group: (C_i); layer: (T_i); NULL if no norm */
+    float *conv_norm_rstd[SLEX_HUBERT_MAX_CONV];
+    float *conv_gelu[SLEX_HUBERT_MAX_CONV];      /* (T_i, C_i) GELU output; last = features */
+    float *proj_ln, *proj_ln_mean, *proj_ln_rstd; /* (T, Cf), (T), (T) */
+    float *proj;                                 /* (T, C) feature projection output */
+    float *pos_conv;                             /* (T, C) positional conv output before GELU */
+    float *enc_in;                               /* (T, C) proj + GELU(pos_conv) */
+    float *enc_ln, *enc_ln_mean, *enc_ln_rstd;   /* (T, C), (T), (T) encoder LN (post-LN input
+                                                    LN, pre-LN final LN) */
+    float *ln1, *ln1_mean, *ln1_rstd;            /* (L, T, C), (L, T), (L, T) */
+    float *qkv;                                  /* (L, T, 3C) */
+    float *att;                                  /* (L, H, T, T) softmax probabilities */
+    float *atty;                                 /* (L, T, C) attention output before out_proj */
+    float *attproj;                              /* (L, T, C) */
+    float *res1;                                 /* (L, T, C) input + attention */
+    float *ln2, *ln2_mean, *ln2_rstd;            /* (L, T, C), (L, T), (L, T) */
+    float *fch;                                  /* (L, T, F) fc1 output before GELU */
+    float *fch_gelu;                             /* (L, T, F) (== fch without keep_activations) */
+    float *fcproj;                               /* (L, T, C) */
+    float *res2;                                 /* (L, T, C) */
+    float *scratch;                              /* im2col blocks */
+} slex_hubert_acts;
+
+typedef struct slex_hubert slex_hubert;
+
+/* Loads dir/config.json and dir/model.safetensors (HubertModel tensor names, with or without
+ * the "hubert." prefix; weight norm as weight_g/weight_v or
+ * parametrizations.weight.original0/original1).  opts may be NULL for the defaults. */
+slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *opts, slex_error *err);
+
+void slex_hubert_free(slex_hubert *model);
+
+const slex_hubert_config *slex_hubert_get_config(const slex_hubert *model);
+const slex_hubert_load_options *slex_hubert_get_options(const slex_hubert *model);
+/* The parameter block (for training code) and its size in floats. */
+slex_hubert_params *slex_hubert_get_params(slex_hubert *model);
+/* The same, for code that only reads the parameters. */
+const slex_hubert_params *slex_hubert_get_params_const(const slex_hubert *model);
+int64_t slex_hubert_num_parameters(const slex_hubert *model);
+/* Activations of the last chunk forwarded (for training code). */
+const slex_hubert_acts *slex_hubert_get_acts(const slex_hubert *model);
+
+/* 1 when the waveform is normalised before the forward (after resolving AUTO at load). */
+int slex_hubert_normalizes_waveform(const slex_hubert *model);
+
+/* Samples that give the first frame (400 for the Base conv stack) and samples per frame (320). */
+int64_t slex_hubert_receptive_field(const slex_hubert *model);
+int64_t slex_hubert_total_stride(const slex_hubert *model);
+
+/* Frames of one conv-stack pass over n samples: 0 if n is shorter than the receptive field. */
+int64_t slex_hubert_chunk_frames(const slex_hubert *model, int64_t n_samples);
+
+/* Frames slex_hubert_forward returns for n samples: the sum over the fairseq chunks
+ * [0, c), [c, 2c), ... (c = max_chunk_samples) of slex_hubert_chunk_frames.  A trailing chunk
+ * shorter than the receptive field contributes no frames (fairseq's reader fails there, as
+ * torch's conv rejects an input shorter than its kernel). */
+int64_t slex_hubert_num_frames(const slex_hubert *model, int64_t n_samples);
+
+/* Features of `layer` (0..num_layers or SLEX_HUBERT_LAST_HIDDEN_STATE) for a whole utterance:
+ * out receives (T, hidden_size) floats, T = slex_hubert_num_frames(n), stored in *T.
+ * Fails when n is shorter than the receptive field or layer is out of range. */
+int slex_hubert_forward(slex_hubert *model, const float *wave, int64_t n, int layer, float *out, int64_t *T,
+                        slex_error *err);
+
+#endif

@@ -1,0 +1,170 @@
+#include "run/featstage.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corpus/audio.h"
+#include "core/fileio.h"
+#include "core/log.h"
+#include "corpus/manifest.h"
+#include "corpus/shard.h"
+
+/* Warnings about manifest sample counts are listed up to this many, then only counted. */
+#define MAX_LISTED_WARNINGS 20
+
+void slex_featstage_options_default(slex_featstage_options *o) {
+    memset(o, 0, sizeof *o);
+    o->shard = -1;
+    o->max_reject = 0.0;
+    o->sample_rate = 16000;
+}
+
+/* Counters reported once at the end, summed over ranks. */
+enum { COUNT_RESAMPLED, COUNT_DOWNMIXED, COUNT_LENGTH_WARNINGS, N_COUNTS };
+
+typedef struct feature_job {
+    const slex_featstage *stage;
+    const slex_featstage_options *opts;
+    int64_t n_utts;               /* entry lines of the whole manifest */
+    const slex_manifest *manifest; /* the lines of the shard being written */
+    float *feats;
+    int64_t feats_cap; /* floats */
+    int64_t counts[N_COUNTS];
+} feature_job;
+
+/* Computes one utterance's features into job->feats; returns frames, or -1 with `why` set to
+ * the reason the utterance is rejected.  *samples receives the audio length. */
+static int64_t utterance_features(feature_job *job, int64_t i, int64_t *samples, slex_error *why) {
+    const slex_manifest_entry *e = &job->manifest->entries[i];
+    *samples = 0;
+    if (e->malformed)
+        return slex_fail(why, "%s:%lld: malformed manifest line: %s", job->manifest->path, (long long)e->line,
+                         e->malformed);
+    char path[8192];
+    if (slex_manifest_audio_path(job->manifest, i, path, sizeof path, why)) return -1;
+    float *wave = NULL;
+    int64_t n = 0;
+    slex_audio_info info;
+    if (slex_audio_read(path, job->opts->sample_rate, &wave, &n, &info, why)) return -1;
+    *samples = n;
+    job->counts[COUNT_RESAMPLED] += info.resampled;
+    job->counts[COUNT_DOWNMIXED] += info.downmixed;
+    if (llabs(n - e->num_samples) > 160 && job->counts[COUNT_LENGTH_WARNINGS]++ < MAX_LISTED_WARNINGS)
+        slex_warn("%s:%lld: %s has %lld samples, the manifest says %lld", job->manifest->path, (long long)e->line,
+                  path, (long long)n, (long long)e->num_samples);
+    int64_t frames = n >= job->stage->min_samples ? job->stage->num_frames(job->stage->ctx, n) : 0;
+    if (frames <= 0) {
+        free(wave);
+        return slex_fail(why, "%s: only %lld samples, fewer than the %lld needed for one frame", path, (long long)n,
+                         (long long)job->stage->min_samples);
+    }
+    int64_t need = frames * job->stage->meta.dim;
+    if (need > job->feats_cap) {
+        float *grown = realloc(job->feats, (size_t)need * sizeof *grown);
+        if (!grown) {
+            free(wave);
+            return slex_fail(why, "%s: out of memory for %lld frames", path, (long long)frames);
+        }
+        job->feats = grown;
+        job->feats_cap = need;
+    }
+    int rc = job->stage->compute(job->stage->ctx, wave, n, job->feats, frames, why);
+    free(wave);
+    if (rc) return slex_fail_wrap(why, "%s", path);
+    for (int64_t k = 0; k < need; k++)
+        if (!isfinite(job->feats[k]))
+            return slex_fail(why, "%s: features contain NaN/Inf (frame %lld)", path,
+                             (long long)(k / job->stage->meta.dim));
+    return frames;
+}
+
+/* Progress counts utterances; audio seconds are summed as they are read (no pass over the
+ * manifest just for a total). */
+static int64_t shard_size(void *ctx, int shard, int nshard, double *audio_seconds) {
+    feature_job *job = ctx;
+    int64_t start = 0, end = 0;
+    slex_shard_range(job->n_utts, nshard, shard, &start, &end, NULL);
+    *audio_seconds = 0;
+    return end - start;
+}
+
+/* Only the shard's own manifest lines are read: memory is one shard's, whatever the corpus. */
+static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, slex_progress *progress,
+                      slex_error *err) {
+    feature_job *job = ctx;
+    int64_t start, end;
+    if (slex_shard_range(job->n_utts, nshard, shard, &start, &end, err)) return -1;
+    slex_manifest *m = slex_manifest_read_range(job->opts->manifest, start, end, err);
+    if (!m) return -1;
+    int rc = 0;
+    if (m->n != end - start)
+        rc = slex_fail(err, "%s: has %lld lines now, %lld when the run started: was it changed during the run?",
+                       job->opts->manifest, (long long)m->total, (long long)job->n_utts);
+    job->manifest = m;
+    for (int64_t i = 0; !rc && i < m->n; i++) {
+        const slex_manifest_entry *e = &m->entries[i];
+        slex_error why = {{0}};
+        int64_t samples;
+        int64_t frames = utterance_features(job, i, &samples, &why);
+        rc = frames < 0 ? slex_store_writer_reject(w, e->line, e->relpath, why.msg)
+                        : slex_store_writer_append(w, e->relpath, job->feats, frames);
+        if (rc) slex_fail(err, "%s", slex_store_writer_error(w));
+        slex_progress_add(progress, 1, (double)samples / job->opts->sample_rate);
+    }
+    job->manifest = NULL;
+    slex_manifest_free(m);
+    return rc;
+}
+
+/* The stage's parameters plus the manifest's checksum, so that a changed manifest is not
+ * mistaken for the one a finished shard was made from. */
+static char *params_with_manifest(const char *params_json, const char *manifest, slex_error *err) {
+    uint32_t crc;
+    if (slex_file_crc32(manifest, &crc, NULL, err)) return NULL;
+    size_t len = strlen(params_json) + 64;
+    char *params = malloc(len);
+    if (!params) return slex_fail(err, "out of memory"), NULL;
+    const char *rest = params_json + 1; /* after the object's '{' */
+    snprintf(params, len, "{\"manifest_crc32\":\"%08x\"%s%s", crc, *rest == '}' ? "" : ",", rest);
+    return params;
+}
+
+slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_featstage_options *opts,
+                                     const slex_mpi *mpi, slex_error *err) {
+    slex_shard_plan plan = {0, -1, 1};
+    if (!opts->manifest || !opts->out) return slex_fail(err, "--manifest and --out are required"), SLEX_STAGE_FAILED;
+    int ok = slex_shard_plan_resolve(opts->nshard, opts->shard, mpi, &plan, err) == 0;
+    slex_manifest *head = ok ? slex_manifest_read_range(opts->manifest, 0, 0, err) : NULL; /* counts lines */
+    char *params = head ? params_with_manifest(stage->meta.params_json, opts->manifest, err) : NULL;
+    ok = params != NULL;
+    if (ok && plan.nshard > head->total)
+        ok = slex_fail(err, "%s: %lld utterances cannot fill %d shards", opts->manifest, (long long)head->total,
+                       plan.nshard) == 0;
+    if (plan.collective) ok = slex_mpi_all_ok(ok);
+    feature_job job = {stage, opts, head ? head->total : 0, NULL, NULL, 0, {0}};
+    slex_stage_status status = SLEX_STAGE_FAILED;
+    if (ok) {
+        slex_stagerun run = {opts->out, opts->force, opts->max_reject, stage->meta, opts->manifest, "utterances",
+                             shard_size, fill_shard, &job};
+        run.meta.params_json = params;
+        status = slex_stagerun_run(&run, &plan, mpi, err);
+    }
+    /* Counted per file, reported once. */
+    for (int c = 0; plan.collective && c < N_COUNTS; c++) job.counts[c] = slex_mpi_sum_i64(job.counts[c]);
+    if (status != SLEX_STAGE_FAILED && (!plan.collective || mpi->rank == 0)) {
+        if (job.counts[COUNT_DOWNMIXED])
+            slex_info("%lld file(s) had several channels: averaged to mono", (long long)job.counts[COUNT_DOWNMIXED]);
+        if (job.counts[COUNT_RESAMPLED])
+            slex_info("%lld file(s) were not at %d Hz: resampled", (long long)job.counts[COUNT_RESAMPLED],
+                      opts->sample_rate);
+        if (job.counts[COUNT_LENGTH_WARNINGS] > MAX_LISTED_WARNINGS)
+            slex_warn("%lld utterances in all differ from the manifest's sample count by more than 160",
+                      (long long)job.counts[COUNT_LENGTH_WARNINGS]);
+    }
+    free(job.feats);
+    free(params);
+    slex_manifest_free(head);
+    return status;
+}

@@ -1,0 +1,929 @@
+#include "store/store.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "store/h5util.h"
+
+#define STORE_FORMAT_VERSION 1
+#define CHUNK_BYTES (512 * 1024)
+
+static const char *dtype_name(slex_store_dtype t) { return t == SLEX_STORE_F32 ? "float32" : "int32"; }
+static const char *rows_dataset(slex_store_dtype t) { return t == SLEX_STORE_F32 ? "feats" : "labels"; }
+static size_t dtype_size(slex_store_dtype t) { (void)t; return 4; }
+static hid_t dtype_hdf5(slex_store_dtype t) { return t == SLEX_STORE_F32 ? H5T_IEEE_F32LE : H5T_STD_I32LE; }
+
+
+void slex_store_shard_name(int shard, int nshard, char *buf, size_t size) {
+    snprintf(buf, size, "part-%05d-of-%05d", shard, nshard);
+}
+
+/* dir/part-XXXXX-of-YYYYY<suffix> */
+static int shard_path(const char *dir, int shard, int nshard, const char *suffix, char *buf, size_t size,
+                      slex_error *err) {
+    char name[64];
+    slex_store_shard_name(shard, nshard, name, sizeof name);
+    int w = snprintf(buf, size, "%s/%s%s", dir, name, suffix);
+    if (w < 0 || (size_t)w >= size) return slex_fail(err, "%s: path too long", dir);
+    return 0;
+}
+
+static int join_path(const char *dir, const char *file, char *buf, size_t size, slex_error *err) {
+    int w = snprintf(buf, size, "%s/%s", dir, file);
+    if (w < 0 || (size_t)w >= size) return slex_fail(err, "%s: path too long", dir);
+    return 0;
+}
+
+/* ---- params.json ------------------------------------------------------------------------ */
+
+static cJSON *params_document(const slex_store_meta *meta, int nshard, const char *fingerprint, slex_error *err) {
+    cJSON *params = cJSON_Parse(meta->params_json ? meta->params_json : "{}");
+    if (!params) return slex_fail(err, "internal error: the stage's parameters are not valid JSON"), NULL;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "format", "slex-store");
+    cJSON_AddNumberToObject(doc, "format_version", STORE_FORMAT_VERSION);
+    cJSON_AddStringToObject(doc, "producer", meta->producer);
+    cJSON_AddStringToObject(doc, "version", SLEX_VERSION);
+    cJSON_AddStringToObject(doc, "dtype", dtype_name(meta->dtype));
+    cJSON_AddStringToObject(doc, "dataset", rows_dataset(meta->dtype));
+    cJSON_AddNumberToObject(doc, "dim", meta->dim);
+    cJSON_AddNumberToObject(doc, "frame_rate_hz", meta->frame_rate_hz);
+    cJSON_AddNumberToObject(doc, "nshard", nshard);
+    cJSON_AddStringToObject(doc, "fingerprint", fingerprint);
+    cJSON_AddItemToObject(doc, "params", params);
+    return doc;
+}
+
+static void compute_fingerprint(const slex_store_meta *meta, int nshard, char out[17]) {
+    size_t len = strlen(meta->params_json ? meta->params_json : "") + strlen(meta->producer) + 256;
+    char *text = malloc(len);
+    if (!text) {
+        snprintf(out, 17, "%016x", 0);
+        return;
+    }
+    snprintf(text, len, "%s %s %s %d %.17g %d %s", meta->producer, SLEX_VERSION, dtype_name(meta->dtype), meta->dim,
+             meta->frame_rate_hz, nshard, meta->params_json ? meta->params_json : "");
+    slex_fingerprint_hex(text, out);
+    free(text);
+}
+
+static char *json_field_string(const cJSON *obj, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static int json_field_number(const cJSON *obj, const char *key, double *out) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(item)) return -1;
+    *out = item->valuedouble;
+    return 0;
+}
+
+/* Removes index.json, rejects.tsv and manifest.tsv: they describe a finished store, and the
+ * store is about to change. */
+static void remove_store_summary(const char *dir) {
+    static const char *files[] = {"index.json", "rejects.tsv", "manifest.tsv"};
+    char path[4200];
+    for (int i = 0; i < 3; i++)
+        if (!join_path(dir, files[i], path, sizeof path, NULL)) unlink(path);
+}
+
+int slex_store_prepare(const char *dir, const slex_store_meta *meta, int nshard, int force, char fingerprint[17],
+                       slex_error *err) {
+    if (slex_mkdirs(dir, err)) return -1;
+    compute_fingerprint(meta, nshard, fingerprint);
+    char path[4200];
+    if (join_path(dir, "params.json", path, sizeof path, err)) return -1;
+    if (slex_path_exists(path)) {
+        char *text = slex_read_text_file(path, NULL, err);
+        if (!text) return -1;
+        cJSON *old = cJSON_Parse(text);
+        free(text);
+        const char *old_fp = old ? json_field_string(old, "fingerprint") : NULL;
+        int same = old_fp && !strcmp(old_fp, fingerprint);
+        char old_producer[128] = "?";
+        double old_nshard = 0;
+        if (old) {
+            const char *p = json_field_string(old, "producer");
+            if (p) snprintf(old_producer, sizeof old_producer, "%s", p);
+            json_field_number(old, "nshard", &old_nshard);
+        }
+        cJSON_Delete(old);
+        if (same) return 0;
+        if (!force) {
+            char what[96];
+            if ((int)old_nshard != nshard)
+                snprintf(what, sizeof what, "another shard count (%g shards; now %d)", old_nshard, nshard);
+            else
+                snprintf(what, sizeof what, "other parameters or inputs");
+            return slex_fail(err, "%s: this directory holds a store made by %s with %s: use --force to replace it, "
+                                  "or choose another --out",
+                             dir, old_producer, what);
+        }
+        remove_store_summary(dir);
+    }
+    cJSON *doc = params_document(meta, nshard, fingerprint, err);
+    if (!doc) return -1;
+    char *text = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (!text) return slex_fail(err, "%s: out of memory", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON's buffer has room for the NUL we overwrite; we pass len+1 */
+    int rc = slex_write_file_atomic(path, text, len + 1, err);
+    free(text);
+    return rc;
+}
+
+/* ---- Shard records ---------------------------------------------------------------------- */
+
+typedef struct shard_record {
+    int64_t bytes, utterances, frames, rejected;
+    uint32_t crc32;
+    char fingerprint[17];
+} shard_record;
+
+static int read_record(const char *dir, int shard, int nshard, shard_record *rec, int *present, slex_error *err) {
+    char path[4200];
+    if (shard_path(dir, shard, nshard, ".json", path, sizeof path, err)) return -1;
+    *present = slex_path_exists(path);
+    if (!*present) return 0;
+    char *text = slex_read_text_file(path, NULL, err);
+    if (!text) return -1;
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    double bytes, utts, frames, rejected;
+    const char *fp = doc ? json_field_string(doc, "fingerprint") : NULL;
+    const char *crc = doc ? json_field_string(doc, "crc32") : NULL;
+    if (!doc || !fp || !crc || json_field_number(doc, "bytes", &bytes) || json_field_number(doc, "utterances", &utts) ||
+        json_field_number(doc, "frames", &frames) || json_field_number(doc, "rejected", &rejected)) {
+        cJSON_Delete(doc);
+        /* A damaged record means the shard is not done; it is redone, not trusted. */
+        *present = 0;
+        return 0;
+    }
+    snprintf(rec->fingerprint, sizeof rec->fingerprint, "%s", fp);
+    rec->crc32 = (uint32_t)strtoul(crc, NULL, 16);
+    rec->bytes = (int64_t)bytes;
+    rec->utterances = (int64_t)utts;
+    rec->frames = (int64_t)frames;
+    rec->rejected = (int64_t)rejected;
+    cJSON_Delete(doc);
+    return 0;
+}
+
+static int record_matches_file(const char *dir, int shard, int nshard, const shard_record *rec, slex_error *err) {
+    char path[4200];
+    if (shard_path(dir, shard, nshard, ".h5", path, sizeof path, err)) return -1;
+    if (!slex_path_exists(path)) return 0;
+    char rejects[4200];
+    if (shard_path(dir, shard, nshard, ".rejects.tsv", rejects, sizeof rejects, err)) return -1;
+    if (!slex_path_exists(rejects)) return 0;
+    uint32_t crc;
+    int64_t bytes;
+    if (slex_file_crc32(path, &crc, &bytes, err)) return -1;
+    return crc == rec->crc32 && bytes == rec->bytes;
+}
+
+int slex_store_shard_is_done(const char *dir, int shard, int nshard, const char *fingerprint, slex_error *err) {
+    shard_record rec;
+    int present;
+    if (read_record(dir, shard, nshard, &rec, &present, err)) return -1;
+    if (!present || strcmp(rec.fingerprint, fingerprint)) return 0;
+    return record_matches_file(dir, shard, nshard, &rec, err);
+}
+
+/* ---- Writer ----------------------------------------------------------------------------- */
+
+struct slex_store_writer {
+    char dir[4096];
+    int shard, nshard;
+    slex_store_meta meta;
+    char fingerprint[17];
+    char tmp_path[4200], final_path[4200], rejects_tmp[4200], rejects_path[4200], record_path[4200];
+    hid_t file, rows;
+    int64_t rows_written;
+    int64_t chunk_rows;   /* rows per HDF5 chunk = rows per buffered write */
+    unsigned char *buf;   /* chunk_rows rows waiting to be written */
+    int64_t buf_rows;
+    int64_t *lengths;
+    char **utt_ids;
+    int64_t n_utts, cap_utts;
+    FILE *rejects;
+    int64_t n_rejected;
+    slex_error err;
+};
+
+const char *slex_store_writer_error(const slex_store_writer *w) { return w->err.msg; }
+
+/* An extendible chunked dataset (n x cols; cols = 0 means 1-D) without timestamps. */
+static hid_t create_extendible(hid_t file, const char *name, hid_t type, int64_t cols, int64_t chunk_rows) {
+    int rank = cols > 0 ? 2 : 1;
+    hsize_t dims[2] = {0, (hsize_t)cols}, maxdims[2] = {H5S_UNLIMITED, (hsize_t)cols};
+    hsize_t chunk[2] = {(hsize_t)chunk_rows, (hsize_t)cols};
+    hid_t space = H5Screate_simple(rank, dims, maxdims);
+    hid_t dcpl = slex_h5_dcpl(rank, chunk);
+    /* Every row is written, so fill values are never needed (HDF5 refuses this for strings). */
+    if (H5Tis_variable_str(type) <= 0) H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t ds = H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return ds;
+}
+
+/* Appends n rows (of cols values, 0 = 1-D) of mem_type at the end of an extendible dataset. */
+static int append_rows(hid_t ds, hid_t mem_type, int64_t at, int64_t n, int64_t cols, const void *data) {
+    if (n == 0) return 0;
+    int rank = cols > 0 ? 2 : 1;
+    hsize_t new_dims[2] = {(hsize_t)(at + n), (hsize_t)cols};
+    if (H5Dset_extent(ds, new_dims) < 0) return -1;
+    hid_t file_space = H5Dget_space(ds);
+    hsize_t start[2] = {(hsize_t)at, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mem_space = H5Screate_simple(rank, count, NULL);
+    herr_t rc = H5Dwrite(ds, mem_type, mem_space, file_space, H5P_DEFAULT, data);
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    return rc < 0 ? -1 : 0;
+}
+
+slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard, const slex_store_meta *meta,
+                                          const char *fingerprint, slex_error *err) {
+    slex_h5_quiet();
+    slex_store_writer *w = calloc(1, sizeof *w);
+    if (!w) return slex_fail(err, "%s: out of memory", dir), NULL;
+    w->file = w->rows = -1;
+    snprintf(w->dir, sizeof w->dir, "%s", dir);
+    w->shard = shard;
+    w->nshard = nshard;
+    w->meta = *meta;
+    snprintf(w->fingerprint, sizeof w->fingerprint, "%s", fingerprint);
+    if (shard_path(dir, shard, nshard, ".h5.tmp", w->tmp_path, sizeof w->tmp_path, err) ||
+        shard_path(dir, shard, nshard, ".h5", w->final_path, sizeof w->final_path, err) ||
+        shard_path(dir, shard, nshard, ".rejects.tsv.tmp", w->rejects_tmp, sizeof w->rejects_tmp, err) ||
+        shard_path(dir, shard, nshard, ".rejects.tsv", w->rejects_path, sizeof w->rejects_path, err) ||
+        shard_path(dir, shard, nshard, ".json", w->record_path, sizeof w->record_path, err)) {
+        free(w);
+        return NULL;
+    }
+    /* The record goes first: from here on the shard no longer counts as done. */
+    unlink(w->record_path);
+    unlink(w->final_path);
+    unlink(w->rejects_path);
+    remove_store_summary(dir);
+
+    size_t row_bytes = (size_t)meta->dim * dtype_size(meta->dtype);
+    w->chunk_rows = CHUNK_BYTES / row_bytes > 0 ? (int64_t)(CHUNK_BYTES / row_bytes) : 1;
+    w->buf = malloc((size_t)w->chunk_rows * row_bytes);
+    w->rejects = fopen(w->rejects_tmp, "w");
+    if (!w->buf || !w->rejects) {
+        slex_fail(err, "%s: cannot create: %s", w->rejects_tmp, w->buf ? strerror(errno) : "out of memory");
+        slex_store_writer_abort(w);
+        return NULL;
+    }
+    errno = 0;
+    w->file = slex_h5_create(w->tmp_path);
+    if (w->file < 0) {
+        slex_fail(err, "%s: cannot create HDF5 file: %s", w->tmp_path, errno ? strerror(errno) : "HDF5 error");
+        slex_store_writer_abort(w);
+        return NULL;
+    }
+    int cols = meta->dtype == SLEX_STORE_F32 ? meta->dim : 0;
+    w->rows = create_extendible(w->file, rows_dataset(meta->dtype), dtype_hdf5(meta->dtype), cols, w->chunk_rows);
+    int32_t dim = meta->dim, shard32 = shard, nshard32 = nshard;
+    char *params = meta->params_json ? (char *)meta->params_json : "{}";
+    if (w->rows < 0 || slex_h5_set_number(w->file, "dim", H5T_STD_I32LE, H5T_NATIVE_INT32, &dim) ||
+        slex_h5_set_number(w->file, "frame_rate_hz", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &meta->frame_rate_hz) ||
+        slex_h5_set_number(w->file, "shard", H5T_STD_I32LE, H5T_NATIVE_INT32, &shard32) ||
+        slex_h5_set_number(w->file, "nshard", H5T_STD_I32LE, H5T_NATIVE_INT32, &nshard32) ||
+        slex_h5_set_string(w->file, "kind", rows_dataset(meta->dtype)) ||
+        slex_h5_set_string(w->file, "producer", meta->producer) ||
+        slex_h5_set_string(w->file, "version", SLEX_VERSION) ||
+        slex_h5_set_string(w->file, "fingerprint", fingerprint) || slex_h5_set_string(w->file, "params", params)) {
+        slex_fail(err, "%s: cannot create the datasets", w->tmp_path);
+        slex_store_writer_abort(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int flush_rows(slex_store_writer *w) {
+    hid_t mem = w->meta.dtype == SLEX_STORE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
+    int cols = w->meta.dtype == SLEX_STORE_F32 ? w->meta.dim : 0;
+    if (append_rows(w->rows, mem, w->rows_written, w->buf_rows, cols, w->buf))
+        return slex_fail(&w->err, "%s: write of %lld rows failed (disk full?)", w->tmp_path, (long long)w->buf_rows);
+    w->rows_written += w->buf_rows;
+    w->buf_rows = 0;
+    return 0;
+}
+
+int slex_store_writer_append(slex_store_writer *w, const char *utt_id, const void *rows, int64_t n_rows) {
+    if (w->n_utts == w->cap_utts) {
+        int64_t cap = w->cap_utts ? 2 * w->cap_utts : 256;
+        int64_t *lengths = realloc(w->lengths, (size_t)cap * sizeof *lengths);
+        if (lengths) w->lengths = lengths;
+        char **ids = realloc(w->utt_ids, (size_t)cap * sizeof *ids);
+        if (ids) w->utt_ids = ids;
+        if (!lengths || !ids) return slex_fail(&w->err, "%s: out of memory", w->tmp_path);
+        w->cap_utts = cap;
+    }
+    if (!(w->utt_ids[w->n_utts] = strdup(utt_id))) return slex_fail(&w->err, "%s: out of memory", w->tmp_path);
+    w->lengths[w->n_utts++] = n_rows;
+    /* Rows go to the file in whole chunks, so the write pattern (and the file) does not depend
+     * on utterance boundaries. */
+    size_t row_bytes = (size_t)w->meta.dim * dtype_size(w->meta.dtype);
+    const unsigned char *src = rows;
+    while (n_rows > 0) {
+        int64_t take = w->chunk_rows - w->buf_rows;
+        if (take > n_rows) take = n_rows;
+        memcpy(w->buf + (size_t)w->buf_rows * row_bytes, src, (size_t)take * row_bytes);
+        w->buf_rows += take;
+        src += (size_t)take * row_bytes;
+        n_rows -= take;
+        if (w->buf_rows == w->chunk_rows && flush_rows(w)) return -1;
+    }
+    return 0;
+}
+
+/* Writes a TSV field with its tabs and newlines turned into spaces (a malformed manifest line
+ * used as an id, or a reason quoting one, would otherwise break the columns). */
+static void put_tsv_field(FILE *f, const char *text, char end) {
+    for (const char *p = text; *p; p++) fputc(*p == '\t' || *p == '\n' || *p == '\r' ? ' ' : *p, f);
+    fputc(end, f);
+}
+
+int slex_store_writer_reject(slex_store_writer *w, int64_t manifest_line, const char *utt_id, const char *reason) {
+    fprintf(w->rejects, "%lld\t", (long long)manifest_line);
+    put_tsv_field(w->rejects, utt_id, '\t');
+    put_tsv_field(w->rejects, reason, '\n');
+    w->n_rejected++;
+    if (ferror(w->rejects)) return slex_fail(&w->err, "%s: write failed", w->rejects_tmp);
+    return 0;
+}
+
+static int write_index_datasets(slex_store_writer *w) {
+    hid_t lengths = create_extendible(w->file, "lengths", H5T_STD_I64LE, 0, 4096);
+    if (lengths < 0 || append_rows(lengths, H5T_NATIVE_INT64, 0, w->n_utts, 0, w->lengths)) {
+        if (lengths >= 0) H5Dclose(lengths);
+        return -1;
+    }
+    H5Dclose(lengths);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_cset(str, H5T_CSET_UTF8);
+    hid_t ids = create_extendible(w->file, "utt_ids", str, 0, 1024);
+    int rc = ids < 0 || append_rows(ids, str, 0, w->n_utts, 0, w->utt_ids) ? -1 : 0;
+    if (ids >= 0) H5Dclose(ids);
+    H5Tclose(str);
+    return rc;
+}
+
+static int write_record(slex_store_writer *w, uint32_t crc, int64_t bytes, slex_error *err) {
+    char name[64];
+    slex_store_shard_name(w->shard, w->nshard, name, sizeof name);
+    char crc_hex[16];
+    snprintf(crc_hex, sizeof crc_hex, "%08x", crc);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "name", name);
+    cJSON_AddNumberToObject(doc, "shard", w->shard);
+    cJSON_AddNumberToObject(doc, "nshard", w->nshard);
+    cJSON_AddNumberToObject(doc, "bytes", (double)bytes);
+    cJSON_AddStringToObject(doc, "crc32", crc_hex);
+    cJSON_AddNumberToObject(doc, "utterances", (double)w->n_utts);
+    cJSON_AddNumberToObject(doc, "frames", (double)w->rows_written);
+    cJSON_AddNumberToObject(doc, "rejected", (double)w->n_rejected);
+    cJSON_AddStringToObject(doc, "fingerprint", w->fingerprint);
+    char *text = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (!text) return slex_fail(err, "%s: out of memory", w->record_path);
+    int rc = slex_write_file_atomic(w->record_path, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+static void free_writer(slex_store_writer *w) {
+    for (int64_t i = 0; i < w->n_utts; i++) free(w->utt_ids[i]);
+    free(w->utt_ids);
+    free(w->lengths);
+    free(w->buf);
+    free(w);
+}
+
+int slex_store_writer_commit(slex_store_writer *w, slex_error *err) {
+    if (w->err.msg[0]) {
+        slex_fail(err, "%s", w->err.msg);
+        slex_store_writer_abort(w);
+        return -1;
+    }
+    if ((w->buf_rows && flush_rows(w)) || write_index_datasets(w)) {
+        slex_fail(err, "%s: %s", w->tmp_path, w->err.msg[0] ? w->err.msg : "cannot write lengths and utt_ids");
+        slex_store_writer_abort(w);
+        return -1;
+    }
+    H5Dclose(w->rows);
+    w->rows = -1;
+    herr_t closed = H5Fclose(w->file);
+    w->file = -1;
+    int rejects_bad = fflush(w->rejects) || fsync(fileno(w->rejects));
+    rejects_bad |= fclose(w->rejects) != 0;
+    w->rejects = NULL;
+    if (closed < 0 || rejects_bad) {
+        slex_fail(err, "%s: cannot close (disk full?)", closed < 0 ? w->tmp_path : w->rejects_tmp);
+        slex_store_writer_abort(w);
+        return -1;
+    }
+    uint32_t crc;
+    int64_t bytes;
+    if (slex_fsync_path(w->tmp_path, err) || slex_file_crc32(w->tmp_path, &crc, &bytes, err)) {
+        slex_store_writer_abort(w);
+        return -1;
+    }
+    if (rename(w->tmp_path, w->final_path) || rename(w->rejects_tmp, w->rejects_path)) {
+        slex_fail(err, "%s: cannot rename into place: %s", w->final_path, strerror(errno));
+        slex_store_writer_abort(w);
+        return -1;
+    }
+    int rc = write_record(w, crc, bytes, err);
+    free_writer(w);
+    return rc;
+}
+
+void slex_store_writer_abort(slex_store_writer *w) {
+    if (!w) return;
+    if (w->rows >= 0) H5Dclose(w->rows);
+    if (w->file >= 0) H5Fclose(w->file);
+    if (w->rejects) fclose(w->rejects);
+    unlink(w->tmp_path);
+    unlink(w->rejects_tmp);
+    free_writer(w);
+}
+
+/* ---- Finalize --------------------------------------------------------------------------- */
+
+/* Appends the shard's rejects to out and their manifest line numbers to *lines. */
+static int gather_rejects(const char *dir, int shard, int nshard, FILE *out, int64_t **lines, int64_t *n, int64_t *cap,
+                          slex_error *err) {
+    char path[4200];
+    if (shard_path(dir, shard, nshard, ".rejects.tsv", path, sizeof path, err)) return -1;
+    FILE *f = fopen(path, "r");
+    if (!f) return slex_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t linecap = 0;
+    while (getline(&line, &linecap, f) >= 0) {
+        fputs(line, out);
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 256;
+            int64_t *grown = realloc(*lines, (size_t)*cap * sizeof *grown);
+            if (!grown) {
+                free(line);
+                fclose(f);
+                return slex_fail(err, "%s: out of memory", path);
+            }
+            *lines = grown;
+        }
+        (*lines)[(*n)++] = strtoll(line, NULL, 10);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* Copies the manifest's root line and its lines that were stored, verbatim and in order, read as
+ * a stream (rejected_lines, in manifest order, are the file line numbers to leave out). */
+static int write_filtered_manifest(const char *dir, const char *manifest, const int64_t *rejected_lines,
+                                   int64_t n_rejected, int64_t stored, slex_error *err) {
+    char path[4200], tmp[4500];
+    if (join_path(dir, "manifest.tsv", path, sizeof path, err) || slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
+    FILE *in = fopen(manifest, "r");
+    if (!in) return slex_fail(err, "%s: cannot open manifest: %s", manifest, strerror(errno));
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fclose(in);
+        return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t lineno = 0, entries = 0, r = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (lineno > 1) entries++;
+        if (lineno > 1 && r < n_rejected && rejected_lines[r] == lineno) {
+            r++;
+            continue;
+        }
+        fprintf(f, "%s\n", line);
+    }
+    free(line);
+    int read_bad = ferror(in);
+    fclose(in);
+    int bad = read_bad || ferror(f) || fflush(f) || fsync(fileno(f));
+    bad |= fclose(f) != 0;
+    if (!bad && entries - n_rejected != stored) {
+        unlink(tmp);
+        return slex_fail(err, "%s: the manifest has %lld lines, the store %lld utterances and %lld rejects: "
+                              "was the manifest changed while the store was written?",
+                         manifest, (long long)entries, (long long)stored, (long long)n_rejected);
+    }
+    if (bad || rename(tmp, path)) {
+        unlink(tmp);
+        return slex_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static void content_identity(const shard_record *recs, int nshard, char out[17]) {
+    size_t len = (size_t)nshard * 48 + 1;
+    char *text = malloc(len);
+    if (!text) {
+        snprintf(out, 17, "%016x", 0);
+        return;
+    }
+    size_t at = 0;
+    for (int s = 0; s < nshard; s++)
+        at += (size_t)snprintf(text + at, len - at, "%d %08x %lld;", s, recs[s].crc32, (long long)recs[s].bytes);
+    slex_fingerprint_hex(text, out);
+    free(text);
+}
+
+int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, const char *manifest,
+                        slex_store_summary *summary, slex_error *err) {
+    memset(summary, 0, sizeof *summary);
+    shard_record *recs = calloc((size_t)nshard, sizeof *recs);
+    if (!recs) return slex_fail(err, "%s: out of memory", dir);
+    for (int s = 0; s < nshard; s++) {
+        int present;
+        if (read_record(dir, s, nshard, &recs[s], &present, err)) goto fail;
+        if (present && !strcmp(recs[s].fingerprint, fingerprint)) summary->shards_done++;
+    }
+    if (summary->shards_done < nshard) {
+        free(recs);
+        return 0;
+    }
+    char path[4200], tmp[4500];
+    if (join_path(dir, "rejects.tsv", path, sizeof path, err)) goto fail;
+    if (slex_tmp_name(path, tmp, sizeof tmp, err)) goto fail;
+    FILE *rej = fopen(tmp, "w");
+    if (!rej) {
+        slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fprintf(rej, "line\tutt_id\treason\n");
+    int64_t *lines = NULL, n_lines = 0, cap_lines = 0;
+    int rc = 0;
+    for (int s = 0; s < nshard && !rc; s++) rc = gather_rejects(dir, s, nshard, rej, &lines, &n_lines, &cap_lines, err);
+    int bad = ferror(rej) || fflush(rej) || fsync(fileno(rej));
+    bad |= fclose(rej) != 0;
+    if (!rc && (bad || rename(tmp, path))) rc = slex_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    for (int s = 0; s < nshard; s++) {
+        summary->utterances += recs[s].utterances;
+        summary->frames += recs[s].frames;
+        summary->rejected += recs[s].rejected;
+    }
+    if (!rc && manifest) rc = write_filtered_manifest(dir, manifest, lines, n_lines, summary->utterances, err);
+    free(lines);
+    if (rc) goto fail;
+
+    /* index.json = params.json + the shards' records + totals. */
+    if (join_path(dir, "params.json", path, sizeof path, err)) goto fail;
+    char *text = slex_read_text_file(path, NULL, err);
+    if (!text) goto fail;
+    cJSON *index = cJSON_Parse(text);
+    free(text);
+    if (!index) {
+        slex_fail(err, "%s: not valid JSON", path);
+        goto fail;
+    }
+    /* The content id names the rows themselves (every shard's CRC and size): later stages key on
+     * it, so a shard redone with the same parameters but other audio is not mistaken for the old. */
+    char content_id[17];
+    content_identity(recs, nshard, content_id);
+    cJSON_AddStringToObject(index, "content_id", content_id);
+    cJSON_AddNumberToObject(index, "utterances", (double)summary->utterances);
+    cJSON_AddNumberToObject(index, "frames", (double)summary->frames);
+    cJSON_AddNumberToObject(index, "rejected", (double)summary->rejected);
+    cJSON *shards = cJSON_AddArrayToObject(index, "shards");
+    for (int s = 0; s < nshard; s++) {
+        char name[64], crc_hex[16];
+        slex_store_shard_name(s, nshard, name, sizeof name);
+        snprintf(crc_hex, sizeof crc_hex, "%08x", recs[s].crc32);
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "file", strcat(name, ".h5"));
+        cJSON_AddNumberToObject(r, "bytes", (double)recs[s].bytes);
+        cJSON_AddStringToObject(r, "crc32", crc_hex);
+        cJSON_AddNumberToObject(r, "utterances", (double)recs[s].utterances);
+        cJSON_AddNumberToObject(r, "frames", (double)recs[s].frames);
+        cJSON_AddNumberToObject(r, "rejected", (double)recs[s].rejected);
+        cJSON_AddItemToArray(shards, r);
+    }
+    text = cJSON_Print(index);
+    cJSON_Delete(index);
+    if (join_path(dir, "index.json", path, sizeof path, err)) {
+        free(text);
+        goto fail;
+    }
+    rc = text ? slex_write_file_atomic(path, text, strlen(text), err) : slex_fail(err, "%s: out of memory", path);
+    free(text);
+    if (rc) goto fail;
+    /* Another job-array task may have started redoing a shard while this one wrote the index: if
+     * any record changed meanwhile, the index no longer describes the store and goes away. */
+    for (int s = 0; s < nshard; s++) {
+        shard_record now;
+        int present;
+        if (read_record(dir, s, nshard, &now, &present, err)) goto fail;
+        if (!present || now.crc32 != recs[s].crc32 || now.bytes != recs[s].bytes) {
+            unlink(path);
+            summary->shards_done = s;
+            free(recs);
+            return 0;
+        }
+    }
+    summary->finalized = 1;
+    free(recs);
+    return 0;
+fail:
+    free(recs);
+    return -1;
+}
+
+/* ---- Reader ----------------------------------------------------------------------------- */
+
+typedef struct store_shard_info {
+    int64_t bytes, utterances, frames;
+    char file[64];
+} store_shard_info;
+
+struct slex_store {
+    char dir[4096];
+    char fingerprint[17], content_id[17];
+    int nshard, dim;
+    slex_store_dtype dtype;
+    double frame_rate;
+    int64_t frames, utterances;
+    store_shard_info *shards;
+};
+
+slex_store *slex_store_open(const char *dir, slex_error *err) {
+    slex_h5_quiet();
+    char path[4200];
+    if (join_path(dir, "index.json", path, sizeof path, err)) return NULL;
+    if (!slex_path_exists(path))
+        return slex_fail(err, "%s: not a finished store (no index.json: the stage that writes it has not completed)",
+                         dir),
+               NULL;
+    char *text = slex_read_text_file(path, NULL, err);
+    if (!text) return NULL;
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    slex_store *s = calloc(1, sizeof *s);
+    double nshard, dim, rate, frames, utts;
+    const char *dtype = doc ? json_field_string(doc, "dtype") : NULL;
+    const char *fp = doc ? json_field_string(doc, "fingerprint") : NULL;
+    const cJSON *shards = doc ? cJSON_GetObjectItemCaseSensitive(doc, "shards") : NULL;
+    if (!s || !doc || !dtype || !fp || !cJSON_IsArray(shards) || json_field_number(doc, "nshard", &nshard) ||
+        json_field_number(doc, "dim", &dim) || json_field_number(doc, "frame_rate_hz", &rate) ||
+        json_field_number(doc, "frames", &frames) || json_field_number(doc, "utterances", &utts) ||
+        cJSON_GetArraySize(shards) != (int)nshard || nshard < 1 || dim < 1) {
+        slex_fail(err, "%s: malformed store index", path);
+        goto fail;
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fp);
+    const char *content = json_field_string(doc, "content_id");
+    snprintf(s->content_id, sizeof s->content_id, "%s", content ? content : fp);
+    s->nshard = (int)nshard;
+    s->dim = (int)dim;
+    s->dtype = strcmp(dtype, "float32") ? SLEX_STORE_I32 : SLEX_STORE_F32;
+    s->frame_rate = rate;
+    s->frames = (int64_t)frames;
+    s->utterances = (int64_t)utts;
+    if (!(s->shards = calloc((size_t)s->nshard, sizeof *s->shards))) {
+        slex_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int i = 0; i < s->nshard; i++) {
+        const cJSON *r = cJSON_GetArrayItem(shards, i);
+        const char *file = json_field_string(r, "file");
+        double b, u, f;
+        if (!file || json_field_number(r, "bytes", &b) || json_field_number(r, "utterances", &u) ||
+            json_field_number(r, "frames", &f)) {
+            slex_fail(err, "%s: malformed record of shard %d", path, i);
+            goto fail;
+        }
+        snprintf(s->shards[i].file, sizeof s->shards[i].file, "%s", file);
+        s->shards[i].bytes = (int64_t)b;
+        s->shards[i].utterances = (int64_t)u;
+        s->shards[i].frames = (int64_t)f;
+    }
+    cJSON_Delete(doc);
+    return s;
+fail:
+    cJSON_Delete(doc);
+    slex_store_close(s);
+    return NULL;
+}
+
+void slex_store_close(slex_store *s) {
+    if (!s) return;
+    free(s->shards);
+    free(s);
+}
+
+int slex_store_nshard(const slex_store *s) { return s->nshard; }
+int slex_store_dim(const slex_store *s) { return s->dim; }
+slex_store_dtype slex_store_get_dtype(const slex_store *s) { return s->dtype; }
+double slex_store_frame_rate(const slex_store *s) { return s->frame_rate; }
+int64_t slex_store_frames(const slex_store *s) { return s->frames; }
+int64_t slex_store_utterances(const slex_store *s) { return s->utterances; }
+int64_t slex_store_shard_frames(const slex_store *s, int shard) { return s->shards[shard].frames; }
+int64_t slex_store_shard_utterances(const slex_store *s, int shard) { return s->shards[shard].utterances; }
+const char *slex_store_fingerprint(const slex_store *s) { return s->fingerprint; }
+const char *slex_store_content_id(const slex_store *s) { return s->content_id; }
+const char *slex_store_dir(const slex_store *s) { return s->dir; }
+
+struct slex_store_shard {
+    char path[4200];
+    hid_t file, rows;
+    int fd;               /* the same file for gather's direct reads */
+    int64_t chunk_rows;   /* rows per chunk */
+    haddr_t *chunk_addr;  /* file offset of every chunk, in row order */
+    int64_t n_chunks;
+    slex_store_dtype dtype;
+    int dim;
+    int64_t n_utts, n_frames;
+    int64_t *lengths, *offsets;
+    char **utt_ids;
+};
+
+static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
+    hid_t ds = H5Dopen2(r->file, "lengths", H5P_DEFAULT);
+    hid_t ids = H5Dopen2(r->file, "utt_ids", H5P_DEFAULT);
+    if (ds < 0 || ids < 0) {
+        if (ds >= 0) H5Dclose(ds);
+        if (ids >= 0) H5Dclose(ids);
+        return slex_fail(err, "%s: missing dataset lengths or utt_ids", r->path);
+    }
+    hid_t space = H5Dget_space(ds);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    H5Sclose(space);
+    r->n_utts = (int64_t)n;
+    r->lengths = calloc(n + 1, sizeof *r->lengths);
+    r->offsets = calloc(n + 1, sizeof *r->offsets);
+    r->utt_ids = calloc(n + 1, sizeof *r->utt_ids);
+    int rc = 0;
+    if (!r->lengths || !r->offsets || !r->utt_ids) rc = slex_fail(err, "%s: out of memory", r->path);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_cset(str, H5T_CSET_UTF8);
+    if (!rc && n > 0 &&
+        (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->lengths) < 0 ||
+         H5Dread(ids, str, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->utt_ids) < 0))
+        rc = slex_fail(err, "%s: cannot read lengths or utt_ids", r->path);
+    H5Tclose(str);
+    H5Dclose(ds);
+    H5Dclose(ids);
+    for (int64_t i = 0; !rc && i < r->n_utts; i++) r->offsets[i + 1] = r->offsets[i] + r->lengths[i];
+    if (!rc && r->offsets[r->n_utts] != r->n_frames)
+        rc = slex_fail(err, "%s: lengths add up to %lld frames but the file holds %lld", r->path,
+                       (long long)r->offsets[r->n_utts], (long long)r->n_frames);
+    return rc;
+}
+
+/* The chunk layout of the rows dataset, for gather's direct reads.  Chunk addresses are looked
+ * up when a row of the chunk is first gathered (H5Dget_chunk_info walks the chunk index from the
+ * start at every call, so listing all chunks up front costs time quadratic in their number). */
+static int read_chunk_layout(slex_store_shard *r, slex_error *err) {
+    hid_t dcpl = H5Dget_create_plist(r->rows);
+    hsize_t chunk[2] = {0, 0};
+    int layout_ok = H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, chunk) >= 1 &&
+                    H5Pget_nfilters(dcpl) == 0;
+    H5Pclose(dcpl);
+    if (!layout_ok || chunk[0] == 0) return slex_fail(err, "%s: rows are not stored as plain chunks", r->path);
+    r->chunk_rows = (int64_t)chunk[0];
+    r->n_chunks = (r->n_frames + r->chunk_rows - 1) / r->chunk_rows;
+    r->chunk_addr = malloc(((size_t)r->n_chunks + 1) * sizeof *r->chunk_addr);
+    if (!r->chunk_addr) return slex_fail(err, "%s: out of memory", r->path);
+    for (int64_t i = 0; i <= r->n_chunks; i++) r->chunk_addr[i] = HADDR_UNDEF;
+    return 0;
+}
+
+/* The file offset of chunk c (looked up once). */
+static int chunk_address(slex_store_shard *r, int64_t c, haddr_t *addr, slex_error *err) {
+    if (r->chunk_addr[c] == HADDR_UNDEF) {
+        hsize_t offset[2] = {(hsize_t)(c * r->chunk_rows), 0};
+        unsigned filter_mask = 0;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info_by_coord(r->rows, offset, &filter_mask, &r->chunk_addr[c], &size) < 0 ||
+            r->chunk_addr[c] == HADDR_UNDEF)
+            return slex_fail(err, "%s: chunk %lld of the rows is missing", r->path, (long long)c);
+    }
+    if (r->fd < 0 && (r->fd = open(r->path, O_RDONLY)) < 0)
+        return slex_fail(err, "%s: cannot open: %s", r->path, strerror(errno));
+    *addr = r->chunk_addr[c];
+    return 0;
+}
+
+slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_error *err) {
+    if (shard < 0 || shard >= s->nshard) return slex_fail(err, "%s: no shard %d", s->dir, shard), NULL;
+    slex_store_shard *r = calloc(1, sizeof *r);
+    if (!r) return slex_fail(err, "%s: out of memory", s->dir), NULL;
+    r->file = r->rows = -1;
+    r->fd = -1;
+    r->dtype = s->dtype;
+    r->dim = s->dim;
+    if (join_path(s->dir, s->shards[shard].file, r->path, sizeof r->path, err)) goto fail;
+    errno = 0;
+    r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (r->file < 0) {
+        slex_fail(err, "%s: cannot open HDF5 file: %s", r->path,
+                  !slex_path_exists(r->path) ? "missing" : errno ? strerror(errno) : "not HDF5 or damaged");
+        goto fail;
+    }
+    r->rows = H5Dopen2(r->file, rows_dataset(s->dtype), H5P_DEFAULT);
+    if (r->rows < 0) {
+        slex_fail(err, "%s: no dataset '%s'", r->path, rows_dataset(s->dtype));
+        goto fail;
+    }
+    hid_t space = H5Dget_space(r->rows);
+    hsize_t dims[2] = {0, 1};
+    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+    H5Sclose(space);
+    if ((s->dtype == SLEX_STORE_F32 && (rank != 2 || (int)dims[1] != s->dim)) ||
+        (s->dtype == SLEX_STORE_I32 && rank != 1)) {
+        slex_fail(err, "%s: dataset '%s' does not have the index's shape", r->path, rows_dataset(s->dtype));
+        goto fail;
+    }
+    r->n_frames = (int64_t)dims[0];
+    if (read_lengths_and_ids(r, err) || read_chunk_layout(r, err)) goto fail;
+    return r;
+fail:
+    slex_store_shard_close(r);
+    return NULL;
+}
+
+void slex_store_shard_close(slex_store_shard *r) {
+    if (!r) return;
+    if (r->utt_ids) {
+        for (int64_t i = 0; i < r->n_utts; i++) H5free_memory(r->utt_ids[i]);
+        free(r->utt_ids);
+    }
+    free(r->lengths);
+    free(r->offsets);
+    free(r->chunk_addr);
+    if (r->fd >= 0) close(r->fd);
+    if (r->rows >= 0) H5Dclose(r->rows);
+    if (r->file >= 0) H5Fclose(r->file);
+    free(r);
+}
+
+int64_t slex_store_shard_num_utts(const slex_store_shard *r) { return r->n_utts; }
+int64_t slex_store_shard_num_frames(const slex_store_shard *r) { return r->n_frames; }
+const int64_t *slex_store_shard_lengths(const slex_store_shard *r) { return r->lengths; }
+const int64_t *slex_store_shard_offsets(const slex_store_shard *r) { return r->offsets; }
+const char *slex_store_shard_utt_id(const slex_store_shard *r, int64_t i) { return r->utt_ids[i]; }
+
+int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count, void *buf, slex_error *err) {
+    if (start < 0 || count < 0 || start + count > r->n_frames)
+        return slex_fail(err, "%s: rows %lld..%lld are outside 0..%lld", r->path, (long long)start,
+                         (long long)(start + count), (long long)r->n_frames);
+    if (count == 0) return 0;
+    int rank = r->dtype == SLEX_STORE_F32 ? 2 : 1;
+    hsize_t offset[2] = {(hsize_t)start, 0}, size[2] = {(hsize_t)count, (hsize_t)r->dim};
+    hid_t file_space = H5Dget_space(r->rows);
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, offset, NULL, size, NULL);
+    hid_t mem_space = H5Screate_simple(rank, size, NULL);
+    herr_t rc = H5Dread(r->rows, r->dtype == SLEX_STORE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, mem_space,
+                        file_space, H5P_DEFAULT, buf);
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    if (rc < 0) return slex_fail(err, "%s: read of rows %lld..%lld failed", r->path, (long long)start,
+                                 (long long)(start + count));
+    return 0;
+}
+
+int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n, void *buf, slex_error *err) {
+    size_t row_bytes = (size_t)r->dim * dtype_size(r->dtype);
+    unsigned char *out = buf;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t row = rows[i];
+        if (row < 0 || row >= r->n_frames)
+            return slex_fail(err, "%s: row %lld is outside 0..%lld", r->path, (long long)row, (long long)r->n_frames);
+        haddr_t chunk = 0;
+        if (chunk_address(r, row / r->chunk_rows, &chunk, err)) return -1;
+        /* Rows in a chunk are contiguous and in order (C layout of a (chunk_rows, dim) block). */
+        off_t at = (off_t)chunk + (off_t)((row % r->chunk_rows) * (int64_t)row_bytes);
+        ssize_t got = pread(r->fd, out + (size_t)i * row_bytes, row_bytes, at);
+        if (got != (ssize_t)row_bytes)
+            return slex_fail(err, "%s: read of row %lld failed: %s", r->path, (long long)row,
+                             got < 0 ? strerror(errno) : "short read");
+    }
+    return 0;
+}
