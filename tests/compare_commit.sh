@@ -19,8 +19,10 @@ for side in old new; do
   cmake --build "$work/$side-build" -j "$jobs" > "$work/$side-build.log" 2>&1 ||
     { tail -20 "$work/$side-build.log"; exit 1; }
   echo "== demo ($side)"
-  SLEX_PROGRESS_INTERVAL=1000 bash "$tree/pipeline/demo.sh" "$work/$side-build/bin" "$work/$side-out" \
+  # Both demos run in the same directory: manifests hold their root's absolute path.
+  SLEX_PROGRESS_INTERVAL=1000 bash "$tree/pipeline/demo.sh" "$work/$side-build/bin" "$work/out" \
     > "$work/$side-demo.log" 2>&1 || { tail -20 "$work/$side-demo.log"; exit 1; }
+  mv "$work/out" "$work/$side-out"
 done
 cd "$work"
 (cd old-out && find . -type f | sort) > old.files
