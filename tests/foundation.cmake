@@ -40,3 +40,9 @@ endforeach()
 # no module includes a higher layer, includes name their folder, no include cycles.
 add_test(NAME layering COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/check_layers.py ${CMAKE_SOURCE_DIR})
 set_tests_properties(layering PROPERTIES LABELS unit)
+
+# FNV-1a (core/hash): pinned values of the fingerprints, checksums and the corpus split.
+add_executable(test_hash ${CMAKE_SOURCE_DIR}/tests/test_hash.c)
+target_link_libraries(test_hash PRIVATE slexcommon)
+add_test(NAME hash COMMAND test_hash)
+set_tests_properties(hash PROPERTIES LABELS unit)

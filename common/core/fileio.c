@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/hash.h"
+
 int slex_mkdirs(const char *path, slex_error *err) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return slex_fail(err, "%s: path too long", path);
@@ -152,10 +154,6 @@ int slex_path_exists(const char *path) {
 }
 
 void slex_fingerprint_hex(const char *text, char out[17]) {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    /* The historical basis: existing stores' fingerprints depend on it (core/hash.h). */
+    snprintf(out, 17, "%016llx", (unsigned long long)slex_fnv1a64_str(SLEX_FNV1A_SLEX_BASIS, text));
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
+
 /* ---- frames ---- */
 
 enum { FRAME_WINDOW = 400, FRAME_CENTRE = 200 };
@@ -80,16 +82,10 @@ typedef struct str_index {
     int64_t used;
 } str_index;
 
-static uint64_t fnv1a(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* Finds the slot of key (len bytes) among strings[]; *found tells whether it holds the key. */
 static int64_t index_slot(const str_index *x, char *const *strings, const char *key, size_t len, int *found) {
     int64_t mask = x->cap - 1;
-    for (int64_t s = (int64_t)(fnv1a(key, len) & (uint64_t)mask);; s = (s + 1) & mask) {
+    for (int64_t s = (int64_t)(slex_fnv1a64(SLEX_FNV1A_SLEX_BASIS, key, len) & (uint64_t)mask);; s = (s + 1) & mask) {
         int64_t v = x->slots[s];
         if (!v) {
             *found = 0;

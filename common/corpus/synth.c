@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/hash.h"
 #include "corpus/audio.h"
 
 /* ---- names and options ---- */
@@ -54,12 +55,6 @@ static uint64_t stream_key(uint64_t a, uint64_t b, uint64_t c) { return mix64(mi
 /* Uniform integer in [lo, hi] from draw `i` of a stream (modulo bias < 2^-40: irrelevant). */
 static int64_t draw_int(uint64_t key, uint64_t i, int64_t lo, int64_t hi) {
     return lo + (int64_t)(mix64(key ^ mix64(i)) % (uint64_t)(hi - lo + 1));
-}
-
-static uint64_t fnv1a64(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
 }
 
 /* ---- text ---- */
@@ -237,7 +232,7 @@ static const char *const english_files[] = {
 static const char *const mandarin_files[] = {"chinese", "tang300", "song100", NULL};
 
 int slex_synth_sentence_is_test(const slex_synth_options *opts, const char *sentence) {
-    return (int)(mix64(fnv1a64(sentence)) % 100) < opts->test_sentence_percent;
+    return (int)(mix64(slex_fnv1a64_str(SLEX_FNV1A_SLEX_BASIS, sentence)) % 100) < opts->test_sentence_percent;
 }
 
 static int read_whole_file(const char *path, char **data, size_t *len, slex_error *err) {
