@@ -16,7 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "model/model.h"
+#include "model/hubert.h"
 
 static double now(void) {
     struct timespec ts;

@@ -11,7 +11,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "model/lora.h"
-#include "model/model.h"
+#include "model/hubert.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
 
@@ -190,10 +190,13 @@ int main(int argc, char **argv) {
             exit_code = 1;
         } else {
             const slex_hubert_config *c = slex_hubert_get_config(model);
-            dump_ctx ctx = {model, layer};
+            dump_ctx ctx = {.model = model, .layer = layer};
             slex_featstage stage = {
-                .meta = {SLEX_STORE_F32, c->hidden_size, (double)fo.sample_rate / (double)slex_hubert_total_stride(model),
-                         "slex-dump", params},
+                .meta = {.dtype = SLEX_STORE_F32,
+                         .dim = c->hidden_size,
+                         .frame_rate_hz = (double)fo.sample_rate / (double)slex_hubert_total_stride(model),
+                         .producer = "slex-dump",
+                         .params_json = params},
                 .num_frames = dump_frames,
                 .compute = dump_compute,
                 .ctx = &ctx,

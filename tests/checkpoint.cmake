@@ -1,4 +1,4 @@
-# slex checkpoint directories (common/checkpoint.c): save/reload of the model fixtures, head,
+# slex checkpoint directories (common/model/checkpoint.c): save/reload of the model fixtures, head,
 # adapter, damaged and killed saves (test_checkpoint), then the saved model.safetensors files
 # compared with the original fixtures by name in numpy (checkpoint_reference.py).
 add_executable(test_checkpoint tests/test_checkpoint.c)

@@ -1,4 +1,4 @@
-# slex-dump (HuBERT layer features, issue 5's stage) and PEFT LoRA adapters (common/lora.c).
+# slex-dump (HuBERT layer features, issue 5's stage) and PEFT LoRA adapters (common/model/lora.c).
 # Fixtures from tests/dump_reference.py (torch 1.13 / torchaudio 0.13.1).
 add_executable(test_lora ${CMAKE_SOURCE_DIR}/tests/test_lora.c)
 target_link_libraries(test_lora PRIVATE slexcommon)

@@ -27,7 +27,7 @@
 #include "model/checkpoint.h"
 #include "core/fileio.h"
 #include "model/lora.h"
-#include "model/model.h"
+#include "model/hubert.h"
 #include "core/rng.h"
 #include "model/safetensors.h"
 

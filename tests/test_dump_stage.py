@@ -202,6 +202,19 @@ def case_bad():
     st = os.path.join(broken, "model.safetensors")
     open(st, "r+b").truncate(os.path.getsize(st) - 100)
     dump("broken safetensors", ["--model", broken, "--layer", "1"], 1, [st])
+    # Issue 9: one NaN in a k_proj weight gave finite, plausible features with exit 0.
+    from dump_reference import read_safetensors
+    from model_reference import write_safetensors
+    nan_model = os.path.join(WORK, "nan_model")
+    shutil.copytree(model, nan_model)
+    st = os.path.join(nan_model, "model.safetensors")
+    tensors = [(n, a.copy()) for n, a in read_safetensors(st).items()]
+    for n, a in tensors:
+        if n == "encoder.layers.1.attention.k_proj.weight":
+            a[3, 5] = np.nan
+    write_safetensors(st, tensors)
+    dump("NaN weight", ["--model", nan_model, "--layer", "1"], 1,
+         [st, "encoder.layers.1.attention.k_proj.weight", "NaN"])
     dump("prefixed without --ignore-unexpected", ["--model", os.path.join(MODELS, "prefixed"), "--layer", "1"], 1,
          ["lm_head", "ignore"])
 
@@ -218,6 +231,10 @@ def case_bad():
     def drop_b(tensors):
         return [(n, a) for n, a in tensors if n != "base_model.model.encoder.layers.0.attention.q_proj.lora_B.weight"]
 
+    def inf_a(tensors):
+        return [(n, np.where(np.arange(a.size).reshape(a.shape) == 2, np.float32(np.inf), a).astype(np.float32)
+                 if n.endswith("layers.0.attention.q_proj.lora_A.weight") else a) for n, a in tensors]
+
     cases = [
         ("adapter in mismatch", write_bad_adapter("wide", edit_tensors=wide), ["layers.1.attention.k_proj.lora_A.weight", "different base"]),
         ("adapter layer 99", write_bad_adapter("deep", edit_tensors=deep), ["encoder.layers.99.", "3 transformer layers"]),
@@ -227,6 +244,7 @@ def case_bad():
         ("adapter dora", write_bad_adapter("dora", edit_config=lambda c: c.update(use_dora=True)), ["adapter_config.json", "DoRA"]),
         ("adapter ia3", write_bad_adapter("ia3", edit_config=lambda c: c.update(peft_type="IA3")), ["adapter_config.json", "IA3"]),
         ("adapter rank", write_bad_adapter("rank", edit_config=lambda c: c.update(r=8)), ["rank 4", "r = 8"]),
+        ("adapter Inf", write_bad_adapter("inf", edit_tensors=inf_a), ["layers.0.attention.q_proj.lora_A.weight", "+Inf"]),
     ]
     for what, adapter, words in cases:
         file_word = [os.path.join(adapter, "adapter_model.safetensors")] if "config" not in words[0] else [adapter]

@@ -13,7 +13,7 @@
 #include "check.h"
 #include "core/fileio.h"
 #include "model/lora.h"
-#include "model/model.h"
+#include "model/hubert.h"
 #include "model/safetensors.h"
 
 #define MERGE_TOL 1e-6

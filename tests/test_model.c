@@ -12,7 +12,7 @@
 
 #include "check.h"
 #include "model/hf_config.h"
-#include "model/model.h"
+#include "model/hubert.h"
 #include "model/safetensors.h"
 
 #define PARITY_TOL 1e-4
@@ -231,8 +231,10 @@ static void write_file(const char *path, const void *data, size_t len) {
 }
 
 /* Writes a small model into tmp_dir/<sub>: drop = name to leave out, reshape = name whose
- * first dimension gets +1, extra = name of an additional tensor. */
-static void write_small_model(const char *sub, const char *drop, const char *reshape, const char *extra) {
+ * first dimension gets +1, extra = name of an additional tensor, poison = name of a tensor
+ * whose element 5 becomes poison_value. */
+static void write_small_model_poisoned(const char *sub, const char *drop, const char *reshape, const char *extra,
+                                       const char *poison, float poison_value) {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/%s", tmp_dir, sub);
     mkdir(dir, 0755);
@@ -247,6 +249,9 @@ static void write_small_model(const char *sub, const char *drop, const char *res
         state = state * 1664525u + 1013904223u;
         values[i] = ((float)(state >> 8) / 16777216.0f - 0.5f) * 0.5f;
     }
+    static float poisoned[4096];
+    memcpy(poisoned, values, sizeof poisoned);
+    poisoned[5] = poison_value;
     slex_st_write_tensor w[64];
     int m = 0;
     for (int i = 0; i < n; i++) {
@@ -256,11 +261,64 @@ static void write_small_model(const char *sub, const char *drop, const char *res
         for (int d = 0; d < 3; d++) w[m].shape[d] = specs[i].shape[d];
         if (reshape && strcmp(specs[i].name, reshape) == 0) w[m].shape[0]++;
         w[m].data = values;
+        if (poison && strcmp(specs[i].name, poison) == 0) w[m].data = poisoned;
         m++;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     slex_error err = {{0}};
     CHECK(slex_safetensors_write(path, w, m, NULL, 0, &err) == 0, "write %s: %s", path, err.msg);
+}
+
+static void write_small_model(const char *sub, const char *drop, const char *reshape, const char *extra) {
+    write_small_model_poisoned(sub, drop, reshape, extra, NULL, 0.0f);
+}
+
+static int all_nan(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(x[i])) return 0;
+    return 1;
+}
+
+/* Issue 9: one NaN in a k_proj weight gave finite features.  A non-finite weight is refused at
+ * load, naming the file and the tensor; a NaN that arises inside the forward reaches every
+ * output, as in PyTorch (the softmax used to turn NaN scores into finite probabilities). */
+static void test_nan_weights(void) {
+    char dir[512];
+    slex_error err = {{0}};
+    static const struct {
+        const char *tensor;
+        float value;
+        const char *word;
+    } cases[] = {
+        {"encoder.layers.0.attention.k_proj.weight", NAN, "NaN"},
+        {"feature_extractor.conv_layers.1.conv.weight", INFINITY, "+Inf"}, /* the re-laid-out conv path */
+        {"encoder.pos_conv_embed.conv.weight_v", -INFINITY, "-Inf"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "poison%zu", i);
+        write_small_model_poisoned(sub, NULL, NULL, NULL, cases[i].tensor, cases[i].value);
+        snprintf(dir, sizeof dir, "%s/%s", tmp_dir, sub);
+        slex_hubert *m = load(dir, 0, 0, 0, &err);
+        char file[600];
+        snprintf(file, sizeof file, "%s/model.safetensors", dir);
+        CHECK(m == NULL && strstr(err.msg, file) && strstr(err.msg, cases[i].tensor) && strstr(err.msg, cases[i].word),
+              "%s = %s at load: %s", cases[i].tensor, cases[i].word, m ? "accepted" : err.msg);
+        slex_hubert_free(m);
+    }
+    /* The same NaN put into the loaded parameters (as a diverged training step would). */
+    snprintf(dir, sizeof dir, "%s/good", tmp_dir);
+    slex_hubert *m = load(dir, 0, 0, 0, &err);
+    CHECK(m != NULL, "small model: %s", err.msg);
+    if (!m) return;
+    int C = slex_hubert_get_config(m)->hidden_size;
+    float wave[16000], out[49 * 8];
+    for (int i = 0; i < 16000; i++) wave[i] = sinf(0.01f * (float)i);
+    int64_t T = 0;
+    slex_hubert_get_params(m)->qkv_w[(int64_t)C * C + 5] = NAN; /* layer 0, k_proj row 0 */
+    CHECK(slex_hubert_forward(m, wave, 16000, 1, out, &T, &err) == 0 && T == 49, "forward: %s", err.msg);
+    CHECK(all_nan(out, T * C), "a NaN k_proj weight must make every layer-1 feature NaN");
+    slex_hubert_free(m);
 }
 
 static void test_frames_and_bad_checkpoints(void) {
@@ -537,6 +595,7 @@ int main(int argc, char **argv) {
     test_parity(argv[1], "f16", 0);
     test_prefixed(argv[1]);
     test_frames_and_bad_checkpoints();
+    test_nan_weights();
     test_safetensors();
     test_config();
     remove_tree(tmp_dir);

@@ -14,6 +14,7 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "model/safetensors.h"
+#include "model/weights.h"
 
 #define MANIFEST_NAME "slex_checkpoint.json"
 #define HEAD_NAME "head.safetensors"
@@ -119,10 +120,10 @@ int slex_head_save(const slex_head *head, const char *path, slex_error *err) {
     slex_st_metadata meta[] = {{"format", "pt"}, {"num_classes", k}, {"final_dim", d},
                                {"hidden_size", h}, {"label_rate", rate}, {"logit_temp", temp}};
     slex_st_write_tensor t[] = {
-        {"masked_spec_embed", 1, {c->hidden_size}, head->mask_emb},
-        {"final_proj.weight", 2, {c->final_dim, c->hidden_size}, head->final_proj_w},
-        {"final_proj.bias", 1, {c->final_dim}, head->final_proj_b},
-        {"label_embeddings", 2, {c->num_classes, c->final_dim}, head->label_emb},
+        {.name = "masked_spec_embed", .ndim = 1, .shape = {c->hidden_size}, .data = head->mask_emb},
+        {.name = "final_proj.weight", .ndim = 2, .shape = {c->final_dim, c->hidden_size}, .data = head->final_proj_w},
+        {.name = "final_proj.bias", .ndim = 1, .shape = {c->final_dim}, .data = head->final_proj_b},
+        {.name = "label_embeddings", .ndim = 2, .shape = {c->num_classes, c->final_dim}, .data = head->label_emb},
     };
     return slex_safetensors_write(path, t, 4, meta, 6, err);
 }
@@ -193,10 +194,10 @@ slex_head *slex_head_load(const char *path, slex_error *err) {
         goto fail;
     }
     head = slex_head_create(&cfg, err);
-    if (!head || slex_safetensors_read_f32(st, "masked_spec_embed", head->mask_emb, err) ||
-        slex_safetensors_read_f32(st, "final_proj.weight", head->final_proj_w, err) ||
-        slex_safetensors_read_f32(st, "final_proj.bias", head->final_proj_b, err) ||
-        slex_safetensors_read_f32(st, "label_embeddings", head->label_emb, err))
+    if (!head || slex_safetensors_read_weights(st, "masked_spec_embed", head->mask_emb, err) ||
+        slex_safetensors_read_weights(st, "final_proj.weight", head->final_proj_w, err) ||
+        slex_safetensors_read_weights(st, "final_proj.bias", head->final_proj_b, err) ||
+        slex_safetensors_read_weights(st, "label_embeddings", head->label_emb, err))
         goto fail;
     slex_safetensors_close(st);
     return head;
@@ -207,86 +208,11 @@ fail:
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Base weights: the inverse of model.c's load-time re-layout */
+/* Base weights (model/weights.h) */
 
 int slex_checkpoint_save_weights(const slex_hubert *model, const float *mask_emb, const char *path, slex_error *err) {
-    const slex_hubert_config *c = slex_hubert_get_config(model);
-    const slex_hubert_params *p = slex_hubert_get_params_const(model);
-    int64_t C = c->hidden_size, F = c->intermediate_size, Kp = c->num_conv_pos_embeddings;
-    int64_t Cf = c->conv_dim[c->num_conv - 1], Cg = C / c->num_conv_pos_embedding_groups;
-    int max_tensors = 4 * c->num_conv + 16 + 16 * c->num_hidden_layers;
-    slex_st_write_tensor *t = calloc((size_t)max_tensors, sizeof *t);
-    char (*names)[128] = calloc((size_t)max_tensors, sizeof *names);
-    /* Conv weights are stored (C_out, K, C_in) in memory and (C_out, C_in, K) in HF files. */
-    int64_t conv_total = 0;
-    for (int i = 0; i < c->num_conv; i++)
-        conv_total += (int64_t)c->conv_dim[i] * c->conv_kernel[i] * (i ? c->conv_dim[i - 1] : 1);
-    float *conv = malloc((size_t)conv_total * sizeof(float));
-    int rc = -1, n = 0;
-    if (!t || !names || !conv) {
-        slex_fail(err, "%s: out of memory", path);
-        goto done;
-    }
-#define ADD(ptr, nd, d0, d1, d2, ...)                                       \
-    do {                                                                    \
-        snprintf(names[n], sizeof names[n], __VA_ARGS__);                   \
-        t[n] = (slex_st_write_tensor){names[n], nd, {d0, d1, d2}, ptr};     \
-        n++;                                                                \
-    } while (0)
-    float *dst = conv;
-    for (int i = 0; i < c->num_conv; i++) {
-        int64_t co = c->conv_dim[i], ci = i ? c->conv_dim[i - 1] : 1, k = c->conv_kernel[i];
-        for (int64_t o = 0; o < co; o++)
-            for (int64_t ch = 0; ch < ci; ch++)
-                for (int64_t j = 0; j < k; j++) dst[(o * ci + ch) * k + j] = p->conv_w[i][(o * k + j) * ci + ch];
-        ADD(dst, 3, co, ci, k, "feature_extractor.conv_layers.%d.conv.weight", i);
-        dst += co * ci * k;
-        if (p->conv_b[i]) ADD(p->conv_b[i], 1, co, 0, 0, "feature_extractor.conv_layers.%d.conv.bias", i);
-        if (p->conv_norm_w[i]) {
-            ADD(p->conv_norm_w[i], 1, co, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.weight", i);
-            ADD(p->conv_norm_b[i], 1, co, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.bias", i);
-        }
-    }
-    if (p->proj_ln_w) {
-        ADD(p->proj_ln_w, 1, Cf, 0, 0, "feature_projection.layer_norm.weight");
-        ADD(p->proj_ln_b, 1, Cf, 0, 0, "feature_projection.layer_norm.bias");
-    }
-    ADD(p->proj_w, 2, C, Cf, 0, "feature_projection.projection.weight");
-    ADD(p->proj_b, 1, C, 0, 0, "feature_projection.projection.bias");
-    ADD(p->pos_conv_b, 1, C, 0, 0, "encoder.pos_conv_embed.conv.bias");
-    ADD(p->pos_conv_g, 3, 1, 1, Kp, "encoder.pos_conv_embed.conv.weight_g");
-    ADD(p->pos_conv_v, 3, C, Cg, Kp, "encoder.pos_conv_embed.conv.weight_v");
-    ADD(p->enc_ln_w, 1, C, 0, 0, "encoder.layer_norm.weight");
-    ADD(p->enc_ln_b, 1, C, 0, 0, "encoder.layer_norm.bias");
-    static const char *qkv_names[3] = {"k_proj", "v_proj", "q_proj"};
-    static const int qkv_row[3] = {1, 2, 0}; /* HF's module order k, v, q; memory order q, k, v */
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        for (int j = 0; j < 3; j++) {
-            int64_t r = (int64_t)l * 3 + qkv_row[j];
-            ADD(p->qkv_w + r * C * C, 2, C, C, 0, "encoder.layers.%d.attention.%s.weight", l, qkv_names[j]);
-            ADD(p->qkv_b + r * C, 1, C, 0, 0, "encoder.layers.%d.attention.%s.bias", l, qkv_names[j]);
-        }
-        ADD(p->attproj_w + l * C * C, 2, C, C, 0, "encoder.layers.%d.attention.out_proj.weight", l);
-        ADD(p->attproj_b + l * C, 1, C, 0, 0, "encoder.layers.%d.attention.out_proj.bias", l);
-        ADD(p->ln1_w + l * C, 1, C, 0, 0, "encoder.layers.%d.layer_norm.weight", l);
-        ADD(p->ln1_b + l * C, 1, C, 0, 0, "encoder.layers.%d.layer_norm.bias", l);
-        ADD(p->fc_w + l * F * C, 2, F, C, 0, "encoder.layers.%d.feed_forward.intermediate_dense.weight", l);
-        ADD(p->fc_b + l * F, 1, F, 0, 0, "encoder.layers.%d.feed_forward.intermediate_dense.bias", l);
-        ADD(p->fcproj_w + l * C * F, 2, C, F, 0, "encoder.layers.%d.feed_forward.output_dense.weight", l);
-        ADD(p->fcproj_b + l * C, 1, C, 0, 0, "encoder.layers.%d.feed_forward.output_dense.bias", l);
-        ADD(p->ln2_w + l * C, 1, C, 0, 0, "encoder.layers.%d.final_layer_norm.weight", l);
-        ADD(p->ln2_b + l * C, 1, C, 0, 0, "encoder.layers.%d.final_layer_norm.bias", l);
-    }
-    ADD(mask_emb ? mask_emb : p->mask_emb, 1, C, 0, 0, "masked_spec_embed");
-#undef ADD
-    /* transformers refuses a safetensors file whose metadata lacks format "pt". */
-    slex_st_metadata meta = {"format", "pt"};
-    rc = slex_safetensors_write(path, t, n, &meta, 1, err);
-done:
-    free(conv);
-    free(names);
-    free(t);
-    return rc;
+    return slex_hubert_write_weights(path, slex_hubert_get_config(model), slex_hubert_get_params_const(model), mask_emb,
+                                     err);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -499,113 +425,111 @@ static int manifest_bool(const cJSON *obj, const char *key, int *out, const char
     return 0;
 }
 
-/* Parses the manifest and checks every listed file's size and CRC-32. */
-static int read_manifest(const char *dir, manifest_info *info, slex_error *err) {
-    char path[PATH_CAP], file[PATH_CAP];
-    if (join_path(path, dir, MANIFEST_NAME, err)) return -1;
+/* dir is a directory holding a manifest (else: not a checkpoint, or an interrupted save). */
+static int check_checkpoint_dir(const char *dir, const char *manifest, slex_error *err) {
     struct stat sb;
     if (stat(dir, &sb) || !S_ISDIR(sb.st_mode))
         return slex_fail(err, "%s: not a directory (a slex checkpoint is a directory)", dir);
-    if (!slex_path_exists(path))
+    if (!slex_path_exists(manifest))
         return slex_fail(err, "%s: not a complete slex checkpoint: no %s (an interrupted save leaves only "
                               "%s.tmp-<pid>)", dir, MANIFEST_NAME, dir);
-    char *text = slex_read_text_file(path, NULL, err);
-    if (!text) return -1;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    int rc = -1;
-    if (!cJSON_IsObject(root)) {
-        slex_fail(err, "%s: not a JSON object", path);
-        goto done;
-    }
+    return 0;
+}
+
+/* "format", "format_version", "producer_version" and "step". */
+static int parse_identity(const cJSON *root, const char *path, manifest_info *info, slex_error *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "format");
-    if (!cJSON_IsString(v) || strcmp(v->valuestring, SLEX_CHECKPOINT_FORMAT) != 0) {
-        slex_fail(err, "%s: \"format\" is not \"%s\"", path, SLEX_CHECKPOINT_FORMAT);
-        goto done;
-    }
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, SLEX_CHECKPOINT_FORMAT) != 0)
+        return slex_fail(err, "%s: \"format\" is not \"%s\"", path, SLEX_CHECKPOINT_FORMAT);
     v = cJSON_GetObjectItemCaseSensitive(root, "format_version");
-    if (!cJSON_IsNumber(v) || v->valueint < 1 || v->valueint > SLEX_CHECKPOINT_FORMAT_VERSION) {
-        slex_fail(err, "%s: \"format_version\" must be 1..%d (a newer slex wrote it?)", path,
-                  SLEX_CHECKPOINT_FORMAT_VERSION);
-        goto done;
-    }
+    if (!cJSON_IsNumber(v) || v->valueint < 1 || v->valueint > SLEX_CHECKPOINT_FORMAT_VERSION)
+        return slex_fail(err, "%s: \"format_version\" must be 1..%d (a newer slex wrote it?)", path,
+                         SLEX_CHECKPOINT_FORMAT_VERSION);
     v = cJSON_GetObjectItemCaseSensitive(root, "producer_version");
     snprintf(info->producer_version, sizeof info->producer_version, "%s", cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(root, "step");
     info->step = -1;
     if (v) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble)) {
-            slex_fail(err, "%s: \"step\" must be a non-negative integer", path);
-            goto done;
-        }
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
+            return slex_fail(err, "%s: \"step\" must be a non-negative integer", path);
         info->step = (int64_t)v->valuedouble;
     }
+    return 0;
+}
+
+/* "contents" (head, adapter) and the head's "num_classes". */
+static int parse_contents(const cJSON *root, const char *path, manifest_info *info, slex_error *err) {
     const cJSON *contents = cJSON_GetObjectItemCaseSensitive(root, "contents");
-    if (!cJSON_IsObject(contents)) {
-        slex_fail(err, "%s: no \"contents\" object", path);
-        goto done;
-    }
+    if (!cJSON_IsObject(contents)) return slex_fail(err, "%s: no \"contents\" object", path);
     if (manifest_bool(contents, "head", &info->has_head, path, err) ||
         manifest_bool(contents, "adapter", &info->has_adapter, path, err))
-        goto done;
+        return -1;
     info->num_classes = 0;
     if (info->has_head) {
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "head");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(h, "num_classes");
-        if (!cJSON_IsNumber(k) || k->valueint <= 0) {
-            slex_fail(err, "%s: the checkpoint has a head but no positive \"head\".\"num_classes\"", path);
-            goto done;
-        }
+        if (!cJSON_IsNumber(k) || k->valueint <= 0)
+            return slex_fail(err, "%s: the checkpoint has a head but no positive \"head\".\"num_classes\"", path);
         info->num_classes = k->valueint;
     }
+    return 0;
+}
+
+/* One "files" entry: a name inside dir, and the file's size and CRC-32 as recorded. */
+static int verify_file(const cJSON *f, const char *dir, const char *path, slex_error *err) {
+    const char *rel = f->string;
+    if (rel[0] == '/' || strstr(rel, ".."))
+        return slex_fail(err, "%s: file name '%s' leaves the checkpoint directory", path, rel);
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+    const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
+    char *end = NULL;
+    unsigned long want_crc = cJSON_IsString(crc) ? strtoul(crc->valuestring, &end, 16) : 0;
+    if (!cJSON_IsNumber(bytes) || !end || end == crc->valuestring || *end || strlen(crc->valuestring) != 8)
+        return slex_fail(err, "%s: entry '%s' needs \"bytes\" and an 8-digit hex \"crc32\"", path, rel);
+    char file[PATH_CAP];
+    if (join_path(file, dir, rel, err)) return -1;
+    if (!slex_path_exists(file)) return slex_fail(err, "%s: missing (listed in %s)", file, MANIFEST_NAME);
+    uint32_t got_crc;
+    int64_t got_bytes;
+    if (slex_file_crc32(file, &got_crc, &got_bytes, err)) return -1;
+    if (got_bytes != (int64_t)bytes->valuedouble)
+        return slex_fail(err, "%s: %lld bytes but %s records %lld (truncated or replaced after the save)", file,
+                         (long long)got_bytes, MANIFEST_NAME, (long long)bytes->valuedouble);
+    if (got_crc != (uint32_t)want_crc)
+        return slex_fail(err, "%s: CRC-32 %08x but %s records %08lx (the file was changed or corrupted after the "
+                              "save)", file, (unsigned)got_crc, MANIFEST_NAME, want_crc);
+    return 0;
+}
+
+/* "files": lists every file the contents need, and every listed file is as recorded. */
+static int verify_files(const cJSON *root, const char *dir, const char *path, const manifest_info *info,
+                        slex_error *err) {
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    if (!cJSON_IsObject(files)) {
-        slex_fail(err, "%s: no \"files\" object", path);
-        goto done;
-    }
+    if (!cJSON_IsObject(files)) return slex_fail(err, "%s: no \"files\" object", path);
     const char *need[8];
     int n_need = expected_files(info->has_head, info->has_adapter, need);
     for (int i = 0; i < n_need; i++)
-        if (!cJSON_GetObjectItemCaseSensitive(files, need[i])) {
-            slex_fail(err, "%s: \"files\" does not list %s, which this checkpoint's contents need", path, need[i]);
-            goto done;
-        }
+        if (!cJSON_GetObjectItemCaseSensitive(files, need[i]))
+            return slex_fail(err, "%s: \"files\" does not list %s, which this checkpoint's contents need", path,
+                             need[i]);
     const cJSON *f;
-    cJSON_ArrayForEach(f, files) {
-        const char *rel = f->string;
-        if (rel[0] == '/' || strstr(rel, "..")) {
-            slex_fail(err, "%s: file name '%s' leaves the checkpoint directory", path, rel);
-            goto done;
-        }
-        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
-        const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
-        char *end = NULL;
-        unsigned long want_crc = cJSON_IsString(crc) ? strtoul(crc->valuestring, &end, 16) : 0;
-        if (!cJSON_IsNumber(bytes) || !end || end == crc->valuestring || *end || strlen(crc->valuestring) != 8) {
-            slex_fail(err, "%s: entry '%s' needs \"bytes\" and an 8-digit hex \"crc32\"", path, rel);
-            goto done;
-        }
-        if (join_path(file, dir, rel, err)) goto done;
-        if (!slex_path_exists(file)) {
-            slex_fail(err, "%s: missing (listed in %s)", file, MANIFEST_NAME);
-            goto done;
-        }
-        uint32_t got_crc;
-        int64_t got_bytes;
-        if (slex_file_crc32(file, &got_crc, &got_bytes, err)) goto done;
-        if (got_bytes != (int64_t)bytes->valuedouble) {
-            slex_fail(err, "%s: %lld bytes but %s records %lld (truncated or replaced after the save)", file,
-                      (long long)got_bytes, MANIFEST_NAME, (long long)bytes->valuedouble);
-            goto done;
-        }
-        if (got_crc != (uint32_t)want_crc) {
-            slex_fail(err, "%s: CRC-32 %08x but %s records %08lx (the file was changed or corrupted after the save)",
-                      file, (unsigned)got_crc, MANIFEST_NAME, want_crc);
-            goto done;
-        }
-    }
-    rc = 0;
-done:
+    cJSON_ArrayForEach(f, files) if (verify_file(f, dir, path, err)) return -1;
+    return 0;
+}
+
+/* Parses the manifest and checks every listed file's size and CRC-32. */
+static int read_manifest(const char *dir, manifest_info *info, slex_error *err) {
+    char path[PATH_CAP];
+    if (join_path(path, dir, MANIFEST_NAME, err) || check_checkpoint_dir(dir, path, err)) return -1;
+    char *text = slex_read_text_file(path, NULL, err);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    int rc = -1;
+    if (!cJSON_IsObject(root))
+        slex_fail(err, "%s: not a JSON object", path);
+    else if (parse_identity(root, path, info, err) == 0 && parse_contents(root, path, info, err) == 0)
+        rc = verify_files(root, dir, path, info, err);
     cJSON_Delete(root);
     return rc;
 }

@@ -29,7 +29,7 @@
 
 #include "core/err.h"
 #include "model/lora.h"
-#include "model/model.h"
+#include "model/hubert.h"
 
 #define SLEX_CHECKPOINT_FORMAT "slex-checkpoint"
 #define SLEX_CHECKPOINT_FORMAT_VERSION 1

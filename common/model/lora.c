@@ -31,71 +31,55 @@ static float lora_scaling(double alpha, int r, int use_rslora) {
 
 /* ---- module paths ------------------------------------------------------------------------ */
 
-typedef enum { MOD_PROJ, MOD_Q, MOD_K, MOD_V, MOD_OUT, MOD_FC, MOD_FCPROJ } module_kind;
+/* The index of the nn.Linear weight of module path `module` among tensors, or -1. */
+static int find_linear(const slex_hubert_tensor *tensors, int n, const char *module) {
+    size_t len = strlen(module);
+    for (int i = 0; i < n; i++)
+        if (tensors[i].linear && strncmp(tensors[i].name, module, len) == 0 &&
+            strcmp(tensors[i].name + len, ".weight") == 0)
+            return i;
+    return -1;
+}
 
-static const struct {
-    const char *suffix;
-    module_kind kind;
-} layer_modules[] = {
-    {"attention.q_proj", MOD_Q},
-    {"attention.k_proj", MOD_K},
-    {"attention.v_proj", MOD_V},
-    {"attention.out_proj", MOD_OUT},
-    {"feed_forward.intermediate_dense", MOD_FC},
-    {"feed_forward.output_dense", MOD_FCPROJ},
-};
-
-/* Resolves a HubertModel module path (with or without "hubert.") to the weight it adapts:
- * *out x *in, and *W inside params when params is not NULL.  On failure writes the reason to
- * why and returns -1. */
+/* Resolves a HubertModel module path (with or without "hubert.") to the nn.Linear weight it
+ * adapts, through the tensor table of model/params.h: *out x *in, and *W inside params when
+ * params is not NULL.  On failure writes the reason to why and returns -1. */
 static int resolve_module(const slex_hubert_config *c, slex_hubert_params *params, const char *module, float **W,
                           int *out, int *in, char *why, size_t cap) {
     const char *p = strncmp(module, CTC_PREFIX, strlen(CTC_PREFIX)) == 0 ? module + strlen(CTC_PREFIX) : module;
-    int64_t C = c->hidden_size, F = c->intermediate_size;
-    if (strcmp(p, "feature_projection.projection") == 0) {
-        *out = (int)C;
-        *in = c->conv_dim[c->num_conv - 1];
-        if (params) *W = params->proj_w;
+    int n = slex_hubert_tensors(c, params, NULL);
+    slex_hubert_tensor *tensors = malloc((size_t)n * sizeof *tensors);
+    if (!tensors) {
+        snprintf(why, cap, "out of memory resolving '%s'", module);
+        return -1;
+    }
+    slex_hubert_tensors(c, params, tensors);
+    int found = find_linear(tensors, n, p);
+    if (found >= 0) {
+        *out = (int)tensors[found].shape[0];
+        *in = (int)tensors[found].shape[1];
+        if (params) *W = tensors[found].data;
+        free(tensors);
         return 0;
     }
+    /* A module of a layer beyond the model: the same module of layer 0 exists. */
     const char *layers = "encoder.layers.";
-    if (strncmp(p, layers, strlen(layers)) != 0 || p[strlen(layers)] < '0' || p[strlen(layers)] > '9') {
-        snprintf(why, cap, "unknown module path '%s' (slex adapts feature_projection.projection and "
-                           "encoder.layers.N.{attention.{q,k,v,out}_proj,feed_forward.{intermediate,output}_dense})",
-                 module);
-        return -1;
-    }
-    char *end;
-    long layer = strtol(p + strlen(layers), &end, 10);
-    int found = -1;
-    if (*end == '.')
-        for (size_t i = 0; i < sizeof layer_modules / sizeof layer_modules[0]; i++)
-            if (strcmp(end + 1, layer_modules[i].suffix) == 0) found = (int)i;
-    if (found < 0) {
-        snprintf(why, cap, "unknown module path '%s' (slex adapts feature_projection.projection and "
-                           "encoder.layers.N.{attention.{q,k,v,out}_proj,feed_forward.{intermediate,output}_dense})",
-                 module);
-        return -1;
-    }
-    if (layer >= c->num_hidden_layers) {
+    char *end = NULL;
+    long layer = -1;
+    if (strncmp(p, layers, strlen(layers)) == 0 && p[strlen(layers)] >= '0' && p[strlen(layers)] <= '9')
+        layer = strtol(p + strlen(layers), &end, 10);
+    char in_layer0[SLEX_LORA_MODULE_MAX + 32];
+    if (layer >= c->num_hidden_layers && *end == '.' &&
+        snprintf(in_layer0, sizeof in_layer0, "%s0%s", layers, end) < (int)sizeof in_layer0 &&
+        find_linear(tensors, n, in_layer0) >= 0)
         snprintf(why, cap, "module '%s' is in layer %ld but the model has %d transformer layers (0..%d)", module, layer,
                  c->num_hidden_layers, c->num_hidden_layers - 1);
-        return -1;
-    }
-    module_kind kind = layer_modules[found].kind;
-    *out = kind == MOD_FC ? (int)F : (int)C;
-    *in = kind == MOD_FCPROJ ? (int)F : (int)C;
-    if (!params) return 0;
-    switch (kind) {
-    case MOD_Q:
-    case MOD_K:
-    case MOD_V: *W = params->qkv_w + ((int64_t)layer * 3 + (kind - MOD_Q)) * C * C; break;
-    case MOD_OUT: *W = params->attproj_w + (int64_t)layer * C * C; break;
-    case MOD_FC: *W = params->fc_w + (int64_t)layer * F * C; break;
-    case MOD_FCPROJ: *W = params->fcproj_w + (int64_t)layer * C * F; break;
-    case MOD_PROJ: *W = params->proj_w; break;
-    }
-    return 0;
+    else
+        snprintf(why, cap, "unknown module path '%s' (slex adapts feature_projection.projection and "
+                           "encoder.layers.N.{attention.{q,k,v,out}_proj,feed_forward.{intermediate,output}_dense})",
+                 module);
+    free(tensors);
+    return -1;
 }
 
 /* ---- construction ------------------------------------------------------------------------ */
@@ -365,15 +349,10 @@ slex_lora *slex_lora_open(const char *dir, slex_error *err) {
         slex_lora_target *t = &lora->targets[i];
         char name[SLEX_LORA_MODULE_MAX + 64];
         snprintf(name, sizeof name, KEY_PREFIX "%s" A_SUFFIX, t->module);
-        if (slex_safetensors_read_f32(st, name, t->A, err)) goto fail;
+        if (slex_safetensors_read_weights(st, name, t->A, err)) goto fail;
         snprintf(name, sizeof name, KEY_PREFIX "%s" B_SUFFIX, t->module);
-        if (slex_safetensors_read_f32(st, name, t->B, err)) goto fail;
+        if (slex_safetensors_read_weights(st, name, t->B, err)) goto fail;
     }
-    for (int64_t k = 0; k < lora->num_params; k++)
-        if (!isfinite(lora->params[k])) {
-            slex_fail(err, "%s: LoRA weights contain NaN/Inf", lora->weights_path);
-            goto fail;
-        }
     slex_safetensors_close(st);
     cJSON_Delete(pc.json);
     return lora;
@@ -513,8 +492,9 @@ int slex_lora_save(const slex_lora *lora, const char *dir, slex_error *err) {
         const slex_lora_target *t = &lora->targets[i];
         snprintf(names[2 * i], sizeof names[0], KEY_PREFIX "%s" A_SUFFIX, t->module);
         snprintf(names[2 * i + 1], sizeof names[0], KEY_PREFIX "%s" B_SUFFIX, t->module);
-        tensors[2 * i] = (slex_st_write_tensor){names[2 * i], 2, {t->r, t->in}, t->A};
-        tensors[2 * i + 1] = (slex_st_write_tensor){names[2 * i + 1], 2, {t->out, t->r}, t->B};
+        tensors[2 * i] = (slex_st_write_tensor){.name = names[2 * i], .ndim = 2, .shape = {t->r, t->in}, .data = t->A};
+        tensors[2 * i + 1] =
+            (slex_st_write_tensor){.name = names[2 * i + 1], .ndim = 2, .shape = {t->out, t->r}, .data = t->B};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);

@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
-#include "model/model.h"
+#include "model/hubert.h"
 
 #define SLEX_LORA_MODULE_MAX 160
 

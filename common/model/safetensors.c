@@ -309,6 +309,17 @@ const char *slex_safetensors_metadata(const slex_safetensors *st, const char *ke
     return NULL;
 }
 
+int slex_safetensors_read_weights(slex_safetensors *st, const char *name, float *dst, slex_error *err) {
+    if (slex_safetensors_read_f32(st, name, dst, err)) return -1;
+    const slex_st_tensor_info *t = slex_safetensors_find(st, name);
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite(dst[i]))
+            return slex_fail(err, "%s: tensor '%s' holds %s at element %lld (of %lld): the weights are damaged",
+                             st->path, name, isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "+Inf" : "-Inf", (long long)i,
+                             (long long)t->numel);
+    return 0;
+}
+
 const char *slex_safetensors_path(const slex_safetensors *st) { return st->path; }
 
 /* IEEE binary16 -> binary32, exact for all inputs (subnormals, inf, NaN). */

@@ -73,6 +73,11 @@ const char *slex_safetensors_metadata(const slex_safetensors *st, const char *ke
  * or the read comes up short. */
 int slex_safetensors_read_f32(slex_safetensors *st, const char *name, float *dst, slex_error *err);
 
+/* slex_safetensors_read_f32 for model weights: a NaN or an infinity (also one that a
+ * conversion from F64 overflowed to) is an error naming the file, the tensor and the element,
+ * since one such weight turns every output into NaN. */
+int slex_safetensors_read_weights(slex_safetensors *st, const char *name, float *dst, slex_error *err);
+
 const char *slex_safetensors_path(const slex_safetensors *st);
 
 void slex_safetensors_close(slex_safetensors *st);

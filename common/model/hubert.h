@@ -1,4 +1,4 @@
-/* model: HuBERT (Hugging Face HubertModel / fairseq HubertModel / torchaudio Wav2Vec2Model),
+/* hubert: HuBERT (Hugging Face HubertModel / fairseq HubertModel / torchaudio Wav2Vec2Model),
  * loaded from a Hugging Face checkpoint directory, forward pass in the style of llm.c.
  *
  *   wave (N) -> [whole-utterance normalisation] -> chunks of <= max_chunk_samples, each:
@@ -6,23 +6,27 @@
  *   -> feature projection (LayerNorm -> Linear) -> x + GELU(weight-normed grouped pos conv)
  *   -> [post-LN: encoder LayerNorm] -> transformer layers -> [pre-LN: final LayerNorm]
  *
- * All parameters live in one float allocation (slex_hubert_params points into it) and all
- * activations in another, sized at load for max_chunk_samples.  With keep_activations every
+ * All parameters live in one float allocation (slex_hubert_params points into it, laid out
+ * by the tensor table of model/params.h and read by model/weights.h) and all activations in
+ * another, sized at load for max_chunk_samples.  With keep_activations every
  * intermediate the backward pass needs is kept per layer; without it the layers share one set
- * of buffers.  Every matrix product is a cblas_sgemm.
+ * of buffers.  The kernels are modules of their own (model/conv.h, layernorm.h, linear.h,
+ * attention.h, posconv.h); this module sequences them.  Every matrix product is a
+ * cblas_sgemm.
  *
  * Layers are numbered like fairseq's output_layer: layer L (1..num_layers) is the output of
  * transformer layer L = torchaudio extract_features(x)[0][L-1] = HF hidden_states[L], except
  * that for pre-LN models HF applies the final LayerNorm to hidden_states[num_layers]; ask for
  * SLEX_HUBERT_LAST_HIDDEN_STATE to get that (HF last_hidden_state, torchaudio model(x)).
  * Layer 0 is the transformer input (HF hidden_states[0]). */
-#ifndef SLEX_MODEL_H
-#define SLEX_MODEL_H
+#ifndef SLEX_HUBERT_H
+#define SLEX_HUBERT_H
 
 #include <stdint.h>
 
 #include "core/err.h"
 #include "model/hf_config.h"
+#include "model/params.h"
 
 #define SLEX_HUBERT_LAST_HIDDEN_STATE (-1)
 #define SLEX_HUBERT_NORMALIZE_AUTO (-1)
@@ -46,30 +50,6 @@ typedef struct slex_hubert_load_options {
 } slex_hubert_load_options;
 
 void slex_hubert_load_options_default(slex_hubert_load_options *opts);
-
-/* Parameters: pointers into one allocation.  Layouts differ from the checkpoint only where
- * noted; shapes use C = hidden_size, Cf = conv_dim[last], F = intermediate_size, L = layers,
- * K = conv kernel, Kp = pos conv kernel, G = pos conv groups. */
-typedef struct slex_hubert_params {
-    float *conv_w[SLEX_HUBERT_MAX_CONV];      /* (C_i, K_i, C_{i-1}): taps before input channels,
-                                                 so a window of time-major input is one row */
-    float *conv_b[SLEX_HUBERT_MAX_CONV];      /* (C_i) or NULL without conv_bias */
-    float *conv_norm_w[SLEX_HUBERT_MAX_CONV]; /* (C_i) GroupNorm/LayerNorm scale, NULL if none */
-    float *conv_norm_b[SLEX_HUBERT_MAX_CONV]; /* (C_i) */
-    float *proj_ln_w, *proj_ln_b;             /* (Cf), NULL without feat_proj_layer_norm */
-    float *proj_w, *proj_b;                   /* (C, Cf), (C) */
-    float *pos_conv_g;                        /* (Kp) weight-norm magnitude (checkpoint (1,1,Kp)) */
-    float *pos_conv_v;                        /* (C, C/G, Kp) weight-norm direction, as stored */
-    float *pos_conv_b;                        /* (C) */
-    float *enc_ln_w, *enc_ln_b;               /* (C) encoder LN (post-LN: first; pre-LN: final) */
-    float *ln1_w, *ln1_b;                     /* (L, C) attention LN ("layer_norm") */
-    float *qkv_w, *qkv_b;                     /* (L, 3C, C), (L, 3C): q, k, v projections stacked */
-    float *attproj_w, *attproj_b;             /* (L, C, C), (L, C) out_proj */
-    float *ln2_w, *ln2_b;                     /* (L, C) FFN LN ("final_layer_norm") */
-    float *fc_w, *fc_b;                       /* (L, F, C), (L, F) intermediate_dense */
-    float *fcproj_w, *fcproj_b;               /* (L, C, F), (L, C) output_dense */
-    float *mask_emb;                          /* (C) masked_spec_embed (zeros when absent) */
-} slex_hubert_params;
 
 /* Activations of one chunk of at most max_chunk_samples; N samples -> T_i frames after conv i,
  * T frames in the transformer.  With keep_activations the per-layer buffers have one slice per

@@ -1,0 +1,18 @@
+/* attention: multi-head self-attention of the transformer layers, without masking (every
+ * utterance of a batch has all its T frames), and the row softmax it uses. */
+#ifndef SLEX_ATTENTION_H
+#define SLEX_ATTENTION_H
+
+#include <stdint.h>
+
+/* In-place softmax of each row: att (R, T).  A row with a NaN (or +Inf) becomes all NaN, as in
+ * PyTorch. */
+void slex_softmax_forward(float *att, int64_t R, int64_t T);
+
+/* out (B, T, C) = concat_h softmax(q_h k_h^T / sqrt(hd)) v_h with qkv (B, T, 3C) = [q | k | v]
+ * per row, hd = C / H.  att receives the probabilities (B, H, T, T) when att_head_stride is
+ * T*T; with 0 every head reuses one (T, T) buffer. */
+void slex_attention_forward(float *out, float *att, int64_t att_head_stride, const float *qkv, int B, int64_t T, int C,
+                            int H);
+
+#endif

@@ -1,0 +1,19 @@
+#include "model/layernorm.h"
+
+#include <math.h>
+
+void slex_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            int64_t N, int C, float eps) {
+    for (int64_t t = 0; t < N; t++) {
+        const float *x = inp + t * C;
+        float *y = out + t * C;
+        double s = 0.0, sq = 0.0;
+        for (int c = 0; c < C; c++) s += x[c];
+        double m = s / C;
+        for (int c = 0; c < C; c++) sq += (x[c] - m) * (x[c] - m);
+        float r = (float)(1.0 / sqrt(sq / C + eps)), mf = (float)m;
+        for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * r * w[c] + b[c];
+        mean[t] = mf;
+        rstd[t] = r;
+    }
+}
