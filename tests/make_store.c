@@ -1,21 +1,26 @@
 /* Writes a feature store from a simple binary file, so tests can plant exact features:
  *   int64 n_utts, int32 dim, then per utterance: int64 frames, frames*dim float32.
- * usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE
+ * usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32]
+ * With i32 the values are int32 and the store is a label store (dim 1), as slex-label writes.
  * Utterance ids are u00000, u00001, ...; shards follow fairseq's boundaries. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "corpus/shard.h"
 #include "store/store.h"
 
 int main(int argc, char **argv) {
-    if (argc != 5) return fprintf(stderr, "usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE\n"), 2;
+    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "i32")))
+        return fprintf(stderr, "usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32]\n"), 2;
+    int labels = argc == 6;
     FILE *f = fopen(argv[1], "rb");
     int64_t n_utts;
     int32_t dim;
     if (!f || fread(&n_utts, 8, 1, f) != 1 || fread(&dim, 4, 1, f) != 1) return fprintf(stderr, "bad input\n"), 1;
     int nshard = atoi(argv[3]);
-    slex_store_meta meta = {SLEX_STORE_F32, dim, atof(argv[4]), "make_store", "{\"test\":true}"};
+    slex_store_meta meta = {labels ? SLEX_STORE_I32 : SLEX_STORE_F32, dim, atof(argv[4]), "make_store",
+                            "{\"test\":true}"};
     slex_error err = {{0}};
     char fp[17];
     if (slex_store_prepare(argv[2], &meta, nshard, 1, fp, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
