@@ -8,7 +8,8 @@
 #      in fairseq's .km layout;
 #   6. re-clustering: one codebook on pooled English+Mandarin MFCC (half each), units for both;
 #   7. representations: slex-dump of a tiny random-weight HuBERT (a stand-in: no checkpoint can be
-#      downloaded here; point --model at mHuBERT on a real system), k-means and units on them.
+#      downloaded here; point --model at mHuBERT on a real system), k-means and units on them;
+#   8. unit quality: PNMI, purities and usage per language (slex-eval), and a table of the systems.
 # usage: pipeline/demo.sh [BIN_DIR (build/bin)] [OUT_DIR (demo-out)]
 set -euo pipefail
 bin=$(cd "${1:-build/bin}" && pwd)
@@ -62,6 +63,18 @@ model=$(cd "$(dirname "$0")/.." && pwd)/tests/data/dump/base50
 "${mpirun[@]}" "$bin/slex-label" --store "$out/hubert/zh_train_l2" --codebook "$out/codebooks/zh_hubert50.h5" \
   --out "$out/units/zh_train_hubert50" --km "$out/km/zh_hubert" --split train
 
+step "8. unit quality per language (slex-eval): PNMI, purities, codebook usage; a table of the systems"
+"${mpirun[@]}" "$bin/slex-eval" units --labels "$out/units/zh_train_mfcc50" --align "$out/corpus/zh_train.align" \
+  --lang zh --out "$out/eval/zh_mfcc50"
+"${mpirun[@]}" "$bin/slex-eval" units --labels "$out/units/zh_train_hubert50" --align "$out/corpus/zh_train.align" \
+  --lang zh --out "$out/eval/zh_hubert50"
+"${mpirun[@]}" "$bin/slex-eval" units --labels "$out/units/en_train_enzh50" --align "$out/corpus/en_train.align" \
+  --lang en --labels "$out/units/zh_train_enzh50" --align "$out/corpus/zh_train.align" --lang zh \
+  --out "$out/eval/enzh_mfcc50"
+"$bin/slex-eval" compare "zh MFCC k-means=$out/eval/zh_mfcc50" "zh HuBERT stand-in=$out/eval/zh_hubert50" \
+  "en+zh MFCC re-clustered=$out/eval/enzh_mfcc50" --out "$out/eval/table"
+cat "$out/eval/table/compare.md"
+
 step "what the demo produced"
 printf '%-10s %7s %9s %8s %6s %9s %s\n' corpus utts "audio(s)" phones frames rejected store
 for corpus in en_train en_test zh_train zh_test; do
@@ -79,4 +92,5 @@ echo "fairseq features: $(ls "$out/fairseq" | tr '\n' ' ')"
 echo "codebooks: $(ls "$out/codebooks" | tr '\n' ' ')"
 echo "fairseq units: $out/km/zh_mfcc/train.km ($(wc -l < "$out/km/zh_mfcc/train.km") lines), $out/km/zh_hubert/train.km"
 echo "first units of $(sed -n 2p "$out/km/zh_mfcc/train.tsv" | cut -f1): $(sed -n 1p "$out/km/zh_mfcc/train.km" | cut -d' ' -f1-20) ..."
+echo "unit quality: $out/eval/*/metrics.json, figures $out/eval/*/*.png, table $out/eval/table/compare.md"
 echo "read a store with h5py: see README.md, section 'The store'"
