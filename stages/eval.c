@@ -396,7 +396,7 @@ static int cmd_curves(int argc, char **argv, const slex_mpi *mpi) {
 
 static int cmd_abx(int argc, char **argv, const slex_mpi *mpi) {
     slex_abx_options ao = slex_abx_default_options();
-    char *features = NULL, *align = NULL, *speakers = NULL, *out = NULL, *lang = NULL;
+    char *features = NULL, *align = NULL, *speakers = NULL, *out = NULL, *lang = NULL, *context = "within";
     slex_option table[] = {
         {"features", SLEX_OPT_STRING, &features, "feature store (slex-mfcc, slex-dump) or label store (units)"},
         {"align", SLEX_OPT_STRING, &align, "slex alignment of the same utterances"},
@@ -406,6 +406,7 @@ static int cmd_abx(int argc, char **argv, const slex_mpi *mpi) {
         {"max-x-across", SLEX_OPT_INT, &ao.max_x_across, "X speakers per (A, B) cell across speakers, seeded"},
         {"max-items", SLEX_OPT_LONG, &ao.max_items, "items kept in all (bounds memory and time), seeded"},
         {"seed", SLEX_OPT_LONG, &ao.seed, "seed of the item and speaker subsampling"},
+        {"context", SLEX_OPT_STRING, &context, "within (triphone items, ZeroSpeech) or any (phone items, context ignored)"},
         {"out", SLEX_OPT_STRING, &out, "output directory (metrics.json)"},
     };
     slex_cli cli = {.program = "slex-eval abx",
@@ -420,6 +421,9 @@ static int cmd_abx(int argc, char **argv, const slex_mpi *mpi) {
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
     if (code < 0 && (!features || !align || !out)) code = usage_error(mpi, "--features, --align and --out are required");
+    if (code < 0 && strcmp(context, "within") && strcmp(context, "any"))
+        code = usage_error(mpi, "--context is within or any");
+    ao.any_context = !strcmp(context, "any");
     if (code < 0 && (ao.max_size_group < 2 || ao.max_x_across < 1 || ao.max_items < 3))
         code = usage_error(mpi, "--max-size-group must be >= 2, --max-x-across >= 1, --max-items >= 3");
     if (code >= 0) {

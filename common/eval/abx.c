@@ -12,7 +12,7 @@
 #include "store/store.h"
 
 slex_abx_options slex_abx_default_options(void) {
-    return (slex_abx_options){.max_size_group = 10, .max_x_across = 5, .max_items = 5000, .seed = 0};
+    return (slex_abx_options){.max_size_group = 10, .max_x_across = 5, .max_items = 5000, .seed = 0, .any_context = 0};
 }
 
 /* One triphone item. */
@@ -110,8 +110,8 @@ static int is_silence(const slex_segment *s) {
     return len == strlen(SLEX_SILENCE_LABEL) && !strncmp(s->label, SLEX_SILENCE_LABEL, len);
 }
 
-/* Every triphone of every stored, aligned utterance with a speaker. */
-static int build_items(abx_data *d, slex_error *err) {
+/* Every triphone (any_context: phone) of every stored, aligned utterance with a speaker. */
+static int build_items(abx_data *d, int any_context, slex_error *err) {
     int64_t cap = 0;
     int n_phones = slex_label_vocab_size(d->phones);
     for (int64_t u = 0; u < slex_alignment_num_utts(d->al); u++) {
@@ -127,10 +127,11 @@ static int build_items(abx_data *d, slex_error *err) {
         if (d->speaker_of[u] < 0)
             return slex_fail(err, "%s: no speaker for this utterance in the speakers file",
                              slex_alignment_utt_id(d->al, u));
-        for (int64_t j = 1; j + 1 < n_segs; j++) {
-            if (is_silence(&seg[j - 1]) || is_silence(&seg[j]) || is_silence(&seg[j + 1])) continue;
+        for (int64_t j = !any_context; j + !any_context < n_segs; j++) {
+            if (is_silence(&seg[j]) || (!any_context && (is_silence(&seg[j - 1]) || is_silence(&seg[j + 1])))) continue;
             /* Frames whose centre i*hop + 200 is in [start, end). */
-            int64_t start = seg[j - 1].start, end = seg[j + 1].end;
+            int64_t start = any_context ? seg[j].start : seg[j - 1].start;
+            int64_t end = any_context ? seg[j].end : seg[j + 1].end;
             int64_t first = start <= 200 ? 0 : (start - 200 + d->hop - 1) / d->hop;
             int64_t last = end - 1 < 200 ? -1 : (end - 1 - 200) / d->hop;
             if (last >= frames) last = frames - 1;
@@ -141,15 +142,18 @@ static int build_items(abx_data *d, slex_error *err) {
                 if (!it) return slex_fail(err, "out of memory for %lld items", (long long)cap);
                 d->items = it;
             }
-            size_t lp = slex_label_base_length(seg[j - 1].label), lc = slex_label_base_length(seg[j].label),
-                   ln = slex_label_base_length(seg[j + 1].label);
-            int32_t prev = slex_label_vocab_find(d->phones, seg[j - 1].label, lp);
-            int32_t next = slex_label_vocab_find(d->phones, seg[j + 1].label, ln);
+            int32_t ctx = 0;
+            if (!any_context) {
+                int32_t prev = slex_label_vocab_find(d->phones, seg[j - 1].label, slex_label_base_length(seg[j - 1].label));
+                int32_t next = slex_label_vocab_find(d->phones, seg[j + 1].label, slex_label_base_length(seg[j + 1].label));
+                ctx = prev * n_phones + next;
+            }
             d->items[d->n_items++] = (item){.utt = u,
                                             .first = first,
                                             .n = last - first + 1,
-                                            .phone = slex_label_vocab_find(d->phones, seg[j].label, lc),
-                                            .ctx = prev * n_phones + next,
+                                            .phone = slex_label_vocab_find(d->phones, seg[j].label,
+                                                                           slex_label_base_length(seg[j].label)),
+                                            .ctx = ctx,
                                             .speaker = d->speaker_of[u]};
         }
     }
@@ -542,7 +546,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     /* Every rank learns which utterances the store holds, and their frame counts. */
     MPI_Allreduce(MPI_IN_PLACE, d.present, (int)n_utts, MPI_CHAR, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, d.store_frames, (int)n_utts, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
-    rc = build_items(&d, err) || subsample(&d, o, err);
+    rc = build_items(&d, o->any_context, err) || subsample(&d, o, err);
     if (!rc && d.n_items == 0) rc = slex_fail(err, "%s: no triphone item (speech without silence) to evaluate", align_path);
     if (!rc) rc = load_items(&d, s, rank, size, err);
     ok_local = !rc;
@@ -592,6 +596,7 @@ cJSON *slex_abx_report(const slex_abx_result *r, const char *store_dir, const ch
     cJSON_AddStringToObject(doc, "features", store_dir);
     cJSON_AddStringToObject(doc, "align", align_path);
     cJSON_AddStringToObject(doc, "input", r->is_units ? "units" : "features");
+    cJSON_AddStringToObject(doc, "context", o->any_context ? "any (phone items)" : "within (triphone items)");
     if (!isnan(r->within)) cJSON_AddNumberToObject(doc, "abx_within", r->within);
     if (!isnan(r->across)) cJSON_AddNumberToObject(doc, "abx_across", r->across);
     cJSON_AddNumberToObject(doc, "triplets_within", (double)r->triplets_within);

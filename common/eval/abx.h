@@ -10,7 +10,9 @@
  * otherwise, the angular distance of one-hot vectors), averaged along the path (accumulated cost
  * over the number of steps of the cheapest path; ties prefer the diagonal step).  A cell is
  * (context, a, b, speaker[, X's speaker]); its error is the mean over its triplets; the error of
- * a pair (a, b) is the mean over its cells; the score is the mean over pairs.
+ * a pair (a, b) is the mean over its cells; the score is the mean over pairs.  With any_context
+ * items are single phones (their own frames, no silence) and every item is in one context: small
+ * test sets repeat few triphone contexts, so this variant is the one that still has triplets.
  *
  * Bounds (seeded, as fastabx/Libri-light subsample): at most max_size_group items per
  * (phone, context, speaker), at most max_x_across X speakers per across cell, at most max_items
@@ -32,6 +34,8 @@ typedef struct slex_abx_options {
     int max_x_across;    /* 5 */
     long long max_items; /* 5000 */
     long long seed;      /* 0 */
+    int any_context;     /* 0: triphone items, one context per cell (ZeroSpeech's "within context");
+                          * 1: phone items (the frames whose centre is in the phone), context ignored */
 } slex_abx_options;
 
 slex_abx_options slex_abx_default_options(void);
