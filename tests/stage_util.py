@@ -95,3 +95,33 @@ def same_tree(a, b, what):
     check(sorted(ta) == sorted(tb), f"{what}: file lists differ: {sorted(set(ta) ^ set(tb))}")
     for k in sorted(set(ta) & set(tb)):
         check(ta[k] == tb[k], f"{what}: {k} differs")
+
+
+def write_store(make_store, work, name, utts, nshard=3, rate=50.0):
+    """utts: list of (frames, dim) float arrays -> a finished feature store work/name, written by
+    the store module through tests/make_store.c (utterance ids u00000, u00001, ...)."""
+    import struct
+    path = os.path.join(work, name + ".bin")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<qi", len(utts), utts[0].shape[1]))
+        for u in utts:
+            f.write(struct.pack("<q", len(u)))
+            f.write(np.ascontiguousarray(u, dtype="<f4").tobytes())
+    out = os.path.join(work, name)
+    run([make_store, path, out, str(nshard), str(rate)])
+    os.remove(path)
+    return out
+
+
+def read_label_store(store):
+    """A label store -> list of int32 arrays, one per utterance, shards in order."""
+    import json
+    import h5py
+    idx = json.load(open(os.path.join(store, "index.json")))
+    out = []
+    for rec in idx["shards"]:
+        with h5py.File(os.path.join(store, rec["file"]), "r") as f:
+            lab, lengths = f["labels"][:], f["lengths"][:]
+            off = np.concatenate([[0], np.cumsum(lengths)])
+            out += [lab[off[i]:off[i + 1]] for i in range(len(lengths))]
+    return out
