@@ -14,10 +14,12 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 
-import h5py
-import numpy as np
+os.environ["OMP_NUM_THREADS"] = "1"  # sklearn's OpenMP threads crawl on a loaded machine
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kmeans_reference import Xoshiro256ss  # noqa: E402
@@ -120,7 +122,26 @@ class SlexDraws(np.random.RandomState):
             low, high = 0, low
         if size is None:
             return low + self.gen.below(high - low)
-        return np.array([low + self.gen.below(high - low) for _ in range(size)], dtype=np.int64)
+        return low + np.array(self._below_many(high - low, size), dtype=np.int64)
+
+    def _below_many(self, n, size):
+        """size x self.gen.below(n), inlined (the fit draws ~700,000 of them)."""
+        m64, limit = (1 << 64) - 1, ((1 << 64) // n) * n
+        s0, s1, s2, s3 = self.gen.s
+        out = []
+        while len(out) < size:
+            r = ((((s1 * 5) << 7 | (s1 * 5 & m64) >> 57) & m64) * 9) & m64
+            t = (s1 << 17) & m64
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            s3 = ((s3 << 45) | (s3 >> 19)) & m64
+            if r < limit:
+                out.append(r % n)
+        self.gen.s = [s0, s1, s2, s3]
+        return out
 
     def uniform(self, low=0.0, high=1.0, size=None):
         return _TrialDraws(self, size)
@@ -264,6 +285,58 @@ def case_sklearn():
           f"centres max |diff| {dc:.2g}", file=sys.stderr)
 
 
-CASES = {"label_blocks": case_label_blocks, "sklearn": case_sklearn}
+# ---- ranges -----------------------------------------------------------------------------------
+
+
+def slice_rows(n, rank, size, block=256):
+    """common/kmeans slex_kmeans_slice: a rank's rows of a sample, in whole blocks of 256."""
+    nb = (n + block - 1) // block
+    return min(nb * rank // size * block, n), min(nb * (rank + 1) // size * block, n)
+
+
+def case_ranges():
+    """Most frames near 1, the last four 1000x larger: each rank's part of a pass over the frames
+    in order (k-means++ on all frames, Lloyd passes, the final inertia), and about half of the
+    mini-batch slices, have maxima 1000x apart, so an exponent of the exact sums taken from a
+    rank's own maximum changes the sums.  Codebooks over 2 and 3 ranks must equal 1 rank's."""
+    rng = np.random.default_rng(1000)
+    means = rng.uniform(-1, 1, (6, 8))
+    utts = []
+    for _ in range(30):
+        lab = rng.integers(0, 6, int(rng.integers(80, 120)))
+        utts.append((means[lab] + 0.1 * rng.standard_normal((len(lab), 8))).astype(np.float32))
+    utts.append((3000 * rng.uniform(-1, 1, (4, 8))).astype(np.float32))
+    x = np.concatenate(utts)
+    feats = store("ranges", utts, nshard=3)
+    for size in (2, 3):
+        peaks = [np.abs(x[lo:hi]).max() for lo, hi in (slice_rows(len(x), r, size) for r in range(size))]
+        check(max(peaks) >= 1000 * min(peaks), f"{size} ranks: maxima of the ranks' parts {peaks} differ by 1000x")
+    configs = {
+        "mini-batch, k-means++ on all frames, Lloyd passes": ["--k", "8", "--batch-size", "1000", "--n-init", "3",
+                                                             "--lloyd-passes", "2"],
+        "drawn init sample, tol": ["--k", "8", "--batch-size", "500", "--init-size", "1200", "--n-init", "2",
+                                   "--tol", "1e-4"],
+        "Lloyd mode": ["--k", "8", "--init", "random", "--max-iter", "0", "--lloyd-passes", "5"],
+    }
+    for c, (name, args) in enumerate(configs.items()):
+        got = []
+        for ranks in (1, 2, 3):
+            cb = os.path.join(WORK, f"cb{c}_{ranks}.h5")
+            cmd = mpi(MPIEXEC, ranks, [KMEANS, "--store", feats, "--out", cb, "--seed", "3"] + args)
+            try:
+                run(cmd, env=QUIET, timeout=120)
+            except subprocess.TimeoutExpired:
+                check(False, f"{name}, {ranks} ranks: no result after 120 s")
+            got.append(open(cb, "rb").read() if os.path.exists(cb) else None)
+        check(got[0] is not None and got[1] == got[0], f"{name}: 2 ranks give the 1-rank codebook bit for bit")
+        check(got[0] is not None and got[2] == got[0], f"{name}: 3 ranks give the 1-rank codebook bit for bit")
+        if got[0] is not None:
+            cb = codebook(os.path.join(WORK, f"cb{c}_1.h5"))
+            print(f"ranges: {name}: {cb['steps']} steps ({cb['stop_reason']}), final inertia "
+                  f"{cb['final_inertia']:.6g}; 2 and 3 ranks identical: {got[1] == got[0]}, {got[2] == got[0]}",
+                  file=sys.stderr)
+
+
+CASES = {"label_blocks": case_label_blocks, "sklearn": case_sklearn, "ranges": case_ranges}
 CASES[CASE]()
 finish("test_kmeans_fit " + CASE)
