@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stage_util import check, finish, mpi, run, same_tree  # noqa: E402
+from stage_util import check, finish, mpi, read_label_store, run, same_tree, write_store  # noqa: E402
 
 CASE, BIN, MAKE_STORE, MPIEXEC, WORK = sys.argv[1:6]
 KMEANS, LABEL = os.path.join(BIN, "slex-kmeans"), os.path.join(BIN, "slex-label")
@@ -28,15 +27,7 @@ QUIET = {"SLEX_PROGRESS_INTERVAL": "1000"}
 
 def make_store(name, utts, nshard=3, rate=50.0):
     """utts: list of (frames, dim) float arrays -> a finished store written by the store module."""
-    path = os.path.join(WORK, name + ".bin")
-    with open(path, "wb") as f:
-        f.write(struct.pack("<qi", len(utts), utts[0].shape[1]))
-        for u in utts:
-            f.write(struct.pack("<q", len(u)))
-            f.write(np.ascontiguousarray(u, dtype="<f4").tobytes())
-    out = os.path.join(WORK, name)
-    run([MAKE_STORE, path, out, str(nshard), str(rate)])
-    return out
+    return write_store(MAKE_STORE, WORK, name, utts, nshard, rate)
 
 
 def planted(n_utts, centers, seed, spread=0.05):
@@ -50,15 +41,7 @@ def planted(n_utts, centers, seed, spread=0.05):
     return utts, labels
 
 
-def read_labels(store):
-    idx = json.load(open(os.path.join(store, "index.json")))
-    out = []
-    for rec in idx["shards"]:
-        with h5py.File(os.path.join(store, rec["file"]), "r") as f:
-            lab, lengths = f["labels"][:], f["lengths"][:]
-            off = np.concatenate([[0], np.cumsum(lengths)])
-            out += [lab[off[i]:off[i + 1]] for i in range(len(lengths))]
-    return out
+read_labels = read_label_store
 
 
 CENTERS = np.random.default_rng(0).uniform(-10, 10, (6, 8))
