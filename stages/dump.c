@@ -1,7 +1,6 @@
 /* slex-dump: fairseq manifest -> store of one HuBERT layer's features (T, hidden_size), as
  * fairseq's dump_hubert_feature.py, optionally with a PEFT LoRA adapter merged into the model. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -15,6 +14,27 @@
 #include "core/mpi_util.h"
 #include "core/options.h"
 
+/* The stage's own options (the feature stage's and the model's load options have their tables). */
+typedef struct dump_options {
+    char *model;   /* Hugging Face HubertModel directory (required) */
+    char *adapter; /* PEFT LoRA adapter directory (optional) */
+    int layer;     /* fairseq's output_layer (required) */
+} dump_options;
+
+#define T dump_options
+static const slex_option dump_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, model), .name = "model", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "Hugging Face HubertModel directory (config.json, model.safetensors)"},
+    {SLEX_OPT_INT_FIELD(T, layer), .name = "layer", .flags = SLEX_OPTF_REQUIRED, .min = SLEX_HUBERT_LAST_HIDDEN_STATE,
+     .max = INT_MAX,
+     .help = "transformer layer to dump, as fairseq's output_layer (1..L; 0 = transformer input; -1 = last hidden "
+             "state)"},
+    {SLEX_OPT_STRING_FIELD(T, adapter), .name = "adapter", .flags = SLEX_OPTF_PATH,
+     .help = "PEFT LoRA adapter directory, merged into the model at load"},
+};
+#undef T
+static const slex_option_table dump_table = SLEX_OPTION_TABLE(dump_rows);
+
 typedef struct dump_ctx {
     slex_hubert *model;
     int layer;
@@ -27,15 +47,6 @@ static int dump_compute(void *ctx, const float *wave, int64_t n, float *out, int
     int64_t T = 0;
     if (slex_hubert_forward(d->model, wave, n, d->layer, out, &T, err)) return -1;
     if (T != frames) return slex_fail(err, "model returned %lld frames, expected %lld", (long long)T, (long long)frames);
-    return 0;
-}
-
-static int parse_layer(const char *text, int *layer) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || errno || v < INT_MIN || v > INT_MAX) return -1;
-    *layer = (int)v;
     return 0;
 }
 
@@ -80,9 +91,7 @@ static char *dump_params_json(const char *model_dir, const char *adapter_dir, in
         cJSON_AddNullToObject(p, "adapter");
     }
     cJSON_AddNumberToObject(p, "normalize_waveform", slex_hubert_normalizes_waveform(model));
-    cJSON_AddNumberToObject(p, "normalize_waveform_option", lo->normalize_waveform);
-    cJSON_AddNumberToObject(p, "max_chunk_samples", (double)lo->max_chunk_samples);
-    cJSON_AddNumberToObject(p, "ignore_unexpected", lo->ignore_unexpected);
+    if (!rc && slex_options_write_json(&slex_hubert_load_option_table, lo, p)) rc = slex_fail(err, "out of memory");
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     if (!rc && !text) slex_fail(err, "out of memory");
@@ -136,24 +145,10 @@ int main(int argc, char **argv) {
     slex_featstage_options_default(&fo);
     slex_hubert_load_options lo;
     slex_hubert_load_options_default(&lo);
-    char *model_dir = NULL, *adapter_dir = NULL;
-    char *layer_text = NULL;
-    int layer = 0;
-    slex_option table[] = {
-        SLEX_FEATSTAGE_OPTIONS(fo),
-        {"model", SLEX_OPT_STRING, &model_dir, "Hugging Face HubertModel directory (config.json, model.safetensors)"},
-        {"layer", SLEX_OPT_STRING, &layer_text,
-         "transformer layer to dump, as fairseq's output_layer (1..L; 0 = transformer input; -1 = last hidden "
-         "state); required"},
-        {"adapter", SLEX_OPT_STRING, &adapter_dir, "PEFT LoRA adapter directory, merged into the model at load"},
-        {"normalize-waveform", SLEX_OPT_INT, &lo.normalize_waveform,
-         "whole-utterance waveform normalisation: -1 = auto (preprocessor_config.json's do_normalize, else on for "
-         "feat_extract_norm \"layer\"), 0 = off, 1 = on"},
-        {"max-chunk-samples", SLEX_OPT_LONG, &lo.max_chunk_samples,
-         "samples per forward chunk (fairseq's max_chunk); activations are sized for it"},
-        {"ignore-unexpected", SLEX_OPT_FLAG, &lo.ignore_unexpected,
-         "skip checkpoint tensors HubertModel does not use (e.g. HubertForCTC's lm_head)"},
-    };
+    dump_options d;
+    slex_options_defaults(&dump_table, &d);
+    const slex_option_group groups[] = {
+        {&slex_featstage_option_table, &fo}, {&dump_table, &d}, {&slex_hubert_load_option_table, &lo}};
     slex_cli cli = {
         .program = "slex-dump",
         .synopsis = "--manifest M.tsv --model DIR --layer L --out STORE [--adapter DIR] [--nshard N] [--shard I] "
@@ -162,20 +157,12 @@ int main(int argc, char **argv) {
                  "dump_hubert_feature.py (torchaudio extract_features layer L), written to a sharded HDF5 store.\n"
                  "With --adapter, a PEFT LoRA adapter is merged into the weights once at load.\n"
                  SLEX_FEATSTAGE_ABOUT,
-        .options = table,
-        .n_options = (int)(sizeof table / sizeof table[0]),
+        .groups = groups,
+        .n_groups = (int)(sizeof groups / sizeof groups[0]),
     };
     slex_error err = {{0}};
     int exit_code = 0;
     slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
-    if (parsed == SLEX_PARSE_OK && (!model_dir || !layer_text || !fo.manifest || !fo.out)) {
-        slex_fail(&err, "--manifest, --model, --layer and --out are required");
-        parsed = SLEX_PARSE_ERROR;
-    }
-    if (parsed == SLEX_PARSE_OK && parse_layer(layer_text, &layer)) {
-        slex_fail(&err, "--layer %s: not an integer", layer_text);
-        parsed = SLEX_PARSE_ERROR;
-    }
     slex_hubert *model = NULL;
     char *params = NULL;
     if (parsed == SLEX_PARSE_HELP) {
@@ -184,13 +171,13 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else {
-        model = prepare_model(model_dir, adapter_dir, layer, &lo, &err);
-        if (model) params = dump_params_json(model_dir, adapter_dir, layer, model, &err);
+        model = prepare_model(d.model, d.adapter, d.layer, &lo, &err);
+        if (model) params = dump_params_json(d.model, d.adapter, d.layer, model, &err);
         if (!all_ranks_ok(params != NULL, &err, &mpi)) {
             exit_code = 1;
         } else {
             const slex_hubert_config *c = slex_hubert_get_config(model);
-            dump_ctx ctx = {.model = model, .layer = layer};
+            dump_ctx ctx = {.model = model, .layer = d.layer};
             slex_featstage stage = {
                 .meta = {.dtype = SLEX_STORE_F32,
                          .dim = c->hidden_size,

@@ -21,6 +21,18 @@ typedef struct export_options {
     char *split; /* file name prefix, fairseq's {split} (default "train") */
 } export_options;
 
+#define T export_options
+static const slex_option export_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, store), .name = "store", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "feature store to export"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory"},
+    {SLEX_OPT_STRING_FIELD(T, split), .name = "split", .flags = SLEX_OPTF_PATH, .def_text = "train",
+     .help = "fairseq split name used in the file names"},
+};
+#undef T
+static const slex_option_table export_table = SLEX_OPTION_TABLE(export_rows);
+
 /* Closes a temporary file after checking every write reached the disk. */
 static int finish_file(FILE *f, const char *path, int rc, slex_error *err) {
     if (!f) return rc;
@@ -70,26 +82,23 @@ static int export_shard(const slex_store *s, int shard, const export_options *o,
 int main(int argc, char **argv) {
     slex_mpi mpi = slex_mpi_start(&argc, &argv);
     slex_log_init("export", mpi.rank, mpi.size);
-    export_options o = {NULL, NULL, "train"};
-    slex_option table[] = {
-        {"store", SLEX_OPT_STRING, &o.store, "feature store to export"},
-        {"out", SLEX_OPT_STRING, &o.out, "output directory"},
-        {"split", SLEX_OPT_STRING, &o.split, "fairseq split name used in the file names"},
-    };
+    export_options o;
+    slex_options_defaults(&export_table, &o);
+    const slex_option_group groups[] = {{&export_table, &o}};
     slex_cli cli = {.program = "slex-export",
                     .synopsis = "--store STORE --out DIR [--split NAME]",
                     .about = "Writes fairseq's feature layout {split}_{shard}_{nshard}.npy (float32, frames x dim) and\n"
                              ".len (frames per utterance) for every shard of a feature store; ranks share the shards.",
-                    .options = table,
-                    .n_options = 3};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int exit_code = 0;
     slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
     slex_store *s = NULL;
     if (parsed == SLEX_PARSE_HELP) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
-    } else if (parsed == SLEX_PARSE_ERROR || !o.store || !o.out) {
-        if (mpi.rank == 0) slex_error_log("%s", parsed == SLEX_PARSE_ERROR ? err.msg : "--store and --out are required");
+    } else if (parsed == SLEX_PARSE_ERROR) {
+        if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else if (!(s = slex_store_open(o.store, &err)) || slex_mkdirs(o.out, &err)) {
         slex_error_log("%s", err.msg);

@@ -10,6 +10,7 @@
  * and line.  Output is in manifest order, written under a temporary name and renamed.  The work
  * is cheap (thousands of files per second), so rank 0 does it all under mpirun. */
 #include <errno.h>
+#include <float.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,24 @@ typedef struct {
     double tolerance_ms;
     int skip_missing;
 } import_args;
+
+#define T import_args
+static const slex_option import_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, manifest), .name = "manifest", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "fairseq manifest of the audio (.tsv)"},
+    {SLEX_OPT_STRING_FIELD(T, textgrids), .name = "textgrids", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "directory of TextGrids: <relpath without extension>.TextGrid"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "alignment file to write"},
+    {SLEX_OPT_DOUBLE_FIELD(T, tolerance_ms), .name = "tolerance-ms", .def = 10, .min = 0, .max = DBL_MAX,
+     .help = "allowed difference of the tier end and the audio length"},
+    {SLEX_OPT_STRING_FIELD(T, vocab), .name = "vocab", .flags = SLEX_OPTF_PATH,
+     .help = "also write the label vocabulary with counts to this file"},
+    {SLEX_OPT_FLAG_FIELD(T, skip_missing), .name = "skip-missing",
+     .help = "skip (with a warning) entries without a TextGrid"},
+};
+#undef T
+static const slex_option_table import_table = SLEX_OPTION_TABLE(import_rows);
 
 /* The TextGrid path of a relpath: extension replaced by .TextGrid. */
 static int textgrid_path(const char *dir, const char *relpath, char *buf, size_t size) {
@@ -173,41 +192,32 @@ int main(int argc, char **argv) {
     slex_log_level_from_env();
     import_args a;
     memset(&a, 0, sizeof a);
+    slex_options_defaults(&import_table, &a);
     slex_textgrid_options_default(&a.tg);
-    a.tolerance_ms = a.tg.tolerance_s * 1000;
-    slex_option table[] = {
-        {"manifest", SLEX_OPT_STRING, &a.manifest, "fairseq manifest of the audio (.tsv)"},
-        {"textgrids", SLEX_OPT_STRING, &a.textgrids, "directory of TextGrids: <relpath without extension>.TextGrid"},
-        {"out", SLEX_OPT_STRING, &a.out, "alignment file to write"},
-        {"tier", SLEX_OPT_STRING, &a.tg.tier, "interval tier with the phones"},
-        {"tolerance-ms", SLEX_OPT_DOUBLE, &a.tolerance_ms, "allowed difference of the tier end and the audio length"},
-        {"silence", SLEX_OPT_STRING, &a.tg.silence, "comma-separated labels that mean silence (empty text always does)"},
-        {"vocab", SLEX_OPT_STRING, &a.vocab, "also write the label vocabulary with counts to this file"},
-        {"skip-missing", SLEX_OPT_FLAG, &a.skip_missing, "skip (with a warning) entries without a TextGrid"},
-    };
-    slex_cli cli = {"slex-import-textgrid", "--manifest M.tsv --textgrids DIR --out FILE.align",
-                    "Converts Praat TextGrids (Montreal Forced Aligner output) into a slex alignment file "
-                    "(docs/alignments.md), checking them against the manifest's audio lengths.",
-                    table, (int)(sizeof table / sizeof *table), {0, NULL}};
+    const slex_option_group groups[] = {{&import_table, &a}, {&slex_textgrid_option_table, &a.tg}};
+    slex_cli cli = {.program = "slex-import-textgrid",
+                    .synopsis = "--manifest M.tsv --textgrids DIR --out FILE.align",
+                    .about = "Converts Praat TextGrids (Montreal Forced Aligner output) into a slex alignment file "
+                             "(docs/alignments.md), checking them against the manifest's audio lengths.",
+                    .groups = groups,
+                    .n_groups = 2};
     slex_error err = {{0}};
     int status = 1;
     slex_parse_result pr = slex_cli_parse(&cli, argc, argv, &err);
     if (pr == SLEX_PARSE_HELP) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
         status = 0;
-    } else if (pr == SLEX_PARSE_OK && (!a.manifest || !a.textgrids || !a.out)) {
-        slex_fail(&err, "--manifest, --textgrids and --out are required (see --help)");
-    } else if (pr == SLEX_PARSE_OK && !(a.tolerance_ms >= 0)) {
-        slex_fail(&err, "--tolerance-ms must be non-negative");
-    } else if (pr == SLEX_PARSE_OK) {
+    } else if (pr == SLEX_PARSE_ERROR) {
+        status = 2;
+    } else {
         a.tg.tolerance_s = a.tolerance_ms / 1000.0;
         /* nftw's paths must compare equal to the ones built from the manifest: no trailing '/'. */
         size_t len = strlen(a.textgrids);
         while (len > 1 && a.textgrids[len - 1] == '/') ((char *)a.textgrids)[--len] = '\0';
         status = mpi.rank == 0 ? (import(&a, &err) ? 1 : 0) : 0;
     }
-    if (!slex_mpi_all_ok(status == 0)) status = 1;
-    if (status && err.msg[0]) slex_error_log("%s", err.msg);
+    if (status != 2 && !slex_mpi_all_ok(status == 0)) status = 1;
+    if (status && err.msg[0] && (status != 2 || mpi.rank == 0)) slex_error_log("%s", err.msg);
     slex_cli_free(&cli);
     slex_mpi_stop();
     return status;

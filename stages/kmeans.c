@@ -3,6 +3,7 @@
  * checkpoints). */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@
 #include "core/options.h"
 
 typedef struct kmeans_stage_options {
-    slex_string_list stores; /* DIR[:WEIGHT], repeatable */
+    slex_string_list stores; /* DIR[:WEIGHT], repeatable (required) */
     char *out;               /* codebook .h5 (required) */
     char *export_npy;        /* also write the centres as .npy */
     double percent;          /* 1.0: fraction of utterances sampled per shard */
@@ -27,6 +28,25 @@ typedef struct kmeans_stage_options {
     int cache_mb;            /* 2048: per-rank memory for frames kept in RAM */
     int force;
 } kmeans_stage_options;
+
+#define T kmeans_stage_options
+static const slex_option stage_rows[] = {
+    {SLEX_OPT_LIST_FIELD(T, stores), .name = "store", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "feature store, DIR or DIR:WEIGHT (weights: each store's share of the pooled sample)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "codebook file (.h5)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, percent), .name = "percent", .flags = SLEX_OPTF_ABOVE_MIN, .def = 1, .min = 0, .max = 1,
+     .param = "percent", .help = "fraction of utterances sampled per shard (fairseq --percent)"},
+    {SLEX_OPT_INT_FIELD(T, final_inertia), .name = "final-inertia", .def = 1, .min = 0, .max = 1,
+     .help = "1 = compute the mean inertia over all frames at the end"},
+    {SLEX_OPT_INT_FIELD(T, cache_mb), .name = "cache-mb", .def = 2048, .min = 0, .max = INT_MAX,
+     .help = "per-rank memory for frames kept in RAM (the rest is read on demand)"},
+    {SLEX_OPT_STRING_FIELD(T, export_npy), .name = "export-npy", .flags = SLEX_OPTF_PATH,
+     .help = "also write the centres as .npy (fairseq users)"},
+    {SLEX_OPT_FLAG_FIELD(T, force), .name = "force", .help = "ignore a checkpoint and replace an existing codebook"},
+};
+#undef T
+static const slex_option_table stage_table = SLEX_OPTION_TABLE(stage_rows);
 
 /* ---- MPI for the k-means module: exact reductions only ---- */
 
@@ -152,20 +172,10 @@ static int on_checkpoint(void *ctx, const slex_kmeans_state *st, slex_error *err
 
 static char *run_params(const slex_kmeans_options *ko, const kmeans_stage_options *o, const char *pool) {
     cJSON *p = cJSON_CreateObject();
-    cJSON_AddNumberToObject(p, "k", ko->k);
-    cJSON_AddNumberToObject(p, "max_iter", ko->max_iter);
-    cJSON_AddNumberToObject(p, "batch_size", ko->batch_size);
-    cJSON_AddNumberToObject(p, "init_size", ko->init_size);
-    cJSON_AddNumberToObject(p, "n_init", ko->n_init);
-    cJSON_AddStringToObject(p, "init", ko->init == SLEX_KMEANS_INIT_RANDOM ? "random" : "k-means++");
-    cJSON_AddNumberToObject(p, "max_no_improvement", ko->max_no_improvement);
-    cJSON_AddNumberToObject(p, "tol", ko->tol);
-    cJSON_AddNumberToObject(p, "reassignment_ratio", ko->reassignment_ratio);
-    cJSON_AddNumberToObject(p, "lloyd_passes", ko->lloyd_passes);
-    cJSON_AddNumberToObject(p, "seed", (double)ko->seed);
-    cJSON_AddNumberToObject(p, "percent", o->percent);
-    cJSON_AddItemToObject(p, "stores", cJSON_Parse(pool));
-    char *text = cJSON_PrintUnformatted(p);
+    char *text = NULL;
+    if (p && !slex_options_write_json(&slex_kmeans_option_table, ko, p) && !slex_options_write_json(&stage_table, o, p) &&
+        cJSON_AddItemToObject(p, "stores", cJSON_Parse(pool)))
+        text = cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     return text;
 }
@@ -179,7 +189,7 @@ static int parse_store(const char *arg, char *dir, size_t size, double *weight, 
     char *end;
     double w = strtod(colon + 1, &end);
     if (end == colon + 1 || *end) return 0;
-    if (!(w > 0)) return slex_fail(err, "--store %s: the weight must be positive", arg);
+    if (!(w > 0) || !isfinite(w)) return slex_fail(err, "command line: --store %s: the weight must be a positive number", arg);
     *colon = '\0';
     *weight = w;
     return 0;
@@ -292,34 +302,9 @@ int main(int argc, char **argv) {
     slex_log_level_from_env();
     slex_kmeans_options ko;
     slex_kmeans_options_default(&ko);
-    kmeans_stage_options o = {{0, NULL}, NULL, NULL, 1.0, 1, 2048, 0};
-    long long seed = 0;
-    char *init_name = NULL;
-    slex_option table[] = {
-        {"store", SLEX_OPT_STRING_LIST, &o.stores,
-         "feature store, DIR or DIR:WEIGHT (weights: each store's share of the pooled sample)"},
-        {"k", SLEX_OPT_INT, &ko.k, "number of clusters"},
-        {"out", SLEX_OPT_STRING, &o.out, "codebook file (.h5)"},
-        {"seed", SLEX_OPT_LONG, &seed, "random seed"},
-        {"percent", SLEX_OPT_DOUBLE, &o.percent, "fraction of utterances sampled per shard (fairseq --percent)"},
-        {"batch-size", SLEX_OPT_INT, &ko.batch_size, "mini-batch size"},
-        {"max-iter", SLEX_OPT_INT, &ko.max_iter, "passes' worth of mini-batch steps (steps = max_iter * n / batch)"},
-        {"n-init", SLEX_OPT_INT, &ko.n_init, "initialisations, the best on a validation sample is kept"},
-        {"init", SLEX_OPT_STRING, &init_name, "k-means++ (sklearn's greedy k-means++) or random (K distinct sample rows)"},
-        {"init-size", SLEX_OPT_INT, &ko.init_size, "frames for k-means++ (0 = 3 * batch size)"},
-        {"max-no-improvement", SLEX_OPT_INT, &ko.max_no_improvement,
-         "stop after this many steps without smoothed-inertia improvement (0 = never)"},
-        {"tol", SLEX_OPT_DOUBLE, &ko.tol, "stop when the centres move less than this (0 = off)"},
-        {"reassignment-ratio", SLEX_OPT_DOUBLE, &ko.reassignment_ratio, "sklearn's low-count centre reassignment"},
-        {"lloyd-passes", SLEX_OPT_INT, &ko.lloyd_passes, "full-batch Lloyd refinement passes after the mini-batches"},
-        {"bounds-mb", SLEX_OPT_INT, &ko.bounds_mb,
-         "per-rank memory for the bounds that let Lloyd passes skip distances (0 = compute all; same result)"},
-        {"checkpoint-every", SLEX_OPT_INT, &ko.checkpoint_every, "mini-batch steps between checkpoints (OUT.ckpt)"},
-        {"final-inertia", SLEX_OPT_INT, &o.final_inertia, "1 = compute the mean inertia over all frames at the end"},
-        {"cache-mb", SLEX_OPT_INT, &o.cache_mb, "per-rank memory for frames kept in RAM (the rest is read on demand)"},
-        {"export-npy", SLEX_OPT_STRING, &o.export_npy, "also write the centres as .npy (fairseq users)"},
-        {"force", SLEX_OPT_FLAG, &o.force, "ignore a checkpoint and replace an existing codebook"},
-    };
+    kmeans_stage_options o;
+    slex_options_defaults(&stage_table, &o);
+    const slex_option_group groups[] = {{&stage_table, &o}, {&slex_kmeans_option_table, &ko}};
     slex_cli cli = {.program = "slex-kmeans",
                     .synopsis = "--store DIR[:WEIGHT] [--store ...] --k K --out CODEBOOK.h5 [options]",
                     .about = "Mini-batch k-means (sklearn MiniBatchKMeans semantics, fairseq's defaults) over pooled feature\n"
@@ -327,40 +312,37 @@ int main(int argc, char **argv) {
                              "rank count; checkpoints every few steps and resumes after a kill. Full-batch Lloyd passes\n"
                              "(--lloyd-passes) skip the distances that bounds prove useless; for the lowest inertia use\n"
                              "--init random --max-iter 0 --lloyd-passes 30 (docs/kmeans.md).",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = (int)(sizeof groups / sizeof groups[0])};
     slex_error err = {{0}};
     int exit_code = 0;
     slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
-    ko.seed = (uint64_t)seed;
-    if (parsed == SLEX_PARSE_OK && init_name) {
-        if (!strcmp(init_name, "random")) {
-            ko.init = SLEX_KMEANS_INIT_RANDOM;
-        } else if (strcmp(init_name, "k-means++")) {
-            slex_fail(&err, "--init %s: expected k-means++ or random", init_name);
+    /* The stores' weights are options too: checked before any store is opened. */
+    slex_featpool_input *inputs = NULL;
+    char (*dirs)[4096] = NULL;
+    if (parsed == SLEX_PARSE_OK) {
+        inputs = calloc((size_t)o.stores.count, sizeof *inputs);
+        dirs = calloc((size_t)o.stores.count, sizeof *dirs);
+        if (!inputs || !dirs) {
+            slex_fail(&err, "out of memory");
             parsed = SLEX_PARSE_ERROR;
+        }
+        for (int i = 0; parsed == SLEX_PARSE_OK && i < o.stores.count; i++) {
+            if (parse_store(o.stores.items[i], dirs[i], sizeof dirs[i], &inputs[i].weight, &err))
+                parsed = SLEX_PARSE_ERROR;
+            inputs[i].dir = dirs[i];
         }
     }
     slex_featpool *pool = NULL;
-    slex_featpool_input *inputs = NULL;
     char *pool_json = NULL, *params = NULL;
     if (parsed == SLEX_PARSE_HELP) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
-    } else if (parsed == SLEX_PARSE_ERROR || !o.stores.count || !o.out || ko.k < 1) {
-        if (mpi.rank == 0)
-            slex_error_log("%s", parsed == SLEX_PARSE_ERROR ? err.msg : "--store, --k (at least 1) and --out are required");
+    } else if (parsed == SLEX_PARSE_ERROR) {
+        if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else {
-        ko.seed = (uint64_t)seed;
-        inputs = calloc((size_t)o.stores.count, sizeof *inputs);
-        char (*dirs)[4096] = calloc((size_t)o.stores.count, sizeof *dirs);
-        int ok = inputs && dirs;
-        for (int i = 0; ok && i < o.stores.count; i++) {
-            ok = !parse_store(o.stores.items[i], dirs[i], sizeof dirs[i], &inputs[i].weight, &err);
-            inputs[i].dir = dirs[i];
-        }
-        if (ok) ok = (pool = slex_featpool_open(inputs, o.stores.count, o.percent, ko.seed,
-                                               (int64_t)o.cache_mb << 20, &err)) != NULL;
+        int ok = (pool = slex_featpool_open(inputs, o.stores.count, o.percent, ko.seed, (int64_t)o.cache_mb << 20,
+                                            &err)) != NULL;
         if (ok && ko.k > slex_featpool_size(pool))
             ok = !slex_fail(&err, "--k %d is more than the %lld frames of the pooled stores", ko.k,
                             (long long)slex_featpool_size(pool));
@@ -382,9 +364,9 @@ int main(int argc, char **argv) {
             if (rc && err.msg[0]) slex_error_log("%s", err.msg);
             exit_code = slex_mpi_all_ok(rc == 0) ? 0 : 1;
         }
-        free(dirs);
     }
     slex_featpool_close(pool);
+    free(dirs);
     free(inputs);
     free(pool_json);
     free(params);

@@ -2,6 +2,7 @@
  * fairseq's {split}.km + dict.km.txt + the matching manifest. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,26 @@ typedef struct label_options {
     int shard;      /* -1 */
     int force;
 } label_options;
+
+#define T label_options
+static const slex_option label_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, store), .name = "store", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "feature store to label"},
+    {SLEX_OPT_STRING_FIELD(T, codebook), .name = "codebook", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "codebook written by slex-kmeans (.h5)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output label store (int32 unit per frame, same shards and utterances)"},
+    {SLEX_OPT_STRING_FIELD(T, km), .name = "km", .flags = SLEX_OPTF_PATH,
+     .help = "also write fairseq's {split}.km, dict.km.txt and {split}.tsv here"},
+    {SLEX_OPT_STRING_FIELD(T, split), .name = "split", .flags = SLEX_OPTF_PATH, .def_text = "train",
+     .help = "fairseq split name for --km"},
+    {SLEX_OPT_INT_FIELD(T, shard), .name = "shard", .def = -1, .min = -1, .max = INT_MAX,
+     .help = "do only this shard (-1 = all; default from SLURM_ARRAY_TASK_ID/PBS_ARRAY_INDEX/PBS_ARRAYID)"},
+    {SLEX_OPT_FLAG_FIELD(T, force), .name = "force",
+     .help = "redo finished shards; replace a store made with other parameters"},
+};
+#undef T
+static const slex_option_table label_table = SLEX_OPTION_TABLE(label_rows);
 
 /* Rows assigned per sgemm pass (whole utterances; a longer utterance is one pass). */
 #define LABEL_BLOCK_ROWS 65536
@@ -193,24 +214,16 @@ int main(int argc, char **argv) {
     slex_mpi mpi = slex_mpi_start(&argc, &argv);
     slex_log_init("label", mpi.rank, mpi.size);
     slex_log_level_from_env();
-    label_options o = {NULL, NULL, NULL, NULL, "train", -1, 0};
-    slex_option table[] = {
-        {"store", SLEX_OPT_STRING, &o.store, "feature store to label"},
-        {"codebook", SLEX_OPT_STRING, &o.codebook, "codebook written by slex-kmeans (.h5)"},
-        {"out", SLEX_OPT_STRING, &o.out, "output label store (int32 unit per frame, same shards and utterances)"},
-        {"km", SLEX_OPT_STRING, &o.km, "also write fairseq's {split}.km, dict.km.txt and {split}.tsv here"},
-        {"split", SLEX_OPT_STRING, &o.split, "fairseq split name for --km"},
-        {"shard", SLEX_OPT_INT, &o.shard,
-         "do only this shard (-1 = all; default from SLURM_ARRAY_TASK_ID/PBS_ARRAY_INDEX/PBS_ARRAYID)"},
-        {"force", SLEX_OPT_FLAG, &o.force, "redo finished shards; replace a store made with other parameters"},
-    };
+    label_options o;
+    slex_options_defaults(&label_table, &o);
+    const slex_option_group groups[] = {{&label_table, &o}};
     slex_cli cli = {.program = "slex-label",
                     .synopsis = "--store STORE --codebook CB.h5 --out LABELS [--km DIR --split NAME]",
                     .about = "Assigns every frame of a feature store its nearest codebook centre (blocked sgemm + argmin)\n"
                              "and writes a label store with the feature store's shards and utterances (label rate = its\n"
                              "frame rate).  Shards as the feature store's; MPI ranks or job-array tasks share them.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int exit_code = 0;
     slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
@@ -220,9 +233,8 @@ int main(int argc, char **argv) {
     label_job job = {0};
     if (parsed == SLEX_PARSE_HELP) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
-    } else if (parsed == SLEX_PARSE_ERROR || !o.store || !o.codebook || !o.out) {
-        if (mpi.rank == 0)
-            slex_error_log("%s", parsed == SLEX_PARSE_ERROR ? err.msg : "--store, --codebook and --out are required");
+    } else if (parsed == SLEX_PARSE_ERROR) {
+        if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else {
         /* Everything is checked before any work starts, and nothing is overwritten on error. */

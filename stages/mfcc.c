@@ -19,19 +19,10 @@ static int mfcc_compute(void *ctx, const float *wave, int64_t n, float *out, int
 /* Everything that determines the rows, as canonical JSON (the store fingerprints it). */
 static char *mfcc_params_json(const slex_mfcc_options *o) {
     cJSON *p = cJSON_CreateObject();
-    cJSON_AddStringToObject(p, "features", "kaldi-mfcc+deltas");
-    cJSON_AddNumberToObject(p, "sample_rate", o->sample_rate);
-    cJSON_AddNumberToObject(p, "frame_length_ms", o->frame_length_ms);
-    cJSON_AddNumberToObject(p, "frame_shift_ms", o->frame_shift_ms);
-    cJSON_AddNumberToObject(p, "num_mel_bins", o->num_mel_bins);
-    cJSON_AddNumberToObject(p, "num_ceps", o->num_ceps);
-    cJSON_AddNumberToObject(p, "low_freq", o->low_freq);
-    cJSON_AddNumberToObject(p, "high_freq", o->high_freq);
-    cJSON_AddNumberToObject(p, "preemphasis", o->preemphasis);
-    cJSON_AddNumberToObject(p, "cepstral_lifter", o->cepstral_lifter);
-    cJSON_AddNumberToObject(p, "delta_window", o->delta_window);
-    cJSON_AddNumberToObject(p, "with_deltas", o->with_deltas);
-    char *text = cJSON_PrintUnformatted(p);
+    char *text = NULL;
+    if (p && cJSON_AddStringToObject(p, "features", "kaldi-mfcc+deltas") &&
+        !slex_options_write_json(&slex_mfcc_option_table, o, p))
+        text = cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     return text;
 }
@@ -45,24 +36,14 @@ int main(int argc, char **argv) {
     slex_featstage_options_default(&fo);
     slex_mfcc_options mo;
     slex_mfcc_options_default(&mo);
-    slex_option table[] = {
-        SLEX_FEATSTAGE_OPTIONS(fo),
-        {"num-mel-bins", SLEX_OPT_INT, &mo.num_mel_bins, "mel filters"},
-        {"num-ceps", SLEX_OPT_INT, &mo.num_ceps, "cepstral coefficients (with C0)"},
-        {"low-freq", SLEX_OPT_DOUBLE, &mo.low_freq, "low edge of the mel bank (Hz)"},
-        {"high-freq", SLEX_OPT_DOUBLE, &mo.high_freq, "high edge (Hz; 0 = Nyquist, < 0 = below Nyquist)"},
-        {"preemphasis", SLEX_OPT_DOUBLE, &mo.preemphasis, "pre-emphasis coefficient"},
-        {"cepstral-lifter", SLEX_OPT_DOUBLE, &mo.cepstral_lifter, "cepstral lifter (0 = none)"},
-        {"delta-window", SLEX_OPT_INT, &mo.delta_window, "delta half-window (compute_deltas win_length = 2N+1)"},
-        {"with-deltas", SLEX_OPT_INT, &mo.with_deltas, "1 = append deltas and delta-deltas (39 dims), 0 = 13 dims"},
-    };
+    const slex_option_group groups[] = {{&slex_featstage_option_table, &fo}, {&slex_mfcc_option_table, &mo}};
     slex_cli cli = {
         .program = "slex-mfcc",
         .synopsis = "--manifest M.tsv --out STORE [--nshard N] [--shard I] [--force] [options]",
         .about = "Kaldi MFCC + deltas + delta-deltas exactly as fairseq's dump_mfcc_feature.py (torchaudio 0.13.1),\n"
                  "written to a sharded HDF5 store.\n" SLEX_FEATSTAGE_ABOUT,
-        .options = table,
-        .n_options = (int)(sizeof table / sizeof table[0]),
+        .groups = groups,
+        .n_groups = (int)(sizeof groups / sizeof groups[0]),
     };
     slex_error err = {{0}};
     int exit_code = 0;

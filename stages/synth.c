@@ -34,14 +34,33 @@
 #include "corpus/synth.h"
 
 typedef struct {
-    const char *lang;
-    const char *split;
+    int lang;  /* slex_lang (required) */
+    int split; /* slex_split: train */
     double minutes;
-    const char *out;
-    long long seed;
+    char *out;
+    int64_t seed;
     int speakers;
-    const char *fortune_dir;
+    char *fortune_dir;
 } synth_args;
+
+#define T synth_args
+static const slex_option synth_rows[] = {
+    {SLEX_OPT_CHOICE_FIELD(T, lang), .name = "lang", .flags = SLEX_OPTF_REQUIRED, .choices = "en|zh",
+     .help = "language: en (fortunes) or zh (fortunes-zh, voice cmn-latn-pinyin)"},
+    {SLEX_OPT_CHOICE_FIELD(T, split), .name = "split", .def = SLEX_SPLIT_TRAIN, .choices = "train|test",
+     .help = "train or test (disjoint sentences and speakers)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, minutes), .name = "minutes", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_ABOVE_MIN, .min = 0,
+     .max = 1e6, .help = "minutes of audio (the corpus stops at the first utterance reaching it)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory (created; several corpora may share it)"},
+    {SLEX_OPT_LONG_FIELD(T, seed), .name = "seed", .def = 1, .help = "seed of the sentence order, speaker choice and jitter"},
+    {SLEX_OPT_INT_FIELD(T, speakers), .name = "speakers", .def = 40, .min = 1, .max = 100000,
+     .help = "speakers in the language's pool (every 5th is a test speaker)"},
+    {SLEX_OPT_STRING_FIELD(T, fortune_dir), .name = "fortune-dir", .flags = SLEX_OPTF_PATH,
+     .def_text = "/usr/share/games/fortunes", .help = "directory of the fortune files"},
+};
+#undef T
+static const slex_option_table synth_table = SLEX_OPTION_TABLE(synth_rows);
 
 typedef struct {
     char name[64];       /* <lang>_<split> */
@@ -274,10 +293,8 @@ static int finish_outputs(outputs *o, const slex_label_vocab *vocab, slex_error 
 
 static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
     slex_synth_options_default(&r->opts);
-    if (!a->lang || slex_lang_parse(a->lang, &r->opts.lang)) return slex_fail(err, "--lang must be en or zh");
-    if (slex_split_parse(a->split, &r->opts.split)) return slex_fail(err, "--split must be train or test");
-    if (!(a->minutes > 0) || a->minutes > 1e6) return slex_fail(err, "--minutes must be positive");
-    if (!a->out) return slex_fail(err, "--out DIR is required");
+    r->opts.lang = (slex_lang)a->lang;
+    r->opts.split = (slex_split)a->split;
     if (a->speakers < 2 * r->opts.test_speaker_every)
         return slex_fail(err, "--speakers must be at least %d", 2 * r->opts.test_speaker_every);
     r->opts.seed = (uint64_t)a->seed;
@@ -357,20 +374,16 @@ int main(int argc, char **argv) {
     slex_log_init("synth", mpi.rank, mpi.size);
     slex_log_level_from_env();
     double cpu0 = cpu_seconds(), wall0 = MPI_Wtime();
-    synth_args a = {NULL, "train", 0, NULL, 1, 40, "/usr/share/games/fortunes"};
-    slex_option table[] = {
-        {"lang", SLEX_OPT_STRING, &a.lang, "language: en (fortunes) or zh (fortunes-zh, voice cmn-latn-pinyin)"},
-        {"split", SLEX_OPT_STRING, &a.split, "train or test (disjoint sentences and speakers)"},
-        {"minutes", SLEX_OPT_DOUBLE, &a.minutes, "minutes of audio (the corpus stops at the first utterance reaching it)"},
-        {"out", SLEX_OPT_STRING, &a.out, "output directory (created; several corpora may share it)"},
-        {"seed", SLEX_OPT_LONG, &a.seed, "seed of the sentence order, speaker choice and jitter"},
-        {"speakers", SLEX_OPT_INT, &a.speakers, "speakers in the language's pool (every 5th is a test speaker)"},
-        {"fortune-dir", SLEX_OPT_STRING, &a.fortune_dir, "directory of the fortune files"},
-    };
-    slex_cli cli = {"slex-synth", "--lang en|zh --minutes M --out DIR --seed S [--split train|test]",
-                    "Synthesises 16 kHz speech with espeak-ng from Debian's fortune texts, with a fairseq manifest "
-                    "and 16 kHz phone alignments (docs/alignments.md). Same arguments, same bytes, for any rank count.",
-                    table, (int)(sizeof table / sizeof *table), {0, NULL}};
+    synth_args a;
+    slex_options_defaults(&synth_table, &a);
+    const slex_option_group groups[] = {{&synth_table, &a}};
+    slex_cli cli = {.program = "slex-synth",
+                    .synopsis = "--lang en|zh --minutes M --out DIR --seed S [--split train|test]",
+                    .about = "Synthesises 16 kHz speech with espeak-ng from Debian's fortune texts, with a fairseq "
+                             "manifest and 16 kHz phone alignments (docs/alignments.md). Same arguments, same bytes, "
+                             "for any rank count.",
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     synth_run r;
     memset(&r, 0, sizeof r);
@@ -383,7 +396,13 @@ int main(int argc, char **argv) {
         status = 0;
         goto out;
     }
-    int ok = pr == SLEX_PARSE_OK && !check_args(&a, &r, &err);
+    if (pr == SLEX_PARSE_OK && check_args(&a, &r, &err)) pr = SLEX_PARSE_ERROR;
+    if (pr == SLEX_PARSE_ERROR) {
+        if (mpi.rank == 0) slex_error_log("%s", err.msg);
+        status = 2;
+        goto out;
+    }
+    int ok = 1;
     if (ok && mpi.rank == 0 && make_dirs(r.out, &err)) ok = 0;
     if (!slex_mpi_all_ok(ok)) goto fail;
     ok = !slex_synth_load_sentences(&r.opts, &r.sentences, &err) &&
@@ -395,7 +414,8 @@ int main(int argc, char **argv) {
     }
     if (!slex_mpi_all_ok(ok)) goto fail;
     if (mpi.rank == 0)
-        slex_info("%s: %lld sentences, seed %lld, %.2f minutes", r.name, (long long)r.sentences.n, a.seed, a.minutes);
+        slex_info("%s: %lld sentences, seed %lld, %.2f minutes", r.name, (long long)r.sentences.n, (long long)a.seed,
+                  a.minutes);
     int64_t target = (int64_t)ceil(a.minutes * 60.0 * SLEX_ALIGN_SAMPLE_RATE);
     slex_progress *progress = slex_progress_start("utterances", (int64_t)ceil(a.minutes * 20), a.minutes * 60, 1);
     int64_t audio = 0, rejected = 0;

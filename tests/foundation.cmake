@@ -4,6 +4,13 @@ foreach(t options store audio_manifest)
   target_link_libraries(test_${t} PRIVATE slexcommon)
 endforeach()
 add_test(NAME options COMMAND test_options ${CMAKE_BINARY_DIR}/test-work)
+# The option rows check their field's C type at compile time (the bad variant must not compile).
+add_test(NAME options_field_type_good COMMAND ${CMAKE_C_COMPILER} -std=c11 -fsyntax-only -Wall -Werror
+         -I${CMAKE_SOURCE_DIR}/common ${CMAKE_SOURCE_DIR}/tests/options_field_type.c)
+add_test(NAME options_field_type_bad COMMAND ${CMAKE_C_COMPILER} -std=c11 -fsyntax-only -Wall -Werror
+         -DSLEX_BAD_FIELD -I${CMAKE_SOURCE_DIR}/common ${CMAKE_SOURCE_DIR}/tests/options_field_type.c)
+set_tests_properties(options_field_type_bad PROPERTIES WILL_FAIL TRUE)
+set_tests_properties(options_field_type_good options_field_type_bad PROPERTIES LABELS unit)
 add_test(NAME store COMMAND test_store ${CMAKE_BINARY_DIR}/test-work)
 add_test(NAME audio_manifest COMMAND test_audio_manifest ${CMAKE_BINARY_DIR}/test-work)
 

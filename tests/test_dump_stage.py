@@ -192,7 +192,7 @@ def case_bad():
 
     dump("layer beyond depth", ["--model", model, "--layer", "4"], 1, ["--layer 4", "post_ln_group/config.json", "3 transformer layers"])
     dump("layer beyond depth 2 ranks", ["--model", model, "--layer", "7", "--nshard", "2"], 1, ["--layer 7"], ranks=2)
-    dump("negative layer", ["--model", model, "--layer", "-3"], 1, ["--layer -3"])
+    dump("negative layer", ["--model", model, "--layer", "-3"], 2, ["--layer -3", "at least -1"])
     dump("missing layer", ["--model", model], 2, ["--layer"])
     dump("bad layer", ["--model", model, "--layer", "two"], 2, ["--layer two"])
     missing = os.path.join(WORK, "no_such_model")

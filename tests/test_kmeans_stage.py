@@ -214,7 +214,7 @@ def case_bad():
     p = run([KMEANS, "--store", good, "--store", other, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=1)
     check("4-dimensional" in p.stderr or "dimensional features" in p.stderr, "different dims: " + p.stderr[-200:])
     p = run([KMEANS, "--store", good, "--k", "3", "--init", "kmeans", "--out", os.path.join(WORK, "x.h5")], expect=2)
-    check("--init kmeans: expected k-means++ or random" in p.stderr, f"bad --init named: {p.stderr.strip()}")
+    check("--init kmeans: expected one of k-means++, random" in p.stderr, f"bad --init named: {p.stderr.strip()}")
     p = run([KMEANS, "--store", good, "--k", "100000", "--out", os.path.join(WORK, "x.h5")], expect=1)
     check("more than the" in p.stderr, "K larger than the frames")
     p = run([KMEANS, "--store", os.path.join(WORK, "nowhere"), "--k", "3", "--out", os.path.join(WORK, "x.h5")],

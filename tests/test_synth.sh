@@ -54,8 +54,9 @@ cmp -s "$WORK/a/wav/en_train_000000.wav" "$WORK/c/wav/en_train_000000.wav" && fa
 checks=$((checks + 1))
 
 # Bad arguments (and the run above): a singleton process without mpiexec works too.
-if "$SYNTH" --lang fr --minutes 1 --out "$WORK/d" 2> "$WORK/err.txt"; then fail "--lang fr accepted"; fi
-grep -q -- "--lang must be en or zh" "$WORK/err.txt" || fail "no message for --lang fr"
+rc=0; "$SYNTH" --lang fr --minutes 1 --out "$WORK/d" 2> "$WORK/err.txt" || rc=$?
+[ "$rc" = 2 ] || fail "--lang fr: exit $rc, not 2 (bad command line)"
+grep -q -- "--lang fr: expected one of en, zh" "$WORK/err.txt" || fail "no message for --lang fr"
 if "$SYNTH" --lang en --minutes 1 --out "$WORK/d" --fortune-dir /nonexistent 2> "$WORK/err.txt"; then
     fail "missing fortune files accepted"
 fi

@@ -4,27 +4,49 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define T slex_kmeans_options
+static const slex_option kmeans_rows[] = {
+    {SLEX_OPT_INT_FIELD(T, k), .name = "k", .flags = SLEX_OPTF_REQUIRED, .def = 0, .min = 1, .max = INT_MAX,
+     .param = "k", .help = "number of clusters"},
+    {SLEX_OPT_INT_FIELD(T, max_iter), .name = "max-iter", .def = 100, .min = 0, .max = INT_MAX, .param = "max_iter",
+     .help = "passes' worth of mini-batch steps (steps = max_iter * n / batch)"},
+    {SLEX_OPT_INT_FIELD(T, batch_size), .name = "batch-size", .def = 10000, .min = 1, .max = INT_MAX,
+     .param = "batch_size", .help = "mini-batch size"},
+    {SLEX_OPT_INT_FIELD(T, init_size), .name = "init-size", .def = 0, .min = 0, .max = INT_MAX, .param = "init_size",
+     .help = "frames for k-means++ (0 = 3 * batch size)"},
+    {SLEX_OPT_INT_FIELD(T, n_init), .name = "n-init", .def = 20, .min = 1, .max = INT_MAX, .param = "n_init",
+     .help = "initialisations, the best on a validation sample is kept"},
+    {SLEX_OPT_CHOICE_FIELD(T, init), .name = "init", .def = SLEX_KMEANS_INIT_KMEANS_PP, .choices = "k-means++|random",
+     .param = "init", .help = "k-means++ (sklearn's greedy k-means++) or random (K distinct sample rows)"},
+    {SLEX_OPT_INT_FIELD(T, max_no_improvement), .name = "max-no-improvement", .def = 100, .min = 0, .max = INT_MAX,
+     .param = "max_no_improvement", .help = "stop after this many steps without smoothed-inertia improvement (0 = never)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, tol), .name = "tol", .def = 0, .min = 0, .max = DBL_MAX, .param = "tol",
+     .help = "stop when the centres move less than this (0 = off)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, reassignment_ratio), .name = "reassignment-ratio", .def = 0, .min = 0, .max = DBL_MAX,
+     .param = "reassignment_ratio", .help = "sklearn's low-count centre reassignment"},
+    {SLEX_OPT_INT_FIELD(T, lloyd_passes), .name = "lloyd-passes", .def = 0, .min = 0, .max = INT_MAX,
+     .param = "lloyd_passes", .help = "full-batch Lloyd refinement passes after the mini-batches"},
+    {SLEX_OPT_U64_FIELD(T, seed), .name = "seed", .def = 0, .param = "seed", .help = "random seed"},
+    {SLEX_OPT_INT_FIELD(T, lloyd_chunk), .name = "lloyd-chunk", .flags = SLEX_OPTF_INTERNAL, .def = 65536, .min = 1,
+     .max = INT_MAX},
+    {SLEX_OPT_INT_FIELD(T, bounds_mb), .name = "bounds-mb", .def = 1024, .min = 0, .max = INT_MAX,
+     .help = "per-rank memory for the bounds that let Lloyd passes skip distances (0 = compute all; same result)"},
+    {SLEX_OPT_INT_FIELD(T, checkpoint_every), .name = "checkpoint-every", .def = 100, .min = 0, .max = INT_MAX,
+     .help = "mini-batch steps between checkpoints (OUT.ckpt; 0 = never)"},
+};
+#undef T
+const slex_option_table slex_kmeans_option_table = SLEX_OPTION_TABLE(kmeans_rows);
+
 void slex_kmeans_options_default(slex_kmeans_options *opts) {
     memset(opts, 0, sizeof *opts);
-    opts->k = 0;
-    opts->max_iter = 100;
-    opts->batch_size = 10000;
-    opts->init_size = 0;
-    opts->n_init = 20;
-    opts->init = SLEX_KMEANS_INIT_KMEANS_PP;
-    opts->max_no_improvement = 100;
-    opts->tol = 0.0;
-    opts->reassignment_ratio = 0.0;
-    opts->lloyd_passes = 0;
-    opts->lloyd_chunk = 65536;
-    opts->bounds_mb = 1024;
-    opts->seed = 0;
-    opts->checkpoint_every = 100;
+    slex_options_defaults(&slex_kmeans_option_table, opts);
 }
 
 /* ------------------------------------------------------------------------------------------ */

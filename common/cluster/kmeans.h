@@ -60,6 +60,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "core/rng.h"
 
 /* Rows per sgemm call; slices of the work given to ranks start at multiples of it. */
@@ -90,6 +91,11 @@ typedef struct slex_kmeans_options {
 } slex_kmeans_options;
 
 void slex_kmeans_options_default(slex_kmeans_options *opts);
+
+/* The options registered once: defaults, ranges, --help and the run parameters (k .. seed, in
+ * the table's order; bounds_mb and checkpoint_every do not change the result); lloyd_chunk is
+ * internal.  k is required. */
+extern const slex_option_table slex_kmeans_option_table;
 
 /* Where the frames come from.  Frames are numbered 0..n_frames-1 globally (over all shards and
  * stores); fetch copies the given frames, in the given order, into out (n x dim floats,

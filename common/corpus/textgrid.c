@@ -1,6 +1,8 @@
 #include "corpus/textgrid.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,11 +315,22 @@ const slex_textgrid_tier *slex_textgrid_tier_by_name(const slex_textgrid *tg, co
 
 /* ---- conversion ---- */
 
+#define T slex_textgrid_options
+static const slex_option textgrid_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, tier), .name = "tier", .def_text = "phones", .help = "interval tier with the phones"},
+    {SLEX_OPT_INT_FIELD(T, sample_rate), .name = "sample-rate", .flags = SLEX_OPTF_INTERNAL,
+     .def = SLEX_ALIGN_SAMPLE_RATE, .min = 1, .max = INT_MAX},
+    {SLEX_OPT_DOUBLE_FIELD(T, tolerance_s), .name = "tolerance-s", .flags = SLEX_OPTF_INTERNAL, .def = 0.01, .min = 0,
+     .max = DBL_MAX},
+    {SLEX_OPT_STRING_FIELD(T, silence), .name = "silence", .def_text = "sil,sp,<eps>",
+     .help = "comma-separated labels that mean silence (empty text always does)"},
+};
+#undef T
+const slex_option_table slex_textgrid_option_table = SLEX_OPTION_TABLE(textgrid_rows);
+
 void slex_textgrid_options_default(slex_textgrid_options *o) {
-    o->tier = "phones";
-    o->sample_rate = SLEX_ALIGN_SAMPLE_RATE;
-    o->tolerance_s = 0.01;
-    o->silence = "sil,sp,<eps>";
+    memset(o, 0, sizeof *o);
+    slex_options_defaults(&slex_textgrid_option_table, o);
 }
 
 /* 1 when text (already trimmed, len bytes) is in the comma-separated list or empty. */

@@ -24,6 +24,7 @@
 
 #include "corpus/align.h"
 #include "core/err.h"
+#include "core/options.h"
 
 typedef struct slex_textgrid_item {
     double xmin, xmax; /* a point of a TextTier has xmin == xmax */
@@ -62,6 +63,10 @@ typedef struct slex_textgrid_options {
 } slex_textgrid_options;
 
 void slex_textgrid_options_default(slex_textgrid_options *opts);
+
+/* The options registered once (tier and silence are options of slex-import-textgrid;
+ * sample_rate and tolerance_s are internal: the stage takes the tolerance in ms). */
+extern const slex_option_table slex_textgrid_option_table;
 
 /* Segments of the options' tier for audio of num_samples samples: *segs (malloc'd) with
  * labels in *labels (malloc'd storage the segments point into), *n segments. */

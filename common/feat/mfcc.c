@@ -6,18 +6,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define T slex_mfcc_options
+static const slex_option mfcc_rows[] = {
+    {SLEX_OPT_DOUBLE_FIELD(T, sample_rate), .name = "sample-rate", .flags = SLEX_OPTF_INTERNAL | SLEX_OPTF_ABOVE_MIN,
+     .def = 16000, .min = 0, .max = DBL_MAX, .param = "sample_rate"},
+    {SLEX_OPT_DOUBLE_FIELD(T, frame_length_ms), .name = "frame-length-ms", .flags = SLEX_OPTF_INTERNAL, .def = 25,
+     .param = "frame_length_ms"},
+    {SLEX_OPT_DOUBLE_FIELD(T, frame_shift_ms), .name = "frame-shift-ms", .flags = SLEX_OPTF_INTERNAL, .def = 10,
+     .param = "frame_shift_ms"},
+    {SLEX_OPT_INT_FIELD(T, num_mel_bins), .name = "num-mel-bins", .def = 23, .min = 4, .max = 1024,
+     .param = "num_mel_bins", .help = "mel filters"},
+    {SLEX_OPT_INT_FIELD(T, num_ceps), .name = "num-ceps", .def = 13, .min = 1, .max = 1024, .param = "num_ceps",
+     .help = "cepstral coefficients (with C0; at most --num-mel-bins)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, low_freq), .name = "low-freq", .def = 20, .min = 0, .max = DBL_MAX,
+     .param = "low_freq", .help = "low edge of the mel bank (Hz)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, high_freq), .name = "high-freq", .def = 0, .param = "high_freq",
+     .help = "high edge (Hz; 0 = Nyquist, < 0 = below Nyquist)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, preemphasis), .name = "preemphasis", .def = 0.97, .min = 0, .max = 1,
+     .param = "preemphasis", .help = "pre-emphasis coefficient"},
+    {SLEX_OPT_DOUBLE_FIELD(T, cepstral_lifter), .name = "cepstral-lifter", .def = 22, .min = 0, .max = DBL_MAX,
+     .param = "cepstral_lifter", .help = "cepstral lifter (0 = none)"},
+    {SLEX_OPT_INT_FIELD(T, delta_window), .name = "delta-window", .def = 2, .min = 1, .max = 1000,
+     .param = "delta_window", .help = "delta half-window (compute_deltas win_length = 2N+1)"},
+    {SLEX_OPT_INT_FIELD(T, with_deltas), .name = "with-deltas", .def = 1, .min = 0, .max = 1, .param = "with_deltas",
+     .help = "1 = append deltas and delta-deltas (39 dims), 0 = 13 dims"},
+};
+#undef T
+const slex_option_table slex_mfcc_option_table = SLEX_OPTION_TABLE_CHECKED(mfcc_rows, slex_mfcc_options_check);
+
 void slex_mfcc_options_default(slex_mfcc_options *opts) {
-    opts->sample_rate = 16000.0;
-    opts->frame_length_ms = 25.0;
-    opts->frame_shift_ms = 10.0;
-    opts->num_mel_bins = 23;
-    opts->num_ceps = 13;
-    opts->low_freq = 20.0;
-    opts->high_freq = 0.0;
-    opts->preemphasis = 0.97;
-    opts->cepstral_lifter = 22.0;
-    opts->delta_window = 2;
-    opts->with_deltas = 1;
+    memset(opts, 0, sizeof *opts);
+    slex_options_defaults(&slex_mfcc_option_table, opts);
 }
 
 /* Hot loops run in chunks of LANES (DCT_LANES for doubles) with a constant inner trip count,
@@ -62,6 +81,10 @@ static int next_power_of_two(int x) {
 /* Largest window accepted: keeps every table index within int. */
 #define MAX_WINDOW (1 << 20)
 
+/* Samples of a window or shift of `ms` milliseconds: the same double expression as torchaudio's
+ * int(...), so 25 ms at 16 kHz is exactly 400. */
+static double window_length(const slex_mfcc_options *o, double ms) { return trunc(o->sample_rate * ms * 0.001); }
+
 /* torchaudio's checks (its asserts) on the options and the window/shift in samples (computed
  * in double, before any conversion to int). */
 static int validate(const slex_mfcc_options *o, double window_size, double window_shift, slex_error *err) {
@@ -75,18 +98,23 @@ static int validate(const slex_mfcc_options *o, double window_size, double windo
         return slex_fail(err, "mfcc: frame_shift_ms %g gives a shift of %g samples (need 1..%d)", o->frame_shift_ms,
                          window_shift, MAX_WINDOW);
     if (o->num_mel_bins <= 3 || o->num_mel_bins > 1024)
-        return slex_fail(err, "mfcc: num_mel_bins %d must be in 4..1024", o->num_mel_bins);
+        return slex_fail(err, "mfcc: --num-mel-bins %d must be in 4..1024", o->num_mel_bins);
     if (o->num_ceps < 1 || o->num_ceps > o->num_mel_bins)
-        return slex_fail(err, "mfcc: num_ceps %d must be in 1..num_mel_bins (%d)", o->num_ceps, o->num_mel_bins);
+        return slex_fail(err, "mfcc: --num-ceps %d must be in 1..--num-mel-bins (%d)", o->num_ceps, o->num_mel_bins);
     if (!(o->low_freq >= 0.0 && o->low_freq < nyquist && high > 0.0 && high <= nyquist && o->low_freq < high))
-        return slex_fail(err, "mfcc: bad low_freq %g / high_freq %g vs. Nyquist %g", o->low_freq, o->high_freq,
+        return slex_fail(err, "mfcc: --low-freq %g / --high-freq %g do not make a band below Nyquist %g", o->low_freq, o->high_freq,
                          nyquist);
     if (!(o->preemphasis >= 0.0 && o->preemphasis <= 1.0))
-        return slex_fail(err, "mfcc: preemphasis %g must be in [0, 1]", o->preemphasis);
-    if (!(o->cepstral_lifter >= 0.0)) return slex_fail(err, "mfcc: cepstral_lifter %g must be >= 0", o->cepstral_lifter);
+        return slex_fail(err, "mfcc: --preemphasis %g must be in [0, 1]", o->preemphasis);
+    if (!(o->cepstral_lifter >= 0.0)) return slex_fail(err, "mfcc: --cepstral-lifter %g must be >= 0", o->cepstral_lifter);
     if (o->delta_window < 1 || o->delta_window > 1000)
-        return slex_fail(err, "mfcc: delta_window %d must be in 1..1000", o->delta_window);
+        return slex_fail(err, "mfcc: --delta-window %d must be in 1..1000", o->delta_window);
     return 0;
+}
+
+int slex_mfcc_options_check(const void *opts, slex_error *err) {
+    const slex_mfcc_options *o = opts;
+    return validate(o, window_length(o, o->frame_length_ms), window_length(o, o->frame_shift_ms), err);
 }
 
 /* torchaudio's mel_scale on a float32 tensor: every operation rounds to float32. */
@@ -153,9 +181,7 @@ slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
         slex_fail(err, "mfcc: NULL options");
         return NULL;
     }
-    /* The same double expressions as torchaudio's int(...), so 25 ms at 16 kHz is exactly 400. */
-    double window_samples = trunc(o->sample_rate * o->frame_length_ms * 0.001);
-    double shift_samples = trunc(o->sample_rate * o->frame_shift_ms * 0.001);
+    double window_samples = window_length(o, o->frame_length_ms), shift_samples = window_length(o, o->frame_shift_ms);
     if (validate(o, window_samples, shift_samples, err)) return NULL;
     int window_size = (int)window_samples, window_shift = (int)shift_samples;
 

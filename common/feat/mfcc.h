@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 
 /* Defaults are Kaldi's / torchaudio 0.13.1's as fairseq uses them. */
 typedef struct slex_mfcc_options {
@@ -49,6 +50,15 @@ typedef struct slex_mfcc_options {
 } slex_mfcc_options;
 
 void slex_mfcc_options_default(slex_mfcc_options *opts);
+
+/* The options registered once: defaults, ranges, --help and the store parameters (the keys of
+ * the fields, in struct order).  sample_rate and the frame lengths are internal (fixed by the
+ * stage).  Its check is slex_mfcc_options_check. */
+extern const slex_option_table slex_mfcc_option_table;
+
+/* The rules across fields that slex_mfcc_create applies (num_ceps <= num_mel_bins, the mel
+ * band inside Nyquist, ...), without creating anything; messages name the options. */
+int slex_mfcc_options_check(const void *opts, slex_error *err);
 
 typedef struct slex_mfcc slex_mfcc;
 

@@ -34,13 +34,25 @@ struct slex_hubert {
     int64_t scratch_floats;
 };
 
+#define T slex_hubert_load_options
+static const slex_option load_rows[] = {
+    {SLEX_OPT_INT_FIELD(T, normalize_waveform), .name = "normalize-waveform", .def = SLEX_HUBERT_NORMALIZE_AUTO,
+     .min = -1, .max = 1, .param = "normalize_waveform_option",
+     .help = "whole-utterance waveform normalisation: -1 = auto (preprocessor_config.json's do_normalize, else on "
+             "for feat_extract_norm \"layer\"), 0 = off, 1 = on"},
+    {SLEX_OPT_LONG_FIELD(T, max_chunk_samples), .name = "max-chunk-samples", .def = SLEX_HUBERT_DEFAULT_MAX_CHUNK,
+     .min = 1, .max = (double)INT64_MAX, .param = "max_chunk_samples",
+     .help = "samples per forward chunk (fairseq's max_chunk); activations are sized for it"},
+    {SLEX_OPT_FLAG_FIELD(T, ignore_unexpected), .name = "ignore-unexpected", .param = "ignore_unexpected",
+     .help = "skip checkpoint tensors HubertModel does not use (e.g. HubertForCTC's lm_head)"},
+    {SLEX_OPT_FLAG_FIELD(T, keep_activations), .name = "keep-activations", .flags = SLEX_OPTF_INTERNAL},
+};
+#undef T
+const slex_option_table slex_hubert_load_option_table = SLEX_OPTION_TABLE(load_rows);
+
 void slex_hubert_load_options_default(slex_hubert_load_options *opts) {
-    *opts = (slex_hubert_load_options){
-        .ignore_unexpected = 0,
-        .normalize_waveform = SLEX_HUBERT_NORMALIZE_AUTO,
-        .max_chunk_samples = SLEX_HUBERT_DEFAULT_MAX_CHUNK,
-        .keep_activations = 0,
-    };
+    memset(opts, 0, sizeof *opts);
+    slex_options_defaults(&slex_hubert_load_option_table, opts);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "model/hf_config.h"
 #include "model/params.h"
 
@@ -50,6 +51,11 @@ typedef struct slex_hubert_load_options {
 } slex_hubert_load_options;
 
 void slex_hubert_load_options_default(slex_hubert_load_options *opts);
+
+/* The load options registered once (defaults, ranges, --help, and the dump parameters
+ * normalize_waveform_option, max_chunk_samples, ignore_unexpected in that order);
+ * keep_activations is internal. */
+extern const slex_option_table slex_hubert_load_option_table;
 
 /* Activations of one chunk of at most max_chunk_samples; N samples -> T_i frames after conv i,
  * T frames in the transformer.  With keep_activations the per-layer buffers have one slice per

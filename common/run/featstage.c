@@ -1,5 +1,6 @@
 #include "run/featstage.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +15,29 @@
 /* Warnings about manifest sample counts are listed up to this many, then only counted. */
 #define MAX_LISTED_WARNINGS 20
 
+#define T slex_featstage_options
+static const slex_option featstage_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, manifest), .name = "manifest", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "fairseq manifest (.tsv): root line, then relpath<TAB>samples"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output store directory"},
+    {SLEX_OPT_INT_FIELD(T, nshard), .name = "nshard", .def = 0, .min = 0, .max = INT_MAX,
+     .help = "number of shards (0 = number of ranks)"},
+    {SLEX_OPT_INT_FIELD(T, shard), .name = "shard", .def = -1, .min = -1, .max = INT_MAX,
+     .help = "do only this shard (-1 = all; default from SLURM_ARRAY_TASK_ID/PBS_ARRAY_INDEX/PBS_ARRAYID)"},
+    {SLEX_OPT_FLAG_FIELD(T, force), .name = "force",
+     .help = "redo finished shards; replace a store made with other parameters"},
+    {SLEX_OPT_DOUBLE_FIELD(T, max_reject), .name = "max-reject", .def = 0, .min = 0, .max = 1,
+     .help = "fail when more than this fraction of utterances is rejected"},
+    {SLEX_OPT_INT_FIELD(T, sample_rate), .name = "sample-rate", .flags = SLEX_OPTF_INTERNAL, .def = 16000, .min = 1,
+     .max = INT_MAX},
+};
+#undef T
+const slex_option_table slex_featstage_option_table = SLEX_OPTION_TABLE(featstage_rows);
+
 void slex_featstage_options_default(slex_featstage_options *o) {
     memset(o, 0, sizeof *o);
-    o->shard = -1;
-    o->max_reject = 0.0;
-    o->sample_rate = 16000;
+    slex_options_defaults(&slex_featstage_option_table, o);
 }
 
 /* Counters reported once at the end, summed over ranks. */

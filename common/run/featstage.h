@@ -11,10 +11,11 @@
 
 #include "core/err.h"
 #include "core/mpi_util.h"
+#include "core/options.h"
 #include "run/stagerun.h"
 #include "store/store.h"
 
-/* Options every feature stage takes (defaults from slex_featstage_options_default). */
+/* Options every feature stage takes (defaults from slex_featstage_options_default: the table's). */
 typedef struct slex_featstage_options {
     char *manifest;    /* fairseq manifest (.tsv); required */
     char *out;         /* store directory; required */
@@ -27,17 +28,9 @@ typedef struct slex_featstage_options {
 
 void slex_featstage_options_default(slex_featstage_options *o);
 
-/* The option-table rows of slex_featstage_options, for a stage's table:
- *   slex_option table[] = {SLEX_FEATSTAGE_OPTIONS(fo), {"layer", ...}, ...}; */
-#define SLEX_FEATSTAGE_OPTIONS(fo)                                                                                   \
-    {"manifest", SLEX_OPT_STRING, &(fo).manifest, "fairseq manifest (.tsv): root line, then relpath<TAB>samples"},  \
-        {"out", SLEX_OPT_STRING, &(fo).out, "output store directory"},                                              \
-        {"nshard", SLEX_OPT_INT, &(fo).nshard, "number of shards (0 = number of ranks)"},                           \
-        {"shard", SLEX_OPT_INT, &(fo).shard,                                                                        \
-         "do only this shard (-1 = all; default from SLURM_ARRAY_TASK_ID/PBS_ARRAY_INDEX/PBS_ARRAYID)"},            \
-        {"force", SLEX_OPT_FLAG, &(fo).force, "redo finished shards; replace a store made with other parameters"},  \
-        {"max-reject", SLEX_OPT_DOUBLE, &(fo).max_reject,                                                           \
-         "fail when more than this fraction of utterances is rejected"}
+/* The options of slex_featstage_options, registered once (defaults, --help, validation):
+ *   slex_option_group groups[] = {{&slex_featstage_option_table, &fo}, {&stage_table, &so}}; */
+extern const slex_option_table slex_featstage_option_table;
 
 /* The end of every feature stage's --help paragraph. */
 #define SLEX_FEATSTAGE_ABOUT                                                                                         \
