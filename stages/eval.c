@@ -119,29 +119,45 @@ static int count_language(slex_units_language *lang, const slex_store *labels, c
     return -1;
 }
 
+typedef struct units_options {
+    slex_string_list labels, aligns, langs;
+    char *exclude, *out;
+    int no_plots;
+} units_options;
+
+#define T units_options
+static const slex_option units_rows[] = {
+    {SLEX_OPT_LIST_FIELD(T, labels), .name = "labels", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "label store (slex-label); repeat with --align per language"},
+    {SLEX_OPT_LIST_FIELD(T, aligns), .name = "align", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "slex alignment of the same utterances (one per --labels)"},
+    {SLEX_OPT_LIST_FIELD(T, langs), .name = "lang",
+     .help = "language names, one per --labels (default: the alignment's name up to '_')"},
+    {SLEX_OPT_STRING_FIELD(T, exclude), .name = "exclude",
+     .help = "phone labels (comma-separated, e.g. sil) left out of purity and PNMI"},
+    {SLEX_OPT_FLAG_FIELD(T, no_plots), .name = "no-plots", .help = "write metrics.json only"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory (metrics.json, usage_*.png, cooc_*.png)"},
+};
+#undef T
+static const slex_option_table units_table = SLEX_OPTION_TABLE(units_rows);
+
 static int cmd_units(int argc, char **argv, const slex_mpi *mpi) {
-    slex_string_list labels = {0}, aligns = {0}, langs = {0};
-    char *out = NULL, *exclude = NULL;
-    int no_plots = 0;
-    slex_option table[] = {
-        {"labels", SLEX_OPT_STRING_LIST, &labels, "label store (slex-label); repeat with --align per language"},
-        {"align", SLEX_OPT_STRING_LIST, &aligns, "slex alignment of the same utterances (one per --labels)"},
-        {"lang", SLEX_OPT_STRING_LIST, &langs, "language names, one per --labels (default: the alignment's name up to '_')"},
-        {"exclude", SLEX_OPT_STRING, &exclude, "phone labels (comma-separated, e.g. sil) left out of purity and PNMI"},
-        {"no-plots", SLEX_OPT_FLAG, &no_plots, "write metrics.json only"},
-        {"out", SLEX_OPT_STRING, &out, "output directory (metrics.json, usage_*.png, cooc_*.png)"},
-    };
+    units_options uo;
+    slex_options_defaults(&units_table, &uo);
+    const slex_option_group groups[] = {{&units_table, &uo}};
     slex_cli cli = {.program = "slex-eval units",
                     .synopsis = "--labels STORE --align FILE [--lang NAME] [...] --out DIR",
                     .about = "Phone purity, cluster purity and PNMI (HuBERT paper) per language over every aligned\n"
                              "frame (frame-centre rule, at the label store's rate; Mandarin also against tonal\n"
                              "phones), codebook usage and perplexity, units shared between languages, mean run\n"
                              "length and deduplicated unit rate.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
-    if (code < 0 && (!out || !labels.count)) code = usage_error(mpi, "--labels, --align and --out are required");
+    const slex_string_list labels = uo.labels, aligns = uo.aligns, langs = uo.langs;
+    const char *out = uo.out, *exclude = uo.exclude;
     if (code < 0 && aligns.count != labels.count) code = usage_error(mpi, "give one --align per --labels");
     if (code < 0 && langs.count && langs.count != labels.count) code = usage_error(mpi, "give one --lang per --labels");
     if (code < 0 && labels.count > 64) code = usage_error(mpi, "at most 64 languages");
@@ -179,7 +195,7 @@ static int cmd_units(int argc, char **argv, const slex_mpi *mpi) {
         for (int i = 0; !rc && i < n; i++) rc = slex_unit_counts_grow(lang[i].counts, k, &err);
         if (mpi->rank == 0 && !rc) {
             cJSON *doc = slex_units_report(lang, n, rate, exclude, &err);
-            rc = write_metrics(out, doc, &err) || (!no_plots && slex_units_plots(out, lang, n, &err));
+            rc = write_metrics(out, doc, &err) || (!uo.no_plots && slex_units_plots(out, lang, n, &err));
             cJSON_Delete(doc);
         }
         code = all_done(rc, &err);
@@ -216,23 +232,37 @@ static int drift_utt(void *ctx, const char *utt_id, const int32_t *a, const int3
     return 0;
 }
 
+typedef struct drift_options {
+    slex_string_list labels;
+    char *out;
+} drift_options;
+
+#define T drift_options
+static const slex_option drift_rows[] = {
+    {SLEX_OPT_LIST_FIELD(T, labels), .name = "labels", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "the two label stores (give --labels twice: before, after)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory (metrics.json)"},
+};
+#undef T
+static const slex_option_table drift_table = SLEX_OPTION_TABLE(drift_rows);
+
 static int cmd_drift(int argc, char **argv, const slex_mpi *mpi) {
-    slex_string_list labels = {0};
-    char *out = NULL;
-    slex_option table[] = {
-        {"labels", SLEX_OPT_STRING_LIST, &labels, "the two label stores (give --labels twice: before, after)"},
-        {"out", SLEX_OPT_STRING, &out, "output directory (metrics.json)"},
-    };
+    drift_options dopt;
+    slex_options_defaults(&drift_table, &dopt);
+    const slex_option_group groups[] = {{&drift_table, &dopt}};
     slex_cli cli = {.program = "slex-eval drift",
                     .synopsis = "--labels A --labels B --out DIR",
                     .about = "How much two labelings of the same utterances differ (say before and after\n"
                              "re-clustering): NMI, the fraction of frames whose unit changed, and the same after\n"
                              "the best one-to-one matching of A's units to B's.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
-    if (code < 0 && (labels.count != 2 || !out)) code = usage_error(mpi, "give --labels twice and --out");
+    const slex_string_list labels = dopt.labels;
+    const char *out = dopt.out;
+    if (code < 0 && labels.count != 2) code = usage_error(mpi, "give --labels twice");
     if (code >= 0) {
         slex_cli_free(&cli);
         return code;
@@ -289,24 +319,38 @@ static int export_utt(void *ctx, const char *utt_id, const int32_t *units, int64
     return 0;
 }
 
+typedef struct export_units_options {
+    char *labels, *out;
+    int dedup;
+} export_units_options;
+
+#define T export_units_options
+static const slex_option export_units_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, labels), .name = "labels", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "label store (slex-label)"},
+    {SLEX_OPT_FLAG_FIELD(T, dedup), .name = "dedup",
+     .help = "merge runs of equal consecutive units (as unit vocoders usually take them)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output text file"},
+};
+#undef T
+static const slex_option_table export_units_table = SLEX_OPTION_TABLE(export_units_rows);
+
 static int cmd_export_units(int argc, char **argv, const slex_mpi *mpi) {
-    char *labels = NULL, *out = NULL;
-    int dedup = 0;
-    slex_option table[] = {
-        {"labels", SLEX_OPT_STRING, &labels, "label store (slex-label)"},
-        {"dedup", SLEX_OPT_FLAG, &dedup, "merge runs of equal consecutive units (as unit vocoders usually take them)"},
-        {"out", SLEX_OPT_STRING, &out, "output text file"},
-    };
+    export_units_options eo;
+    slex_options_defaults(&export_units_table, &eo);
+    const slex_option_group groups[] = {{&export_units_table, &eo}};
     slex_cli cli = {.program = "slex-eval export-units",
                     .synopsis = "--labels STORE [--dedup] --out FILE",
                     .about = "One line of space-separated units per utterance, in the order of the store's\n"
                              "manifest.tsv (the input of fairseq/textlesslib unit HiFi-GAN vocoders).  Rank 0\n"
                              "streams the store: the file is small and written in order.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
-    if (code < 0 && (!labels || !out)) code = usage_error(mpi, "--labels and --out are required");
+    const char *labels = eo.labels, *out = eo.out;
+    const int dedup = eo.dedup;
     if (code >= 0) {
         slex_cli_free(&cli);
         return code;
@@ -352,7 +396,7 @@ static int cmd_compare(int argc, char **argv, const slex_mpi *mpi) {
                        "directory's last component names the system.\n");
             code = EXIT_DONE;
         } else if (!strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc) code = usage_error(mpi, "--out needs a directory");
+            if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) code = usage_error(mpi, "--out needs a directory");
             else out = argv[++i];
         } else if (!strncmp(argv[i], "--", 2)) {
             if (mpi->rank == 0) slex_error_log("compare: unknown option %s", argv[i]);
@@ -369,46 +413,68 @@ static int cmd_compare(int argc, char **argv, const slex_mpi *mpi) {
     return code;
 }
 
+typedef struct curves_options {
+    slex_string_list logs;
+    char *out;
+} curves_options;
+
+#define T curves_options
+static const slex_option curves_rows[] = {
+    {SLEX_OPT_LIST_FIELD(T, logs), .name = "log", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "train_log.jsonl of slex-train (repeat to overlay runs)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory (curves_loss.png, curves_accuracy.png, curves_lr.png)"},
+};
+#undef T
+static const slex_option_table curves_table = SLEX_OPTION_TABLE(curves_rows);
+
 static int cmd_curves(int argc, char **argv, const slex_mpi *mpi) {
-    slex_string_list logs = {0};
-    char *out = NULL;
-    slex_option table[] = {
-        {"log", SLEX_OPT_STRING_LIST, &logs, "train_log.jsonl of slex-train (repeat to overlay runs)"},
-        {"out", SLEX_OPT_STRING, &out, "output directory (curves_loss.png, curves_accuracy.png, curves_lr.png)"},
-    };
+    curves_options co;
+    slex_options_defaults(&curves_table, &co);
+    const slex_option_group groups[] = {{&curves_table, &co}};
     slex_cli cli = {.program = "slex-eval curves",
                     .synopsis = "--log FILE [--log FILE] --out DIR",
                     .about = "Training curves: every key starting with \"loss\" (loss per source too), with \"acc\"\n"
                              "(masked and unmasked accuracy) and the learning rate, against the step.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 1};
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
-    if (code < 0 && (!logs.count || !out)) code = usage_error(mpi, "--log and --out are required");
     if (code < 0)
-        code = all_done(mpi->rank == 0 ? slex_training_curves((const char *const *)logs.items, logs.count, out, &err) : 0,
-                        &err);
+        code = all_done(
+            mpi->rank == 0 ? slex_training_curves((const char *const *)co.logs.items, co.logs.count, co.out, &err) : 0,
+            &err);
     slex_cli_free(&cli);
     return code;
 }
 
 /* ---- abx ------------------------------------------------------------------------------------ */
 
+typedef struct abx_stage_options {
+    char *features, *align, *speakers, *lang, *out;
+} abx_stage_options;
+
+#define T abx_stage_options
+static const slex_option abx_stage_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, features), .name = "features", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "feature store (slex-mfcc, slex-dump) or label store (units)"},
+    {SLEX_OPT_STRING_FIELD(T, align), .name = "align", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "slex alignment of the same utterances"},
+    {SLEX_OPT_STRING_FIELD(T, speakers), .name = "speakers", .flags = SLEX_OPTF_PATH,
+     .help = "TSV relpath<TAB>speaker (default: the alignment's .utts beside it)"},
+    {SLEX_OPT_STRING_FIELD(T, lang), .name = "lang",
+     .help = "language name in metrics.json (default: the alignment's name up to '_')"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "output directory (metrics.json)"},
+};
+#undef T
+static const slex_option_table abx_stage_table = SLEX_OPTION_TABLE(abx_stage_rows);
+
 static int cmd_abx(int argc, char **argv, const slex_mpi *mpi) {
     slex_abx_options ao = slex_abx_default_options();
-    char *features = NULL, *align = NULL, *speakers = NULL, *out = NULL, *lang = NULL, *context = "within";
-    slex_option table[] = {
-        {"features", SLEX_OPT_STRING, &features, "feature store (slex-mfcc, slex-dump) or label store (units)"},
-        {"align", SLEX_OPT_STRING, &align, "slex alignment of the same utterances"},
-        {"speakers", SLEX_OPT_STRING, &speakers, "TSV relpath<TAB>speaker (default: the alignment's .utts beside it)"},
-        {"lang", SLEX_OPT_STRING, &lang, "language name in metrics.json (default: the alignment's name up to '_')"},
-        {"max-size-group", SLEX_OPT_INT, &ao.max_size_group, "items kept per (phone, context, speaker), seeded"},
-        {"max-x-across", SLEX_OPT_INT, &ao.max_x_across, "X speakers per (A, B) cell across speakers, seeded"},
-        {"max-items", SLEX_OPT_LONG, &ao.max_items, "items kept in all (bounds memory and time), seeded"},
-        {"seed", SLEX_OPT_LONG, &ao.seed, "seed of the item and speaker subsampling"},
-        {"context", SLEX_OPT_STRING, &context, "within (triphone items, ZeroSpeech) or any (phone items, context ignored)"},
-        {"out", SLEX_OPT_STRING, &out, "output directory (metrics.json)"},
-    };
+    abx_stage_options so;
+    slex_options_defaults(&abx_stage_table, &so);
+    const slex_option_group groups[] = {{&abx_stage_table, &so}, {&slex_abx_option_table, &ao}};
     slex_cli cli = {.program = "slex-eval abx",
                     .synopsis = "--features STORE --align FILE [--speakers TSV] --out DIR",
                     .about = "ABX phone discriminability (ZeroSpeech 2021 style): triphone items, A and X of one\n"
@@ -416,16 +482,11 @@ static int cmd_abx(int argc, char **argv, const slex_mpi *mpi) {
                              "angular distance (units: 0 for equal units, 0.5 otherwise), DTW averaged along the\n"
                              "path.  Error rates are averaged over contexts and speakers per phone pair, then over\n"
                              "phone pairs.  docs/eval.md has the exact definition.",
-                    .options = table,
-                    .n_options = (int)(sizeof table / sizeof table[0])};
+                    .groups = groups,
+                    .n_groups = 2};
     slex_error err = {{0}};
     int code = parse(&cli, argc, argv, mpi, &err);
-    if (code < 0 && (!features || !align || !out)) code = usage_error(mpi, "--features, --align and --out are required");
-    if (code < 0 && strcmp(context, "within") && strcmp(context, "any"))
-        code = usage_error(mpi, "--context is within or any");
-    ao.any_context = !strcmp(context, "any");
-    if (code < 0 && (ao.max_size_group < 2 || ao.max_x_across < 1 || ao.max_items < 3))
-        code = usage_error(mpi, "--max-size-group must be >= 2, --max-x-across >= 1, --max-items >= 3");
+    const char *features = so.features, *align = so.align, *speakers = so.speakers, *out = so.out, *lang = so.lang;
     if (code >= 0) {
         slex_cli_free(&cli);
         return code;

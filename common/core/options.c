@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(sizeof(long) == 8 && sizeof(long long) == 8, "LONG options are 64-bit long or long long fields");
+
 static void *field_of(const slex_option *o, const void *opts) { return (char *)opts + o->offset; }
 
 /* ---- Valid values ---- */
@@ -147,7 +149,7 @@ static int set_option(slex_cli *cli, const slex_option *o, void *opts, const cha
             return BAD_VALUE("%s", "expects an integer");
         if (!in_range(o, (double)v)) return describe_range(o, range, sizeof range), BAD_VALUE("must be %s", range);
         if (o->type == SLEX_OPT_INT) *(int *)dest = (int)v;
-        else *(int64_t *)dest = (int64_t)v;
+        else memcpy(dest, &(int64_t){v}, sizeof(int64_t)); /* the field is long or long long */
         return 0;
     }
     case SLEX_OPT_U64: {
@@ -191,7 +193,7 @@ void slex_options_defaults(const slex_option_table *table, void *opts) {
         case SLEX_OPT_INT:
         case SLEX_OPT_FLAG:
         case SLEX_OPT_CHOICE: *(int *)dest = (int)o->def; break;
-        case SLEX_OPT_LONG: *(int64_t *)dest = (int64_t)o->def; break;
+        case SLEX_OPT_LONG: memcpy(dest, &(int64_t){(int64_t)o->def}, sizeof(int64_t)); break;
         case SLEX_OPT_U64: *(uint64_t *)dest = (uint64_t)o->def; break;
         case SLEX_OPT_DOUBLE: *(double *)dest = o->def; break;
         case SLEX_OPT_STRING_LIST: *(slex_string_list *)dest = (slex_string_list){0, NULL}; break;
@@ -260,7 +262,12 @@ int slex_options_write_json(const slex_option_table *table, const void *opts, st
         case SLEX_OPT_STRING: item = *(char *const *)v ? cJSON_CreateString(*(char *const *)v) : cJSON_CreateNull(); break;
         case SLEX_OPT_INT:
         case SLEX_OPT_FLAG: item = cJSON_CreateNumber(*(const int *)v); break;
-        case SLEX_OPT_LONG: item = cJSON_CreateNumber((double)*(const int64_t *)v); break;
+        case SLEX_OPT_LONG: {
+            int64_t n;
+            memcpy(&n, v, sizeof n);
+            item = cJSON_CreateNumber((double)n);
+            break;
+        }
         case SLEX_OPT_U64: item = cJSON_CreateNumber((double)*(const uint64_t *)v); break;
         case SLEX_OPT_DOUBLE: item = cJSON_CreateNumber(*(const double *)v); break;
         case SLEX_OPT_CHOICE: {

@@ -39,7 +39,7 @@
 typedef enum {
     SLEX_OPT_STRING,      /* char * (or const char *); the parser stores a copy owned by the slex_cli */
     SLEX_OPT_INT,         /* int */
-    SLEX_OPT_LONG,        /* int64_t */
+    SLEX_OPT_LONG,        /* int64_t (long or long long: 64 bits) */
     SLEX_OPT_U64,         /* uint64_t (decimal, no sign; min/max unused) */
     SLEX_OPT_DOUBLE,      /* double, always finite */
     SLEX_OPT_FLAG,        /* int set to 1 when present (config: true/false/yes/no/1/0) */
@@ -77,7 +77,9 @@ typedef struct slex_option {
 #define SLEX_OPT_STRING_FIELD(T, f)                                                                                  \
     .type = SLEX_OPT_STRING, .offset = offsetof(T, f) + 0 * _Generic(((T *)0)->f, char *: 1, const char *: 1)
 #define SLEX_OPT_INT_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_INT, int)
-#define SLEX_OPT_LONG_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_LONG, int64_t)
+/* LONG fields are 64-bit: int64_t, long or long long (slex needs an LP64 platform). */
+#define SLEX_OPT_LONG_FIELD(T, f)                                                                                    \
+    .type = SLEX_OPT_LONG, .offset = offsetof(T, f) + 0 * _Generic(((T *)0)->f, long: 1, long long: 1)
 #define SLEX_OPT_U64_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_U64, uint64_t)
 #define SLEX_OPT_DOUBLE_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_DOUBLE, double)
 #define SLEX_OPT_FLAG_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_FLAG, int)

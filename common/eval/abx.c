@@ -1,6 +1,7 @@
 #include "eval/abx.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -11,8 +12,26 @@
 #include "corpus/align.h"
 #include "store/store.h"
 
+#define T slex_abx_options
+static const slex_option abx_rows[] = {
+    {SLEX_OPT_INT_FIELD(T, max_size_group), .name = "max-size-group", .def = 10, .min = 2, .max = INT_MAX,
+     .help = "items kept per (phone, context, speaker), seeded"},
+    {SLEX_OPT_INT_FIELD(T, max_x_across), .name = "max-x-across", .def = 5, .min = 1, .max = INT_MAX,
+     .help = "X speakers per (A, B) cell across speakers, seeded"},
+    {SLEX_OPT_LONG_FIELD(T, max_items), .name = "max-items", .def = 5000, .min = 3, .max = (double)INT64_MAX,
+     .help = "items kept in all (bounds memory and time), seeded"},
+    {SLEX_OPT_LONG_FIELD(T, seed), .name = "seed", .def = 0, .help = "seed of the item and speaker subsampling"},
+    {SLEX_OPT_CHOICE_FIELD(T, any_context), .name = "context", .def = 0, .choices = "within|any",
+     .help = "within (triphone items, ZeroSpeech) or any (phone items, context ignored)"},
+};
+#undef T
+const slex_option_table slex_abx_option_table = SLEX_OPTION_TABLE(abx_rows);
+
 slex_abx_options slex_abx_default_options(void) {
-    return (slex_abx_options){.max_size_group = 10, .max_x_across = 5, .max_items = 5000, .seed = 0, .any_context = 0};
+    slex_abx_options o;
+    memset(&o, 0, sizeof o);
+    slex_options_defaults(&slex_abx_option_table, &o);
+    return o;
 }
 
 /* One triphone item. */

@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/err.h"
+#include "core/options.h"
 
 typedef struct slex_abx_options {
     int max_size_group;  /* 10 */
@@ -39,6 +40,9 @@ typedef struct slex_abx_options {
 } slex_abx_options;
 
 slex_abx_options slex_abx_default_options(void);
+
+/* The options registered once (defaults, ranges, --help of slex-eval abx). */
+extern const slex_option_table slex_abx_option_table;
 
 typedef struct slex_abx_result {
     double within;           /* error rate in [0, 1]; NaN when no triplet */
