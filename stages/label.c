@@ -88,6 +88,8 @@ static int label_block(label_job *job, slex_store_shard *r, int shard, int64_t u
     if (ensure_rows(job, rows, err) || slex_store_shard_read_rows(r, off[u0], rows, job->x, err)) return -1;
     for (int64_t i = 0; i < rows * dim; i++)
         if (!isfinite(job->x[i])) {
+            /* A damaged file is reported as such, not as the NaN its damage made. */
+            if (slex_store_shard_verify(r, err)) return -1;
             int64_t row = off[u0] + i / dim, u = u0;
             while (off[u + 1] <= row) u++;
             return slex_fail(err, "%s shard %d, utterance %s (frame %lld): NaN/Inf in the features",
@@ -118,6 +120,8 @@ static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, sl
         slex_progress_add(progress, u1 - u0, (double)(off[u1] - off[u0]) / slex_store_frame_rate(job->feats));
         u0 = u1;
     }
+    /* The rows were checksummed as they streamed: nothing is committed from a damaged shard. */
+    if (!rc) rc = slex_store_shard_verify(r, err);
     slex_store_shard_close(r);
     return rc;
 }
@@ -168,6 +172,7 @@ static int write_km(const char *label_dir, const char *feature_dir, const label_
             for (int64_t i = 0; !rc && i < n; i++) fprintf(f, i ? " %d" : "%d", labels[i]);
             if (!rc) fputc('\n', f);
         }
+        if (!rc) rc = slex_store_shard_verify(r, err);
         slex_store_shard_close(r);
     }
     free(labels);

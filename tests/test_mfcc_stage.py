@@ -225,8 +225,8 @@ def case_export():
     ref = np.concatenate([feats[r] for r in rels])
     check(lengths == [len(feats[r]) for r in rels], "exported lengths")
     check(allrows.dtype == np.float32 and np.array_equal(allrows, ref), "exported rows equal the store's")
-    marker = json.load(open(os.path.join(WORK, "fs/export.json")))
-    check(marker["split"] == "train" and marker["nshard"] == 2 and len(marker["content_id"]) == 16, "export.json")
+    marker = json.load(open(os.path.join(WORK, "fs/train.export.json")))
+    check(marker["split"] == "train" and marker["nshard"] == 2 and len(marker["content_id"]) == 16, "train.export.json")
 
 
 def case_options():

@@ -154,6 +154,9 @@ static int check_finite(slex_featpool *p, pool_input *in, int shard, int64_t row
                 if (off[mid] <= row) lo = mid;
                 else hi = mid - 1;
             }
+            /* A damaged file is reported as such, not as the NaN its damage made (a no-op for
+             * shards already verified when the pool was opened). */
+            if (slex_store_shard_verify(r, err)) return -1;
             char name[64];
             slex_store_shard_name(shard, slex_store_nshard(in->store), name, sizeof name);
             return slex_fail(err, "%s/%s.h5: utterance %s, frame %lld: NaN/Inf in the features",
@@ -162,20 +165,25 @@ static int check_finite(slex_featpool *p, pool_input *in, int shard, int64_t row
     return 0;
 }
 
-/* Reads selected frames [a, b) of an input into out. */
-static int read_selected(slex_featpool *p, pool_input *in, int64_t a, int64_t b, float *out, slex_error *err) {
+/* The pool-open pass over every shard of an input: the whole file is read once in order and its
+ * CRC-32 checked against the index (slex_store_shard_verify); when the input is cached, its
+ * selected frames are taken from that same stream.  Later random row reads (uncached inputs)
+ * rely on this pass plus the checks every shard open makes (size, identity, counts, ids). */
+static int verify_and_cache(slex_featpool *p, pool_input *in, slex_error *err) {
     int dim = p->dim;
-    for (int64_t i = 0; i < in->n_segs && a < b; i++) {
-        segment *g = &in->segs[i];
-        if (g->first + g->len <= a) continue;
-        int64_t from = a - g->first, take = g->len - from;
-        if (take > b - a) take = b - a;
-        slex_store_shard *r = shard_reader(p, in, g->shard, err);
-        if (!r || slex_store_shard_read_rows(r, g->row + from, take, out, err)) return -1;
-        for (int64_t j = 0; j < take; j++)
-            if (check_finite(p, in, g->shard, g->row + from + j, out + j * dim, err)) return -1;
-        out += take * dim;
-        a += take;
+    int64_t g = 0;
+    for (int s = 0; s < slex_store_nshard(in->store); s++) {
+        slex_store_shard *r = shard_reader(p, in, s, err);
+        if (!r) return -1;
+        for (; in->cache && g < in->n_segs && in->segs[g].shard == s; g++) {
+            const segment *seg = &in->segs[g];
+            float *out = in->cache + seg->first * dim;
+            if (slex_store_shard_read_rows(r, seg->row, seg->len, out, err)) return -1;
+            for (int64_t j = 0; j < seg->len; j++)
+                if (check_finite(p, in, s, seg->row + j, out + j * dim, err)) return -1;
+        }
+        if (slex_store_shard_verify(r, err)) return -1;
+        close_shard(p, in, s);
     }
     return 0;
 }
@@ -228,16 +236,13 @@ slex_featpool *slex_featpool_open(const slex_featpool_input *inputs, int n_input
         if (in->pool_size < 1) in->pool_size = 1;
         p->size += in->pool_size;
     }
-    /* Cache inputs in order while they fit the budget. */
+    /* Cache inputs in order while they fit the budget; every shard is verified once. */
     int64_t budget = cache_bytes;
     for (int i = 0; i < n_inputs; i++) {
         pool_input *in = &p->in[i];
         int64_t bytes = in->n_frames * p->dim * (int64_t)sizeof(float);
-        if (bytes > budget) continue;
-        if (!(in->cache = malloc((size_t)bytes))) continue;
-        if (read_selected(p, in, 0, in->n_frames, in->cache, err)) goto fail;
-        budget -= bytes;
-        for (int s = 0; s < slex_store_nshard(in->store); s++) close_shard(p, in, s);
+        if (bytes <= budget && (in->cache = malloc((size_t)bytes))) budget -= bytes;
+        if (verify_and_cache(p, in, err)) goto fail;
     }
     return p;
 fail:

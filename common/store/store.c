@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/fileio.h"
 #include "store/h5util.h"
@@ -655,20 +657,97 @@ fail:
 
 /* ---- Reader ----------------------------------------------------------------------------- */
 
+/* What a reader trusts nothing else for: the index's record of every shard (checked against the
+ * file when the shard is opened and, for whole-shard reads, against its bytes as they stream) and
+ * where the shard's utterances start in manifest.tsv. */
 typedef struct store_shard_info {
-    int64_t bytes, utterances, frames;
-    char file[64];
+    shard_record rec;
+    int64_t first_utt;     /* index of the shard's first utterance in the store */
+    int64_t manifest_offset; /* byte offset of its first line in manifest.tsv (-1: no manifest) */
 } store_shard_info;
 
 struct slex_store {
     char dir[4096];
+    char index_path[4200], manifest_path[4200];
     char fingerprint[17], content_id[17];
-    int nshard, dim;
+    int nshard, dim, has_manifest;
     slex_store_dtype dtype;
     double frame_rate;
     int64_t frames, utterances;
     store_shard_info *shards;
 };
+
+/* The index's entries must be exactly part-0..part-(nshard-1), in order, each once. */
+static int read_index_entries(slex_store *s, const cJSON *shards, slex_error *err) {
+    int listed = cJSON_GetArraySize(shards);
+    for (int i = 0; i < s->nshard || i < listed; i++) {
+        char name[64];
+        slex_store_shard_name(i < s->nshard ? i : s->nshard, s->nshard, name, sizeof name);
+        const cJSON *r = cJSON_GetArrayItem(shards, i);
+        if (!r)
+            return slex_fail(err, "%s: no entry for shard %s.h5 (the index lists %d of %d shards)", s->index_path, name,
+                             listed, s->nshard);
+        const char *file = json_field_string(r, "file");
+        if (i >= s->nshard)
+            return slex_fail(err, "%s: %d entries for %d shards (an extra entry names %s)", s->index_path, listed,
+                             s->nshard, file ? file : "nothing");
+        if (!file || strncmp(file, name, strlen(name)) || strcmp(file + strlen(name), ".h5"))
+            return slex_fail(err, "%s: entry %d names %s, expected %s.h5 (entries removed, duplicated or reordered)",
+                             s->index_path, i, file ? file : "no file", name);
+        const char *crc = json_field_string(r, "crc32");
+        double b, u, f;
+        char *end = NULL;
+        unsigned long crc_value = crc ? strtoul(crc, &end, 16) : 0;
+        if (!crc || strlen(crc) != 8 || *end || json_field_number(r, "bytes", &b) ||
+            json_field_number(r, "utterances", &u) || json_field_number(r, "frames", &f) || b < 0 || u < 0 || f < 0)
+            return slex_fail(err, "%s: malformed entry of shard %s.h5", s->index_path, name);
+        store_shard_info *info = &s->shards[i];
+        info->rec.crc32 = (uint32_t)crc_value;
+        info->rec.bytes = (int64_t)b;
+        info->rec.utterances = (int64_t)u;
+        info->rec.frames = (int64_t)f;
+        info->first_utt = i ? s->shards[i - 1].first_utt + s->shards[i - 1].rec.utterances : 0;
+        info->manifest_offset = -1;
+    }
+    int64_t frames = 0, utts = 0;
+    for (int i = 0; i < s->nshard; i++) {
+        frames += s->shards[i].rec.frames;
+        utts += s->shards[i].rec.utterances;
+    }
+    if (frames != s->frames || utts != s->utterances)
+        return slex_fail(err, "%s: totals %lld utterances, %lld frames, but its shards hold %lld and %lld",
+                         s->index_path, (long long)s->utterances, (long long)s->frames, (long long)utts,
+                         (long long)frames);
+    return 0;
+}
+
+/* One pass over manifest.tsv: it must list exactly the index's utterances; remembers where each
+ * shard's lines start, so that opening a shard reads only its own lines. */
+static int index_manifest(slex_store *s, slex_error *err) {
+    if (join_path(s->dir, "manifest.tsv", s->manifest_path, sizeof s->manifest_path, err)) return -1;
+    s->has_manifest = slex_path_exists(s->manifest_path);
+    if (!s->has_manifest) return 0;
+    FILE *f = fopen(s->manifest_path, "r");
+    if (!f) return slex_fail(err, "%s: cannot open: %s", s->manifest_path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, f); /* the root */
+    int64_t entries = 0, at = len > 0 ? (int64_t)len : 0;
+    for (int shard = 0; len >= 0;) {
+        while (shard < s->nshard && s->shards[shard].first_utt == entries) s->shards[shard++].manifest_offset = at;
+        if ((len = getline(&line, &cap, f)) < 0) break;
+        entries++;
+        at += (int64_t)len;
+    }
+    free(line);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return slex_fail(err, "%s: read failed", s->manifest_path);
+    if (entries != s->utterances)
+        return slex_fail(err, "%s lists %lld utterances, %s %lld", s->manifest_path, (long long)entries, s->index_path,
+                         (long long)s->utterances);
+    return 0;
+}
 
 slex_store *slex_store_open(const char *dir, slex_error *err) {
     slex_h5_quiet();
@@ -687,17 +766,17 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     const char *dtype = doc ? json_field_string(doc, "dtype") : NULL;
     const char *fp = doc ? json_field_string(doc, "fingerprint") : NULL;
     const cJSON *shards = doc ? cJSON_GetObjectItemCaseSensitive(doc, "shards") : NULL;
-    if (!s || !doc || !dtype || !fp || !cJSON_IsArray(shards) || json_field_number(doc, "nshard", &nshard) ||
-        json_field_number(doc, "dim", &dim) || json_field_number(doc, "frame_rate_hz", &rate) ||
-        json_field_number(doc, "frames", &frames) || json_field_number(doc, "utterances", &utts) ||
-        cJSON_GetArraySize(shards) != (int)nshard || nshard < 1 || dim < 1) {
+    if (!s || !doc || !dtype || !fp || strlen(fp) != 16 || !cJSON_IsArray(shards) ||
+        json_field_number(doc, "nshard", &nshard) || json_field_number(doc, "dim", &dim) ||
+        json_field_number(doc, "frame_rate_hz", &rate) || json_field_number(doc, "frames", &frames) ||
+        json_field_number(doc, "utterances", &utts) || nshard < 1 || nshard > 99999 || dim < 1 ||
+        (strcmp(dtype, "float32") && strcmp(dtype, "int32"))) {
         slex_fail(err, "%s: malformed store index", path);
         goto fail;
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->index_path, sizeof s->index_path, "%s", path);
     snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fp);
-    const char *content = json_field_string(doc, "content_id");
-    snprintf(s->content_id, sizeof s->content_id, "%s", content ? content : fp);
     s->nshard = (int)nshard;
     s->dim = (int)dim;
     s->dtype = strcmp(dtype, "float32") ? SLEX_STORE_I32 : SLEX_STORE_F32;
@@ -708,20 +787,17 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
         slex_fail(err, "%s: out of memory", path);
         goto fail;
     }
-    for (int i = 0; i < s->nshard; i++) {
-        const cJSON *r = cJSON_GetArrayItem(shards, i);
-        const char *file = json_field_string(r, "file");
-        double b, u, f;
-        if (!file || json_field_number(r, "bytes", &b) || json_field_number(r, "utterances", &u) ||
-            json_field_number(r, "frames", &f)) {
-            slex_fail(err, "%s: malformed record of shard %d", path, i);
-            goto fail;
-        }
-        snprintf(s->shards[i].file, sizeof s->shards[i].file, "%s", file);
-        s->shards[i].bytes = (int64_t)b;
-        s->shards[i].utterances = (int64_t)u;
-        s->shards[i].frames = (int64_t)f;
+    if (read_index_entries(s, shards, err) || index_manifest(s, err)) goto fail;
+    /* The content id is computed from the entries every read is checked against (not copied from
+     * the index), so an output that records it names the rows it actually read. */
+    shard_record *recs = malloc((size_t)s->nshard * sizeof *recs);
+    if (!recs) {
+        slex_fail(err, "%s: out of memory", path);
+        goto fail;
     }
+    for (int i = 0; i < s->nshard; i++) recs[i] = s->shards[i].rec;
+    content_identity(recs, s->nshard, s->content_id);
+    free(recs);
     cJSON_Delete(doc);
     return s;
 fail:
@@ -742,16 +818,20 @@ slex_store_dtype slex_store_get_dtype(const slex_store *s) { return s->dtype; }
 double slex_store_frame_rate(const slex_store *s) { return s->frame_rate; }
 int64_t slex_store_frames(const slex_store *s) { return s->frames; }
 int64_t slex_store_utterances(const slex_store *s) { return s->utterances; }
-int64_t slex_store_shard_frames(const slex_store *s, int shard) { return s->shards[shard].frames; }
-int64_t slex_store_shard_utterances(const slex_store *s, int shard) { return s->shards[shard].utterances; }
+int64_t slex_store_shard_frames(const slex_store *s, int shard) { return s->shards[shard].rec.frames; }
+int64_t slex_store_shard_utterances(const slex_store *s, int shard) { return s->shards[shard].rec.utterances; }
 const char *slex_store_fingerprint(const slex_store *s) { return s->fingerprint; }
 const char *slex_store_content_id(const slex_store *s) { return s->content_id; }
 const char *slex_store_dir(const slex_store *s) { return s->dir; }
 
+/* Bytes between the rows a whole-shard read asks for (HDF5 metadata, rows it skips) are read
+ * in blocks of this size, only to be checksummed. */
+#define SKIP_BLOCK (1 << 20)
+
 struct slex_store_shard {
     char path[4200];
     hid_t file, rows;
-    int fd;               /* the same file for gather's direct reads */
+    int fd;               /* the same file, for the direct reads of rows */
     int64_t chunk_rows;   /* rows per chunk */
     haddr_t *chunk_addr;  /* file offset of every chunk, in row order */
     int64_t n_chunks;
@@ -760,6 +840,14 @@ struct slex_store_shard {
     int64_t n_utts, n_frames;
     int64_t *lengths, *offsets;
     char **utt_ids;
+    shard_record want;    /* the index's entry */
+    /* Streaming verification: bytes [0, stream_pos) were read in file order and folded into
+     * stream_crc; verify() reads the rest and compares with the index's CRC-32. */
+    int64_t stream_pos;
+    uLong stream_crc;
+    unsigned char *skip;
+    int verified;         /* 1 matched, -1 mismatched (verified_msg says how) */
+    slex_error verified_why;  /* when it mismatched */
 };
 
 static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
@@ -774,12 +862,22 @@ static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
     hsize_t n = 0;
     H5Sget_simple_extent_dims(space, &n, NULL);
     H5Sclose(space);
+    hid_t id_space = H5Dget_space(ids);
+    hsize_t n_ids = 0;
+    H5Sget_simple_extent_dims(id_space, &n_ids, NULL);
+    H5Sclose(id_space);
     r->n_utts = (int64_t)n;
+    int rc = 0;
+    if (n != n_ids)
+        rc = slex_fail(err, "%s: %llu lengths but %llu utterance ids", r->path, (unsigned long long)n,
+                       (unsigned long long)n_ids);
+    else if (r->n_utts != r->want.utterances)
+        rc = slex_fail(err, "%s: %lld utterances, the index says %lld", r->path, (long long)r->n_utts,
+                       (long long)r->want.utterances);
     r->lengths = calloc(n + 1, sizeof *r->lengths);
     r->offsets = calloc(n + 1, sizeof *r->offsets);
     r->utt_ids = calloc(n + 1, sizeof *r->utt_ids);
-    int rc = 0;
-    if (!r->lengths || !r->offsets || !r->utt_ids) rc = slex_fail(err, "%s: out of memory", r->path);
+    if (!rc && (!r->lengths || !r->offsets || !r->utt_ids)) rc = slex_fail(err, "%s: out of memory", r->path);
     hid_t str = H5Tcopy(H5T_C_S1);
     H5Tset_size(str, H5T_VARIABLE);
     H5Tset_cset(str, H5T_CSET_UTF8);
@@ -790,23 +888,86 @@ static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
     H5Tclose(str);
     H5Dclose(ds);
     H5Dclose(ids);
-    for (int64_t i = 0; !rc && i < r->n_utts; i++) r->offsets[i + 1] = r->offsets[i] + r->lengths[i];
+    for (int64_t i = 0; !rc && i < r->n_utts; i++) {
+        if (r->lengths[i] < 0 || !r->utt_ids[i])
+            rc = slex_fail(err, "%s: utterance %lld has no id or a negative length", r->path, (long long)i);
+        else r->offsets[i + 1] = r->offsets[i] + r->lengths[i];
+    }
     if (!rc && r->offsets[r->n_utts] != r->n_frames)
         rc = slex_fail(err, "%s: lengths add up to %lld frames but the file holds %lld", r->path,
                        (long long)r->offsets[r->n_utts], (long long)r->n_frames);
     return rc;
 }
 
-/* The chunk layout of the rows dataset, for gather's direct reads.  Chunk addresses are looked
- * up when a row of the chunk is first gathered (H5Dget_chunk_info walks the chunk index from the
- * start at every call, so listing all chunks up front costs time quadratic in their number). */
+/* The shard's utterance ids must be the manifest's lines of this shard, in order (their first
+ * column, the relpath). */
+static int check_ids_against_manifest(const slex_store *s, int shard, slex_store_shard *r, slex_error *err) {
+    if (!s->has_manifest) return 0;
+    FILE *f = fopen(s->manifest_path, "r");
+    if (!f) return slex_fail(err, "%s: cannot open: %s", s->manifest_path, strerror(errno));
+    int rc = 0;
+    if (fseeko(f, (off_t)s->shards[shard].manifest_offset, SEEK_SET))
+        rc = slex_fail(err, "%s: cannot seek: %s", s->manifest_path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    for (int64_t i = 0; !rc && i < r->n_utts; i++) {
+        ssize_t len = getline(&line, &cap, f);
+        if (len < 0) {
+            rc = slex_fail(err, "%s: ends before utterance %lld of %s", s->manifest_path, (long long)i, r->path);
+            break;
+        }
+        line[strcspn(line, "\t\r\n")] = '\0';
+        if (strcmp(line, r->utt_ids[i]))
+            rc = slex_fail(err, "%s: utterance %lld is '%s' but line %lld of %s is '%s'", r->path, (long long)i,
+                           r->utt_ids[i], (long long)(s->shards[shard].first_utt + i + 2), s->manifest_path, line);
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* The file's root attributes must name this store's shard: its position, the shard count, the
+ * store's fingerprint, kind, dimension and frame rate. */
+static int check_identity(const slex_store *s, int shard, slex_store_shard *r, slex_error *err) {
+    int64_t got_shard = -1, got_nshard = -1, got_dim = -1;
+    double got_rate = -1;
+    char *fp = slex_h5_get_string(r->file, "fingerprint"), *kind = slex_h5_get_string(r->file, "kind");
+    int rc = 0;
+    if (slex_h5_get_int(r->file, "shard", &got_shard) || slex_h5_get_int(r->file, "nshard", &got_nshard) ||
+        slex_h5_get_int(r->file, "dim", &got_dim) || slex_h5_get_double(r->file, "frame_rate_hz", &got_rate) || !fp ||
+        !kind)
+        rc = slex_fail(err, "%s: missing attributes (shard, nshard, fingerprint, kind, dim, frame_rate_hz)", r->path);
+    else if (got_shard != shard || got_nshard != s->nshard)
+        rc = slex_fail(err, "%s: holds shard %lld of %lld (attributes shard, nshard), the index expects shard %d of %d",
+                       r->path, (long long)got_shard, (long long)got_nshard, shard, s->nshard);
+    else if (strcmp(fp, s->fingerprint))
+        rc = slex_fail(err, "%s: fingerprint %s, the store's is %s (a shard of another store?)", r->path, fp,
+                       s->fingerprint);
+    else if (strcmp(kind, rows_dataset(s->dtype)) || got_dim != s->dim ||
+             got_rate != s->frame_rate)
+        rc = slex_fail(err, "%s: holds %s of dim %lld at %g Hz, the index says %s of dim %d at %g Hz", r->path, kind,
+                       (long long)got_dim, got_rate, rows_dataset(s->dtype), s->dim, s->frame_rate);
+    free(fp);
+    free(kind);
+    return rc;
+}
+
+/* The chunk layout of the rows dataset: rows are read straight from their chunks' file offsets.
+ * Chunk addresses are looked up when a row of the chunk is first read (H5Dget_chunk_info walks
+ * the chunk index from the start at every call, so listing all chunks up front costs time
+ * quadratic in their number). */
 static int read_chunk_layout(slex_store_shard *r, slex_error *err) {
     hid_t dcpl = H5Dget_create_plist(r->rows);
+    hid_t type = H5Dget_type(r->rows);
     hsize_t chunk[2] = {0, 0};
-    int layout_ok = H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, chunk) >= 1 &&
-                    H5Pget_nfilters(dcpl) == 0;
+    int rank = H5Pget_chunk(dcpl, 2, chunk);
+    int layout_ok = H5Pget_layout(dcpl) == H5D_CHUNKED && rank >= 1 && H5Pget_nfilters(dcpl) == 0 &&
+                    (r->dtype == SLEX_STORE_I32 || (rank == 2 && (int)chunk[1] == r->dim)) &&
+                    H5Tequal(type, dtype_hdf5(r->dtype)) > 0;
+    H5Tclose(type);
     H5Pclose(dcpl);
-    if (!layout_ok || chunk[0] == 0) return slex_fail(err, "%s: rows are not stored as plain chunks", r->path);
+    if (!layout_ok || chunk[0] == 0)
+        return slex_fail(err, "%s: rows are not stored as plain little-endian chunks of whole rows", r->path);
     r->chunk_rows = (int64_t)chunk[0];
     r->n_chunks = (r->n_frames + r->chunk_rows - 1) / r->chunk_rows;
     r->chunk_addr = malloc(((size_t)r->n_chunks + 1) * sizeof *r->chunk_addr);
@@ -824,11 +985,76 @@ static int chunk_address(slex_store_shard *r, int64_t c, haddr_t *addr, slex_err
         if (H5Dget_chunk_info_by_coord(r->rows, offset, &filter_mask, &r->chunk_addr[c], &size) < 0 ||
             r->chunk_addr[c] == HADDR_UNDEF)
             return slex_fail(err, "%s: chunk %lld of the rows is missing", r->path, (long long)c);
+        int64_t rows_in = r->n_frames - c * r->chunk_rows < r->chunk_rows ? r->n_frames - c * r->chunk_rows
+                                                                          : r->chunk_rows;
+        if ((int64_t)r->chunk_addr[c] < 0 ||
+            (int64_t)r->chunk_addr[c] + rows_in * r->dim * (int64_t)dtype_size(r->dtype) > r->want.bytes)
+            return slex_fail(err, "%s: chunk %lld lies outside the file", r->path, (long long)c);
     }
-    if (r->fd < 0 && (r->fd = open(r->path, O_RDONLY)) < 0)
-        return slex_fail(err, "%s: cannot open: %s", r->path, strerror(errno));
     *addr = r->chunk_addr[c];
     return 0;
+}
+
+static int read_fully(slex_store_shard *r, void *buf, int64_t len, int64_t at, slex_error *err) {
+    unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t got = pread(r->fd, p, (size_t)len, (off_t)at);
+        if (got <= 0)
+            return slex_fail(err, "%s: read at byte %lld failed: %s", r->path, (long long)at,
+                             got < 0 ? strerror(errno) : "unexpected end of file");
+        p += got;
+        at += got;
+        len -= got;
+    }
+    return 0;
+}
+
+/* Checksums the bytes [stream_pos, until) that nobody asked for. */
+static int stream_skip_to(slex_store_shard *r, int64_t until, slex_error *err) {
+    if (until > r->stream_pos && !r->skip && !(r->skip = malloc(SKIP_BLOCK)))
+        return slex_fail(err, "%s: out of memory", r->path);
+    while (r->stream_pos < until) {
+        int64_t n = until - r->stream_pos < SKIP_BLOCK ? until - r->stream_pos : SKIP_BLOCK;
+        if (read_fully(r, r->skip, n, r->stream_pos, err)) return -1;
+        r->stream_crc = crc32(r->stream_crc, r->skip, (uInt)n);
+        r->stream_pos += n;
+    }
+    return 0;
+}
+
+/* Reads bytes [at, at+len) into buf, folding those at or past the stream position into the
+ * running CRC (bytes before it were folded in when the stream passed them). */
+static int read_streamed(slex_store_shard *r, unsigned char *buf, int64_t len, int64_t at, slex_error *err) {
+    if (at < r->stream_pos) {
+        int64_t n = r->stream_pos - at < len ? r->stream_pos - at : len;
+        if (read_fully(r, buf, n, at, err)) return -1;
+        buf += n;
+        at += n;
+        len -= n;
+    }
+    if (len == 0) return 0;
+    if (stream_skip_to(r, at, err) || read_fully(r, buf, len, at, err)) return -1;
+    for (int64_t done = 0; done < len;) {
+        int64_t n = len - done < (1 << 30) ? len - done : (1 << 30);
+        r->stream_crc = crc32(r->stream_crc, buf + done, (uInt)n);
+        done += n;
+    }
+    r->stream_pos = at + len;
+    return 0;
+}
+
+int slex_store_shard_verify(slex_store_shard *r, slex_error *err) {
+    if (!r->verified) {
+        if (stream_skip_to(r, r->want.bytes, &r->verified_why)) r->verified = -1;
+        else if ((uint32_t)r->stream_crc != r->want.crc32) {
+            r->verified = -1;
+            slex_fail(&r->verified_why,
+                      "%s: CRC-32 of its bytes is %08x, the index says %08x: the file is damaged or was replaced "
+                      "(re-run the stage that wrote the store to repair it)",
+                      r->path, (unsigned)r->stream_crc, (unsigned)r->want.crc32);
+        } else r->verified = 1;
+    }
+    return r->verified > 0 ? 0 : slex_fail(err, "%s", r->verified_why.msg);
 }
 
 slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_error *err) {
@@ -836,17 +1062,29 @@ slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_err
     slex_store_shard *r = calloc(1, sizeof *r);
     if (!r) return slex_fail(err, "%s: out of memory", s->dir), NULL;
     r->file = r->rows = -1;
-    r->fd = -1;
     r->dtype = s->dtype;
     r->dim = s->dim;
-    if (join_path(s->dir, s->shards[shard].file, r->path, sizeof r->path, err)) goto fail;
-    errno = 0;
-    r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (r->file < 0) {
-        slex_fail(err, "%s: cannot open HDF5 file: %s", r->path,
-                  !slex_path_exists(r->path) ? "missing" : errno ? strerror(errno) : "not HDF5 or damaged");
+    r->want = s->shards[shard].rec;
+    r->stream_crc = crc32(0L, Z_NULL, 0);
+    char name[64];
+    slex_store_shard_name(shard, s->nshard, name, sizeof name);
+    if (join_path(s->dir, strcat(name, ".h5"), r->path, sizeof r->path, err)) goto fail;
+    struct stat st;
+    if ((r->fd = open(r->path, O_RDONLY)) < 0 || fstat(r->fd, &st)) {
+        slex_fail(err, "%s: cannot open: %s", r->path, strerror(errno));
         goto fail;
     }
+    if ((int64_t)st.st_size != r->want.bytes) {
+        slex_fail(err, "%s: %lld bytes, the index says %lld", r->path, (long long)st.st_size,
+                  (long long)r->want.bytes);
+        goto fail;
+    }
+    r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (r->file < 0) {
+        slex_fail(err, "%s: cannot open HDF5 file: not HDF5 or damaged", r->path);
+        goto fail;
+    }
+    if (check_identity(s, shard, r, err)) goto fail;
     r->rows = H5Dopen2(r->file, rows_dataset(s->dtype), H5P_DEFAULT);
     if (r->rows < 0) {
         slex_fail(err, "%s: no dataset '%s'", r->path, rows_dataset(s->dtype));
@@ -862,7 +1100,13 @@ slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_err
         goto fail;
     }
     r->n_frames = (int64_t)dims[0];
-    if (read_lengths_and_ids(r, err) || read_chunk_layout(r, err)) goto fail;
+    if (r->n_frames != r->want.frames) {
+        slex_fail(err, "%s: %lld frames, the index says %lld", r->path, (long long)r->n_frames,
+                  (long long)r->want.frames);
+        goto fail;
+    }
+    if (read_lengths_and_ids(r, err) || check_ids_against_manifest(s, shard, r, err) || read_chunk_layout(r, err))
+        goto fail;
     return r;
 fail:
     slex_store_shard_close(r);
@@ -878,6 +1122,7 @@ void slex_store_shard_close(slex_store_shard *r) {
     free(r->lengths);
     free(r->offsets);
     free(r->chunk_addr);
+    free(r->skip);
     if (r->fd >= 0) close(r->fd);
     if (r->rows >= 0) H5Dclose(r->rows);
     if (r->file >= 0) H5Fclose(r->file);
@@ -894,36 +1139,33 @@ int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count
     if (start < 0 || count < 0 || start + count > r->n_frames)
         return slex_fail(err, "%s: rows %lld..%lld are outside 0..%lld", r->path, (long long)start,
                          (long long)(start + count), (long long)r->n_frames);
-    if (count == 0) return 0;
-    int rank = r->dtype == SLEX_STORE_F32 ? 2 : 1;
-    hsize_t offset[2] = {(hsize_t)start, 0}, size[2] = {(hsize_t)count, (hsize_t)r->dim};
-    hid_t file_space = H5Dget_space(r->rows);
-    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, offset, NULL, size, NULL);
-    hid_t mem_space = H5Screate_simple(rank, size, NULL);
-    herr_t rc = H5Dread(r->rows, r->dtype == SLEX_STORE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, mem_space,
-                        file_space, H5P_DEFAULT, buf);
-    H5Sclose(mem_space);
-    H5Sclose(file_space);
-    if (rc < 0) return slex_fail(err, "%s: read of rows %lld..%lld failed", r->path, (long long)start,
-                                 (long long)(start + count));
+    int64_t row_bytes = (int64_t)r->dim * (int64_t)dtype_size(r->dtype);
+    unsigned char *out = buf;
+    /* Rows in a chunk are contiguous and in order (C layout of a (chunk_rows, dim) block). */
+    for (int64_t row = start; row < start + count;) {
+        int64_t c = row / r->chunk_rows, in_chunk = (c + 1) * r->chunk_rows - row;
+        int64_t take = start + count - row < in_chunk ? start + count - row : in_chunk;
+        haddr_t chunk = 0;
+        if (chunk_address(r, c, &chunk, err) ||
+            read_streamed(r, out, take * row_bytes, (int64_t)chunk + (row - c * r->chunk_rows) * row_bytes, err))
+            return -1;
+        out += take * row_bytes;
+        row += take;
+    }
     return 0;
 }
 
 int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n, void *buf, slex_error *err) {
-    size_t row_bytes = (size_t)r->dim * dtype_size(r->dtype);
+    int64_t row_bytes = (int64_t)r->dim * (int64_t)dtype_size(r->dtype);
     unsigned char *out = buf;
     for (int64_t i = 0; i < n; i++) {
         int64_t row = rows[i];
         if (row < 0 || row >= r->n_frames)
             return slex_fail(err, "%s: row %lld is outside 0..%lld", r->path, (long long)row, (long long)r->n_frames);
         haddr_t chunk = 0;
-        if (chunk_address(r, row / r->chunk_rows, &chunk, err)) return -1;
-        /* Rows in a chunk are contiguous and in order (C layout of a (chunk_rows, dim) block). */
-        off_t at = (off_t)chunk + (off_t)((row % r->chunk_rows) * (int64_t)row_bytes);
-        ssize_t got = pread(r->fd, out + (size_t)i * row_bytes, row_bytes, at);
-        if (got != (ssize_t)row_bytes)
-            return slex_fail(err, "%s: read of row %lld failed: %s", r->path, (long long)row,
-                             got < 0 ? strerror(errno) : "short read");
+        if (chunk_address(r, row / r->chunk_rows, &chunk, err) ||
+            read_fully(r, out + i * row_bytes, row_bytes, (int64_t)chunk + (row % r->chunk_rows) * row_bytes, err))
+            return -1;
     }
     return 0;
 }

@@ -82,7 +82,13 @@ int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, co
 
 typedef struct slex_store slex_store;
 
-/* Opens a finalized store (its index.json). */
+/* Opens a finalized store (its index.json).  Readers trust nothing they have not checked:
+ *   - the index lists exactly part-0..part-(nshard-1), in order, each with bytes, CRC-32,
+ *     utterances and frames, and its totals are the sum of its shards;
+ *   - manifest.tsv, when the store has one, lists exactly the index's utterances;
+ *   - the content id is computed from those entries (what every read is checked against), so an
+ *     output that records it names the rows it read.
+ * Each shard is checked when opened (below) and, for whole-shard reads, by its CRC-32. */
 slex_store *slex_store_open(const char *dir, slex_error *err);
 void slex_store_close(slex_store *s);
 int slex_store_nshard(const slex_store *s);
@@ -101,7 +107,9 @@ const char *slex_store_dir(const slex_store *s);
 
 typedef struct slex_store_shard slex_store_shard;
 
-/* Opens one shard file for reading (checks it against the index's size). */
+/* Opens one shard file for reading.  Fails, naming the file and what differs, unless its size,
+ * its attributes (shard, nshard, fingerprint, kind, dim, frame rate), its frame and utterance
+ * counts agree with the index, and its utterance ids are the manifest's lines of this shard. */
 slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_error *err);
 void slex_store_shard_close(slex_store_shard *r);
 int64_t slex_store_shard_num_utts(const slex_store_shard *r);
@@ -109,11 +117,20 @@ int64_t slex_store_shard_num_frames(const slex_store_shard *r);
 const int64_t *slex_store_shard_lengths(const slex_store_shard *r);  /* frames per utterance */
 const int64_t *slex_store_shard_offsets(const slex_store_shard *r);  /* n+1 row offsets */
 const char *slex_store_shard_utt_id(const slex_store_shard *r, int64_t i);
-/* Reads rows [start, start+count) into buf (count x dim values of the store's dtype). */
+/* Reads rows [start, start+count) into buf (count x dim values of the store's dtype), straight
+ * from the file (the store never compresses).  The bytes read in file order are folded into a
+ * running CRC-32 as they stream, so a whole-shard read checks the file at no extra I/O: */
 int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count, void *buf, slex_error *err);
+/* Reads the bytes the row reads have not passed yet (HDF5 metadata, skipped rows, the tail; all
+ * of the file when nothing was read) and compares the file's CRC-32 with the index's.  A reader
+ * calls it before it commits anything made from the shard: rows already returned are trusted
+ * only once it succeeds.  Idempotent; the error names the shard and both CRCs. */
+int slex_store_shard_verify(slex_store_shard *r, slex_error *err);
 /* Reads the listed rows (any order, repeats allowed) into buf, row i of buf = rows[i].  Random
  * access for mini-batches: rows are read straight from their chunks' file offsets (the store
- * never compresses), so a row costs one small read, not a chunk. */
+ * never compresses), so a row costs one small read, not a chunk.  Such reads cannot check a
+ * CRC: they rely on the checks of shard_open, and on a verify() pass made earlier (featpool
+ * makes one when a pool is opened). */
 int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n, void *buf, slex_error *err);
 
 /* "part-00003-of-00008" */
