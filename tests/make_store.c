@@ -1,8 +1,9 @@
 /* Writes a feature store from a simple binary file, so tests can plant exact features:
  *   int64 n_utts, int32 dim, then per utterance: int64 frames, frames*dim float32.
- * usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32]
+ * usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32] [MANIFEST]
  * With i32 the values are int32 and the store is a label store (dim 1), as slex-label writes.
- * Utterance ids are u00000, u00001, ...; shards follow fairseq's boundaries. */
+ * Utterance ids are u00000, u00001, ...; shards follow fairseq's boundaries.  With MANIFEST (a
+ * manifest whose lines are those ids), the store gets its manifest.tsv as a stage's would. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,14 @@
 #include "store/store.h"
 
 int main(int argc, char **argv) {
-    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "i32")))
-        return fprintf(stderr, "usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32]\n"), 2;
-    int labels = argc == 6;
+    int labels = 0;
+    const char *manifest = NULL;
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "i32")) labels = 1;
+        else manifest = argv[i];
+    }
+    if (argc < 5 || argc > 7 || (argc == 7 && (!labels || !manifest)))
+        return fprintf(stderr, "usage: make_store IN.bin OUT_DIR NSHARD FRAME_RATE [i32] [MANIFEST]\n"), 2;
     FILE *f = fopen(argv[1], "rb");
     int64_t n_utts;
     int32_t dim;
@@ -43,7 +49,7 @@ int main(int argc, char **argv) {
         if (slex_store_writer_commit(w, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     }
     slex_store_summary sum;
-    if (slex_store_finalize(argv[2], nshard, fp, NULL, &sum, &err) || !sum.finalized)
+    if (slex_store_finalize(argv[2], nshard, fp, manifest, &sum, &err) || !sum.finalized)
         return fprintf(stderr, "finalize: %s\n", err.msg), 1;
     fclose(f);
     return 0;

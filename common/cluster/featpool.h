@@ -9,7 +9,13 @@
  *
  * Frames are fetched by pool index (kmeans' source interface).  Up to cache_bytes of the
  * selected frames are loaded into memory once (the rest is read row by row from the shard
- * files), so memory is bounded by that budget and never by the corpus. */
+ * files), so memory is bounded by that budget and never by the corpus.
+ *
+ * Verification: opening the pool reads every shard of every input once, in file order, and
+ * checks its CRC-32 against the store's index (cached inputs are loaded from that same stream);
+ * with the checks every shard open makes (size, identity attributes, counts, utterance ids), a
+ * damaged or substituted shard is an error naming it before any frame is used.  Later row reads
+ * of uncached inputs are not checksummed (a row is too small to carry a CRC). */
 #ifndef SLEX_FEATPOOL_H
 #define SLEX_FEATPOOL_H
 

@@ -708,16 +708,28 @@ static int read_index_entries(slex_store *s, const cJSON *shards, slex_error *er
         info->rec.frames = (int64_t)f;
         info->first_utt = i ? s->shards[i - 1].first_utt + s->shards[i - 1].rec.utterances : 0;
         info->manifest_offset = -1;
+        /* The index copies the shards' records: an entry that disagrees with its record is a
+         * damaged index, refused before anything is made from it. */
+        shard_record rec;
+        int present;
+        if (read_record(s->dir, i, s->nshard, &rec, &present, err)) return -1;
+        const char *what = !present                                  ? "is missing or damaged"
+                           : rec.crc32 != info->rec.crc32            ? "has another crc32"
+                           : rec.bytes != info->rec.bytes            ? "has another size"
+                           : rec.frames != info->rec.frames          ? "has another frame count"
+                           : rec.utterances != info->rec.utterances  ? "has another utterance count"
+                           : strcmp(rec.fingerprint, s->fingerprint) ? "has another fingerprint"
+                                                                     : NULL;
+        if (what)
+            return slex_fail(err, "%s: the entry of %s.h5 does not match its record: %s/%s.json %s (re-run the stage "
+                                  "that wrote the store to repair it)",
+                             s->index_path, name, s->dir, name, what);
     }
-    int64_t frames = 0, utts = 0;
+    /* The totals are those of the entries (each checked against its file when opened). */
     for (int i = 0; i < s->nshard; i++) {
-        frames += s->shards[i].rec.frames;
-        utts += s->shards[i].rec.utterances;
+        s->frames += s->shards[i].rec.frames;
+        s->utterances += s->shards[i].rec.utterances;
     }
-    if (frames != s->frames || utts != s->utterances)
-        return slex_fail(err, "%s: totals %lld utterances, %lld frames, but its shards hold %lld and %lld",
-                         s->index_path, (long long)s->utterances, (long long)s->frames, (long long)utts,
-                         (long long)frames);
     return 0;
 }
 
@@ -762,14 +774,13 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     cJSON *doc = cJSON_Parse(text);
     free(text);
     slex_store *s = calloc(1, sizeof *s);
-    double nshard, dim, rate, frames, utts;
+    double nshard, dim, rate;
     const char *dtype = doc ? json_field_string(doc, "dtype") : NULL;
     const char *fp = doc ? json_field_string(doc, "fingerprint") : NULL;
     const cJSON *shards = doc ? cJSON_GetObjectItemCaseSensitive(doc, "shards") : NULL;
     if (!s || !doc || !dtype || !fp || strlen(fp) != 16 || !cJSON_IsArray(shards) ||
         json_field_number(doc, "nshard", &nshard) || json_field_number(doc, "dim", &dim) ||
-        json_field_number(doc, "frame_rate_hz", &rate) || json_field_number(doc, "frames", &frames) ||
-        json_field_number(doc, "utterances", &utts) || nshard < 1 || nshard > 99999 || dim < 1 ||
+        json_field_number(doc, "frame_rate_hz", &rate) || nshard < 1 || nshard > 99999 || dim < 1 ||
         (strcmp(dtype, "float32") && strcmp(dtype, "int32"))) {
         slex_fail(err, "%s: malformed store index", path);
         goto fail;
@@ -781,8 +792,6 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     s->dim = (int)dim;
     s->dtype = strcmp(dtype, "float32") ? SLEX_STORE_I32 : SLEX_STORE_F32;
     s->frame_rate = rate;
-    s->frames = (int64_t)frames;
-    s->utterances = (int64_t)utts;
     if (!(s->shards = calloc((size_t)s->nshard, sizeof *s->shards))) {
         slex_fail(err, "%s: out of memory", path);
         goto fail;
