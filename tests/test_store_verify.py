@@ -190,6 +190,16 @@ def case_label():
         if name in ("flip", "record_crc", "foreign_rows"):  # shard 0 is fine, shard 1 must not be committed
             check(not os.path.exists(os.path.join(out, "part-00001-of-00002.json")),
                   f"slex-label, attack {name}: no label shard from the damaged shard")
+    # Label stores are verified by their readers too: slex-eval, and slex-label's own .km writer.
+    lab = os.path.join(WORK, "lab")
+    damaged = os.path.join(WORK, "lab_damaged")
+    shutil.copytree(lab, damaged)
+    flip_middle(os.path.join(damaged, SHARD1))
+    for cmd in (["export-units", "--labels", damaged, "--out", os.path.join(WORK, "units.txt")],
+                ["drift", "--labels", lab, "--labels", damaged, "--out", os.path.join(WORK, "drift")]):
+        p = run([os.path.join(BIN, "slex-eval")] + cmd, env=QUIET, expect=1)
+        check(os.path.join("lab_damaged", SHARD1) in p.stderr and "CRC-32" in p.stderr,
+              f"slex-eval {cmd[0]} refuses a damaged label store: {p.stderr.strip()[-300:]}")
     # Two ranks: the rank that meets the damage fails the run.
     p = run(mpi(MPIEXEC, 2, [LABEL, "--store", os.path.join(WORK, "attacked_flip"), "--codebook", cb, "--out",
                              os.path.join(WORK, "lab_flip2")]), env=QUIET, expect=1)

@@ -286,6 +286,7 @@ static int load_items(abx_data *d, const slex_store *s, int rank, int size, slex
                 rc = slex_store_shard_read_rows(r, slex_store_shard_offsets(r)[i] + x->first, x->n, dst, err);
             }
         }
+        if (!rc) rc = slex_store_shard_verify(r, err); /* the CRC-32 of the whole file, read once */
         slex_store_shard_close(r);
     }
     free(head);

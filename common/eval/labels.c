@@ -40,6 +40,15 @@ static int32_t *read_utt(slex_store_shard *r, int64_t i, label_buf *b, slex_erro
     return b->v ? b->v : (int32_t *)b; /* a valid pointer for n = 0 */
 }
 
+/* The CRC-32 of the shards just streamed (slex_store_shard_verify): a damaged file is reported
+ * as such, not as whatever its damage made fail (a negative unit, say). */
+static int verified(slex_store_shard *ra, slex_store_shard *rb, int rc, slex_error *err) {
+    slex_error why = {{0}};
+    if (slex_store_shard_verify(ra, &why) || (rb && slex_store_shard_verify(rb, &why)))
+        return slex_fail(err, "%s", why.msg);
+    return rc;
+}
+
 int slex_labels_walk(const slex_store *s, int first, int step, slex_labels_fn fn, void *ctx, slex_error *err) {
     label_buf buf = {NULL, 0};
     int rc = 0;
@@ -53,6 +62,7 @@ int slex_labels_walk(const slex_store *s, int first, int step, slex_labels_fn fn
             const int32_t *units = read_utt(r, i, &buf, err);
             rc = units ? fn(ctx, slex_store_shard_utt_id(r, i), units, slex_store_shard_lengths(r)[i], err) : -1;
         }
+        rc = verified(r, NULL, rc, err);
         slex_store_shard_close(r);
     }
     free(buf.v);
@@ -100,6 +110,7 @@ int slex_labels_walk_pair(const slex_store *a, const slex_store *b, int first, i
             const int32_t *ua = read_utt(ra, i, &ba, err), *ub = ua ? read_utt(rb, i, &bb, err) : NULL;
             rc = ub ? fn(ctx, slex_store_shard_utt_id(ra, i), ua, ub, slex_store_shard_lengths(ra)[i], err) : -1;
         }
+        if (ra && rb) rc = verified(ra, rb, rc, err);
         slex_store_shard_close(ra);
         slex_store_shard_close(rb);
     }
