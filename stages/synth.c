@@ -146,107 +146,132 @@ static int read_part_line(FILE *f, const char *path, char **line, size_t *cap, s
     return 0;
 }
 
-/* Rank 0: merges the part files of utterances 0..n_utts-1 in order into the outputs. */
-static int merge_parts(const synth_run *r, int64_t n_utts, outputs *o, slex_label_vocab *vocab, slex_error *err) {
-    FILE **parts = calloc((size_t)r->size, sizeof *parts);
-    char (*paths)[4200] = calloc((size_t)r->size, sizeof *paths);
-    char *line = NULL, *head = NULL, rel[256];
-    size_t cap = 0;
-    slex_segment *segs = NULL;
-    char *labels = NULL;
-    int64_t segs_cap = 0;
-    int rc = -1;
-    if (!parts || !paths) {
-        slex_fail(err, "out of memory");
-        goto done;
-    }
+/* Rank 0's reader of every rank's part file: the current record line split into fields and
+ * the phones of the current utterance. */
+typedef struct part_reader {
+    int n;                /* part files, one per rank */
+    FILE **files;
+    char (*paths)[4200];
+    char *line;           /* the line last read */
+    size_t cap;
+    char *head;           /* a copy of the record line, split in place into fld */
+    char *fld[10];
+    int nf;
+    slex_segment *segs;   /* the phones of the record (labels point into `labels`) */
+    char *labels;
+    int64_t segs_cap;
+} part_reader;
+
+static int parts_open(part_reader *p, const synth_run *r, slex_error *err) {
+    memset(p, 0, sizeof *p);
+    p->n = r->size;
+    p->files = calloc((size_t)r->size, sizeof *p->files);
+    p->paths = calloc((size_t)r->size, sizeof *p->paths);
+    if (!p->files || !p->paths) return slex_fail(err, "out of memory");
     for (int q = 0; q < r->size; q++) {
-        snprintf(paths[q], sizeof paths[q], "%s/.%s.part%d.tmp", r->out, r->name, q);
-        if (!(parts[q] = fopen(paths[q], "r"))) {
-            slex_fail(err, "%s: cannot open: %s", paths[q], strerror(errno));
-            goto done;
+        snprintf(p->paths[q], sizeof p->paths[q], "%s/.%s.part%d.tmp", r->out, r->name, q);
+        if (!(p->files[q] = fopen(p->paths[q], "r")))
+            return slex_fail(err, "%s: cannot open: %s", p->paths[q], strerror(errno));
+    }
+    return 0;
+}
+
+static void parts_close(part_reader *p) {
+    for (int q = 0; p->files && q < p->n; q++)
+        if (p->files[q]) fclose(p->files[q]);
+    free(p->files);
+    free(p->paths);
+    free(p->line);
+    free(p->head);
+    free(p->segs);
+    free(p->labels);
+}
+
+/* Reads the record of utterance k (from part k % n) into p->fld: 'U' records have 10 fields
+ * (U, k, samples, speaker, voice, rate, pitch, range, phones, text), 'R' records at least 3. */
+static int read_record(part_reader *p, int64_t k, slex_error *err) {
+    const char *path = p->paths[k % p->n];
+    if (read_part_line(p->files[k % p->n], path, &p->line, &p->cap, err)) return -1;
+    free(p->head); /* the phone lines reuse `line`: keep the record's fields in a copy */
+    if (!(p->head = strdup(p->line))) return slex_fail(err, "out of memory");
+    char **fld = p->fld;
+    int nf = 0;
+    for (char *q = p->head; nf < 10; nf++) {
+        fld[nf] = q;
+        char *tab = nf < 9 ? strchr(q, '\t') : NULL;
+        if (!tab) {
+            nf++;
+            break;
         }
+        *tab = '\0';
+        q = tab + 1;
     }
-    char *root = realpath(r->out, NULL); /* fairseq roots are absolute */
-    if (!root) {
-        slex_fail(err, "%s: %s", r->out, strerror(errno));
-        goto done;
+    p->nf = nf;
+    if (nf < 3 || atoll(fld[1]) != k || (fld[0][0] == 'U' && nf != 10))
+        return slex_fail(err, "%s: record of utterance %lld is malformed", path, (long long)k);
+    return 0;
+}
+
+/* Reads the n_segs phone lines that follow utterance k's record into p->segs, counting their
+ * labels in vocab. */
+static int read_phones(part_reader *p, int64_t k, int64_t n_segs, slex_label_vocab *vocab, slex_error *err) {
+    FILE *f = p->files[k % p->n];
+    const char *path = p->paths[k % p->n];
+    if (n_segs > p->segs_cap) {
+        p->segs_cap = 2 * n_segs;
+        free(p->segs);
+        free(p->labels);
+        p->segs = malloc((size_t)p->segs_cap * sizeof *p->segs);
+        p->labels = malloc((size_t)p->segs_cap * (SLEX_LABEL_MAX + 1));
+        if (!p->segs || !p->labels) return slex_fail(err, "out of memory");
     }
+    for (int64_t i = 0; i < n_segs; i++) {
+        if (read_part_line(f, path, &p->line, &p->cap, err)) return -1;
+        char *label = p->labels + i * (SLEX_LABEL_MAX + 1);
+        long long s, e;
+        if (sscanf(p->line, "%lld\t%lld\t%63s", &s, &e, label) != 3)
+            return slex_fail(err, "%s: phone line of utterance %lld is malformed", path, (long long)k);
+        p->segs[i] = (slex_segment){.start = s, .end = e, .label = label};
+        if (slex_label_vocab_count(vocab, label, strlen(label)) < 0) return slex_fail(err, "out of memory");
+    }
+    return 0;
+}
+
+/* The manifest's root line (fairseq roots are absolute) and the alignment's header. */
+static int write_headers(const synth_run *r, outputs *o, slex_error *err) {
+    char *root = realpath(r->out, NULL);
+    if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
     fprintf(o->tsv, "%s\n", root);
     free(root);
     slex_align_write_header(o->align);
+    return 0;
+}
+
+/* Rank 0: merges the part files of utterances 0..n_utts-1 in order into the outputs. */
+static int merge_parts(const synth_run *r, int64_t n_utts, outputs *o, slex_label_vocab *vocab, slex_error *err) {
+    part_reader p;
+    char rel[256];
+    int rc = -1;
+    if (parts_open(&p, r, err) || write_headers(r, o, err)) goto done;
     for (int64_t k = 0; k < n_utts; k++) {
-        FILE *f = parts[k % r->size];
-        const char *path = paths[k % r->size];
-        if (read_part_line(f, path, &line, &cap, err)) goto done;
-        free(head); /* the phone lines reuse `line`: keep the record's fields in a copy */
-        if (!(head = strdup(line))) {
-            slex_fail(err, "out of memory");
-            goto done;
-        }
-        char *fld[10];
-        int nf = 0;
-        for (char *p = head; nf < 10; nf++) {
-            fld[nf] = p;
-            char *tab = nf < 9 ? strchr(p, '\t') : NULL;
-            if (!tab) {
-                nf++;
-                break;
-            }
-            *tab = '\0';
-            p = tab + 1;
-        }
-        if (nf < 3 || atoll(fld[1]) != k || (fld[0][0] == 'U' && nf != 10)) {
-            slex_fail(err, "%s: record of utterance %lld is malformed", path, (long long)k);
-            goto done;
-        }
+        if (read_record(&p, k, err)) goto done;
+        char **fld = p.fld;
         wav_relpath(r, k, rel, sizeof rel);
         if (fld[0][0] == 'R') {
             fprintf(o->rejected, "%s\t%s\n", rel, fld[2]);
             continue;
         }
         int64_t n_segs = atoll(fld[8]);
-        if (n_segs > segs_cap) {
-            segs_cap = 2 * n_segs;
-            free(segs);
-            free(labels);
-            segs = malloc((size_t)segs_cap * sizeof *segs);
-            labels = malloc((size_t)segs_cap * (SLEX_LABEL_MAX + 1));
-            if (!segs || !labels) {
-                slex_fail(err, "out of memory");
-                goto done;
-            }
-        }
-        for (int64_t i = 0; i < n_segs; i++) {
-            if (read_part_line(f, path, &line, &cap, err)) goto done;
-            char *label = labels + i * (SLEX_LABEL_MAX + 1);
-            long long s, e;
-            if (sscanf(line, "%lld\t%lld\t%63s", &s, &e, label) != 3) {
-                slex_fail(err, "%s: phone line of utterance %lld is malformed", path, (long long)k);
-                goto done;
-            }
-            segs[i] = (slex_segment){s, e, label};
-            if (slex_label_vocab_count(vocab, label, strlen(label)) < 0) {
-                slex_fail(err, "out of memory");
-                goto done;
-            }
-        }
-        if (slex_align_check_segments(rel, segs, n_segs, atoll(fld[2]), err) ||
-            slex_align_write_utt(o->align, rel, segs, n_segs, err))
+        if (read_phones(&p, k, n_segs, vocab, err) ||
+            slex_align_check_segments(rel, p.segs, n_segs, atoll(fld[2]), err) ||
+            slex_align_write_utt(o->align, rel, p.segs, n_segs, err))
             goto done;
         fprintf(o->tsv, "%s\t%s\t%s\t%s\n", rel, fld[2], slex_lang_name(r->opts.lang), fld[3]);
         fprintf(o->utts, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rel, fld[3], fld[4], fld[5], fld[6], fld[7], fld[9]);
     }
     rc = 0;
 done:
-    for (int q = 0; parts && q < r->size; q++)
-        if (parts[q]) fclose(parts[q]);
-    free(parts);
-    free(paths);
-    free(line);
-    free(head);
-    free(segs);
-    free(labels);
+    parts_close(&p);
     return rc;
 }
 

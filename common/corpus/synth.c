@@ -707,12 +707,12 @@ static void child_run(int fd, slex_lang lang, const slex_synth_plan *plan, const
     if (rc != EE_OK) snprintf(msg, sizeof msg, "espeak_Synth failed (%d)", (int)rc);
     else status = 0;
 send:;
-    child_header h = {CHILD_MAGIC,
-                      status,
-                      child_capture.n_samples,
-                      (int64_t)(child_capture.events.n / sizeof(slex_phoneme_event)),
-                      (int64_t)trace_len,
-                      (int64_t)strlen(msg)};
+    child_header h = {.magic = CHILD_MAGIC,
+                      .status = status,
+                      .n_samples = child_capture.n_samples,
+                      .n_events = (int64_t)(child_capture.events.n / sizeof(slex_phoneme_event)),
+                      .trace_len = (int64_t)trace_len,
+                      .msg_len = (int64_t)strlen(msg)};
     int bad = write_all(fd, &h, sizeof h) || write_all(fd, child_capture.samples.p, child_capture.samples.n) ||
               write_all(fd, child_capture.events.p, child_capture.events.n) || write_all(fd, trace, trace_len) ||
               write_all(fd, msg, strlen(msg));

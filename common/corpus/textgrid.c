@@ -225,7 +225,7 @@ slex_textgrid *slex_textgrid_parse(const char *data, size_t len, const char *nam
         len -= 3;
     }
     slex_textgrid *tg = calloc(1, sizeof *tg);
-    lexer lx = {name, data, data + len, 1, TOK_END, 0, NULL, 1};
+    lexer lx = {.name = name, .p = data, .end = data + len, .line = 1, .kind = TOK_END, .tok_line = 1};
     if (!tg || !(tg->path = strdup(name))) {
         slex_fail(err, "%s: out of memory", name);
         goto fail;

@@ -175,54 +175,57 @@ static size_t layout(slex_mfcc *m, char *base, size_t n_weights) {
     return off;
 }
 
-slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
-    const slex_mfcc_options *o = opts;
-    if (!o) {
-        slex_fail(err, "mfcc: NULL options");
-        return NULL;
-    }
-    double window_samples = window_length(o, o->frame_length_ms), shift_samples = window_length(o, o->frame_shift_ms);
-    if (validate(o, window_samples, shift_samples, err)) return NULL;
-    int window_size = (int)window_samples, window_shift = (int)shift_samples;
-
+/* The handle with its geometry (window, shift, FFT size, output width, DCT stride) set from
+ * validated options; no tables yet. */
+static slex_mfcc *new_handle(const slex_mfcc_options *o, int window_size, int window_shift, slex_error *err) {
     slex_mfcc *m = calloc(1, sizeof *m);
     if (!m) {
         slex_fail(err, "mfcc: out of memory");
         return NULL;
     }
-    m->opts = *o;
-    m->window_size = window_size;
-    m->window_shift = window_shift;
-    m->fft_size = next_power_of_two(window_size);
-    m->dim = o->with_deltas ? 3 * o->num_ceps : o->num_ceps;
-    m->ceps_stride = (o->num_ceps + DCT_LANES - 1) / DCT_LANES * DCT_LANES;
-    m->preemph = (float)o->preemphasis;
     int n = o->delta_window;
-    m->delta_denom = (double)n * (n + 1) * (2 * n + 1) / 3.0;
+    *m = (slex_mfcc){
+        .opts = *o,
+        .window_size = window_size,
+        .window_shift = window_shift,
+        .fft_size = next_power_of_two(window_size),
+        .dim = o->with_deltas ? 3 * o->num_ceps : o->num_ceps,
+        .ceps_stride = (o->num_ceps + DCT_LANES - 1) / DCT_LANES * DCT_LANES,
+        .preemph = (float)o->preemphasis,
+        .delta_denom = (double)n * (n + 1) * (2 * n + 1) / 3.0,
+    };
+    return m;
+}
 
-    /* Mel bank geometry (torchaudio get_mel_banks): edges in double, then float32 tensors. */
-    int n_mel = o->num_mel_bins, n_fft_bins = m->fft_size / 2;
+/* Mel bank geometry (torchaudio get_mel_banks): edges in double, then float32 tensors. */
+typedef struct mel_geometry {
+    float mel_low;   /* mel of low_freq */
+    float mel_delta; /* mel distance between filter edges */
+    float bin_width; /* Hz per FFT bin */
+} mel_geometry;
+
+static mel_geometry mel_geometry_of(const slex_mfcc *m) {
+    const slex_mfcc_options *o = &m->opts;
     double nyquist = 0.5 * o->sample_rate;
     double high_freq = o->high_freq <= 0.0 ? o->high_freq + nyquist : o->high_freq;
     double mel_low = 1127.0 * log(1.0 + o->low_freq / 700.0);
     double mel_high = 1127.0 * log(1.0 + high_freq / 700.0);
-    float mel_low_f = (float)mel_low;
-    float mel_delta_f = (float)((mel_high - mel_low) / (n_mel + 1));
-    float fft_bin_width = (float)(o->sample_rate / m->fft_size);
+    return (mel_geometry){
+        .mel_low = (float)mel_low,
+        .mel_delta = (float)((mel_high - mel_low) / (o->num_mel_bins + 1)),
+        .bin_width = (float)(o->sample_rate / m->fft_size),
+    };
+}
 
-    /* First pass: each triangle's nonzero span (torchaudio's bank has no Nyquist column). */
-    int *first = malloc(sizeof(int) * 2 * (size_t)n_mel);
-    if (!first) {
-        free(m);
-        slex_fail(err, "mfcc: out of memory");
-        return NULL;
-    }
-    int *count = first + n_mel;
+/* Each triangle's nonzero span (torchaudio's bank has no Nyquist column): first[b] and the
+ * count of weights stored, zero-padded to whole LANES.  Returns the total weights stored. */
+static size_t measure_mel_spans(const slex_mfcc *m, mel_geometry g, int *first, int *count) {
+    int n_fft_bins = m->fft_size / 2;
     size_t n_weights = 0;
-    for (int b = 0; b < n_mel; b++) {
+    for (int b = 0; b < m->opts.num_mel_bins; b++) {
         int lo = -1, hi = -1;
         for (int k = 0; k < n_fft_bins; k++) {
-            if (mel_weight(mel_low_f, mel_delta_f, fft_bin_width, b, k) > 0.0f) {
+            if (mel_weight(g.mel_low, g.mel_delta, g.bin_width, b, k) > 0.0f) {
                 if (lo < 0) lo = k;
                 hi = k;
             }
@@ -231,41 +234,39 @@ slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
         count[b] = lo < 0 ? 0 : (hi - lo + 1 + LANES - 1) / LANES * LANES; /* zero-padded */
         n_weights += (size_t)count[b];
     }
+    return n_weights;
+}
 
-    size_t bytes = layout(m, NULL, n_weights);
-    m->block = fftwf_malloc(bytes);
-    if (!m->block) {
-        free(first);
-        free(m);
-        slex_fail(err, "mfcc: out of memory (%zu bytes)", bytes);
-        return NULL;
-    }
-    memset(m->block, 0, bytes);
-    layout(m, m->block, n_weights);
-
-    int offset = 0;
-    for (int b = 0; b < n_mel; b++) {
+/* The packed sparse mel bank over the spans measure_mel_spans found. */
+static void fill_mel_bank(slex_mfcc *m, mel_geometry g, const int *first, const int *count) {
+    int n_fft_bins = m->fft_size / 2, offset = 0;
+    for (int b = 0; b < m->opts.num_mel_bins; b++) {
         m->mel_first[b] = first[b];
         m->mel_count[b] = count[b];
         m->mel_offset[b] = offset;
         for (int i = 0; i < count[b] && first[b] + i < n_fft_bins; i++)
-            m->mel_weights[offset + i] = mel_weight(mel_low_f, mel_delta_f, fft_bin_width, b, first[b] + i);
+            m->mel_weights[offset + i] = mel_weight(g.mel_low, g.mel_delta, g.bin_width, b, first[b] + i);
         offset += count[b];
     }
-    free(first);
+}
 
-    /* Povey window: torch.hann_window(periodic=False).pow(0.85), which torch builds in float32
-     * as arange * (2 pi / (N-1)), cos, * -0.5, + 0.5. */
-    float hann_step = (float)(2.0 * M_PI / (double)(window_size - 1));
-    for (int j = 0; j < window_size; j++) {
+/* Povey window: torch.hann_window(periodic=False).pow(0.85), which torch builds in float32
+ * as arange * (2 pi / (N-1)), cos, * -0.5, + 0.5. */
+static void fill_window(slex_mfcc *m) {
+    float hann_step = (float)(2.0 * M_PI / (double)(m->window_size - 1));
+    for (int j = 0; j < m->window_size; j++) {
         float hann = cosf((float)j * hann_step) * -0.5f + 0.5f;
         m->window[j] = hann > 0.0f ? powf(hann, 0.85f) : 0.0f; /* no NaN from a rounded -0 */
     }
+}
 
-    /* DCT: torchaudio create_dct(n_mel, n_mel, "ortho") with column 0 replaced by sqrt(1/n_mel)
-     * (Kaldi's C0 scaling), first num_ceps columns; built in float32 like torchaudio, kept in
-     * double for the accumulation. */
-    int n_ceps = o->num_ceps;
+/* DCT: torchaudio create_dct(n_mel, n_mel, "ortho") with column 0 replaced by sqrt(1/n_mel)
+ * (Kaldi's C0 scaling), first num_ceps columns; built in float32 like torchaudio, kept in
+ * double for the accumulation.  Lifter 1 + L/2 sin(pi i / L), float32 as torchaudio's
+ * _get_lifter_coeffs. */
+static void fill_dct_and_lifter(slex_mfcc *m) {
+    const slex_mfcc_options *o = &m->opts;
+    int n_mel = o->num_mel_bins, n_ceps = o->num_ceps;
     float pi_over_n = (float)(M_PI / (double)n_mel);
     float ortho = (float)sqrt(2.0 / (double)n_mel);
     for (int i = 0; i < n_mel; i++) {
@@ -275,17 +276,53 @@ slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
             m->dct[(size_t)i * m->ceps_stride + c] = v;
         }
     }
-    /* Lifter 1 + L/2 sin(pi i / L), float32 as torchaudio's _get_lifter_coeffs. */
     for (int c = 0; c < n_ceps; c++) {
         float L = (float)o->cepstral_lifter;
         m->lifter[c] = L == 0.0f ? 1.0 : (double)(1.0f + (float)(0.5 * o->cepstral_lifter) *
                                                           sinf((float)M_PI * (float)c / L));
     }
+}
 
+/* Allocates the single block (tables then scratch, zeroed) and fills the tables. */
+static int build_tables(slex_mfcc *m, slex_error *err) {
+    int n_mel = m->opts.num_mel_bins;
+    mel_geometry g = mel_geometry_of(m);
+    int *first = malloc(sizeof(int) * 2 * (size_t)n_mel);
+    if (!first) return slex_fail(err, "mfcc: out of memory");
+    int *count = first + n_mel;
+    size_t n_weights = measure_mel_spans(m, g, first, count);
+    size_t bytes = layout(m, NULL, n_weights);
+    if (!(m->block = fftwf_malloc(bytes))) {
+        free(first);
+        return slex_fail(err, "mfcc: out of memory (%zu bytes)", bytes);
+    }
+    memset(m->block, 0, bytes);
+    layout(m, m->block, n_weights);
+    fill_mel_bank(m, g, first, count);
+    free(first);
+    fill_window(m);
+    fill_dct_and_lifter(m);
+    return 0;
+}
+
+slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
+    const slex_mfcc_options *o = opts;
+    if (!o) {
+        slex_fail(err, "mfcc: NULL options");
+        return NULL;
+    }
+    double window_samples = window_length(o, o->frame_length_ms), shift_samples = window_length(o, o->frame_shift_ms);
+    if (validate(o, window_samples, shift_samples, err)) return NULL;
+    slex_mfcc *m = new_handle(o, (int)window_samples, (int)shift_samples, err);
+    if (!m) return NULL;
+    if (build_tables(m, err)) {
+        slex_mfcc_free(m);
+        return NULL;
+    }
     m->plan = fftwf_plan_dft_r2c_1d(m->fft_size, m->fft_in, m->fft_out, FFTW_ESTIMATE | FFTW_PRESERVE_INPUT);
     if (!m->plan) {
+        slex_fail(err, "mfcc: FFTW could not plan a real FFT of size %d", m->fft_size);
         slex_mfcc_free(m);
-        slex_fail(err, "mfcc: FFTW could not plan a real FFT of size %d", n_fft_bins * 2);
         return NULL;
     }
     return m;

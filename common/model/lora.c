@@ -498,7 +498,7 @@ int slex_lora_save(const slex_lora *lora, const char *dir, slex_error *err) {
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    slex_st_metadata meta = {"format", "pt"};
+    slex_st_metadata meta = {.key = "format", .value = "pt"};
     if (slex_safetensors_write(path, tensors, 2 * lora->n_targets, &meta, 1, err)) goto done;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if (slex_write_file_atomic(path, json, strlen(json), err)) goto done;
