@@ -12,3 +12,11 @@ foreach(case reference lora ranks bad resume)
                    ${CMAKE_BINARY_DIR}/bin "${SLEX_DUMP_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
 endforeach()
 set_tests_properties(dump_stage_ranks dump_stage_bad PROPERTIES PROCESSORS 2)
+
+# rank_pattern / alpha_pattern keys as every PEFT version resolves them (peft's rules in Python).
+add_executable(lora_adapter ${CMAKE_SOURCE_DIR}/tests/lora_adapter.c)
+target_link_libraries(lora_adapter PRIVATE slexcommon)
+add_test(NAME lora_peft_patterns
+         COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_lora_patterns.py $<TARGET_FILE:lora_adapter>
+                 ${CMAKE_BINARY_DIR}/test-work)
+set_tests_properties(lora_peft_patterns PROPERTIES LABELS unit)

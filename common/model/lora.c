@@ -151,30 +151,59 @@ fail:
 
 /* ---- adapter_config.json ----------------------------------------------------------------- */
 
-/* PEFT's get_pattern_key: the first key K with re.match(r"(.*\.)?(K)$", module).  *value is
- * left alone when no key matches; returns -1 on a key that is not a valid expression. */
-static int pattern_value(const cJSON *patterns, const char *module, double *value, const char *path,
-                         const char *field, slex_error *err) {
+/* How PEFT resolves a module's rank_pattern / alpha_pattern entry; it changed twice
+ * (src/peft/tuners/lora/model.py LoraModel._create_and_replace, src/peft/utils/other.py
+ * get_pattern_key):
+ *   PEFT_0_13  (<= 0.13)  ONE key for both, the first of rank_pattern's keys then alpha_pattern's
+ *                         with re.match(rf".*\.{K}$", module) (else the module path itself); then
+ *                         r = rank_pattern.get(key, r), alpha = alpha_pattern.get(key, lora_alpha)
+ *   PEFT_0_14  (0.14)     each dict on its own, the same expression (peft #2195)
+ *   PEFT_0_15  (>= 0.15)  each dict on its own, re.match(rf"(.*\.)?({K})$", module) (peft #2419)
+ * The ".*\." of the older rules needs a dot before K, so a key that is a module's whole path
+ * matches it only through the fallback: the exact dict lookup of the path. */
+typedef enum { PEFT_0_13, PEFT_0_14, PEFT_0_15 } peft_rule;
+
+/* Whether key K matches module under rule (Python's re.match: anchored at the start only,
+ * hence the outer group).  -1 when K is not an expression POSIX can compile. */
+static int key_matches(const char *key, const char *module, peft_rule rule) {
+    size_t len = strlen(key) + 32;
+    char *expr = malloc(len);
+    if (!expr) return -1;
+    snprintf(expr, len, rule == PEFT_0_15 ? "^((.*\\.)?(%s)$)" : "^(.*\\.%s$)", key);
+    regex_t re;
+    int rc = regcomp(&re, expr, REG_EXTENDED | REG_NOSUB);
+    free(expr);
+    if (rc) return -1;
+    int match = regexec(&re, module, 0, NULL, 0) == 0;
+    regfree(&re);
+    return match;
+}
+
+/* The first key of patterns (in file order) that matches module under rule, else NULL; -1 on a
+ * key that is not an expression slex can match. */
+static int first_match(const cJSON *patterns, const char *module, peft_rule rule, const char **key, const char *path,
+                       const char *field, slex_error *err) {
     const cJSON *item;
     cJSON_ArrayForEach(item, patterns) {
-        size_t len = strlen(item->string) + 16;
-        char *expr = malloc(len);
-        if (!expr) return slex_fail(err, "%s: out of memory", path);
-        snprintf(expr, len, "^(.*\\.)?(%s)$", item->string);
-        regex_t re;
-        int rc = regcomp(&re, expr, REG_EXTENDED | REG_NOSUB);
-        free(expr);
-        if (rc) return slex_fail(err, "%s: %s key '%s' is not a regular expression slex can match", path, field,
-                                 item->string);
-        int match = regexec(&re, module, 0, NULL, 0) == 0;
-        regfree(&re);
-        if (match) {
-            if (!cJSON_IsNumber(item))
-                return slex_fail(err, "%s: %s['%s'] is not a number", path, field, item->string);
-            *value = item->valuedouble;
+        int m = key_matches(item->string, module, rule);
+        if (m < 0)
+            return slex_fail(err, "%s: %s key '%s' is not a regular expression slex can match", path, field,
+                             item->string);
+        if (m) {
+            *key = item->string;
             return 0;
         }
     }
+    return 0;
+}
+
+/* patterns.get(key, *value): a present key must hold a number. */
+static int pattern_get(const cJSON *patterns, const char *key, double *value, const char *path, const char *field,
+                       slex_error *err) {
+    const cJSON *item = patterns ? cJSON_GetObjectItemCaseSensitive(patterns, key) : NULL;
+    if (!item) return 0;
+    if (!cJSON_IsNumber(item)) return slex_fail(err, "%s: %s['%s'] is not a number", path, field, key);
+    *value = item->valuedouble;
     return 0;
 }
 
@@ -182,8 +211,26 @@ static int pattern_value(const cJSON *patterns, const char *module, double *valu
  * implements it or refuses the file. */
 typedef struct parsed_config {
     cJSON *json;
-    const cJSON *rank_pattern, *alpha_pattern; /* objects, possibly empty */
+    const cJSON *rank_pattern, *alpha_pattern; /* objects, or NULL */
+    int peft_version_known;                    /* "peft_version" (written since peft 0.18) is given */
 } parsed_config;
+
+/* *r and *alpha (the config's defaults on entry) for module, as PEFT version `rule` resolves
+ * them. */
+static int resolve_patterns(const parsed_config *pc, const char *module, peft_rule rule, double *r, double *alpha,
+                            const char *path, slex_error *err) {
+    const char *rank_key = NULL, *alpha_key = NULL;
+    if (first_match(pc->rank_pattern, module, rule, &rank_key, path, "rank_pattern", err)) return -1;
+    if (rule == PEFT_0_13) {
+        if (!rank_key && first_match(pc->alpha_pattern, module, rule, &rank_key, path, "alpha_pattern", err))
+            return -1;
+        alpha_key = rank_key;
+    } else if (first_match(pc->alpha_pattern, module, rule, &alpha_key, path, "alpha_pattern", err)) {
+        return -1;
+    }
+    return pattern_get(pc->rank_pattern, rank_key ? rank_key : module, r, path, "rank_pattern", err) ||
+           pattern_get(pc->alpha_pattern, alpha_key ? alpha_key : module, alpha, path, "alpha_pattern", err);
+}
 
 static int is_true(const cJSON *json, const char *key) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(json, key)); }
 
@@ -235,7 +282,7 @@ static int parse_config(const char *path, slex_lora_config *cfg, parsed_config *
     }
     v = cJSON_GetObjectItemCaseSensitive(json, "init_lora_weights");
     if (cJSON_IsString(v)) {
-        static const char *changes_base[] = {"pissa", "olora", "corda", "loftq"};
+        static const char *changes_base[] = {"pissa", "olora", "corda", "loftq", "lora_ga"};
         for (size_t i = 0; i < sizeof changes_base / sizeof changes_base[0]; i++)
             if (strncmp(v->valuestring, changes_base[i], strlen(changes_base[i])) == 0)
                 return slex_fail(err, "%s: init_lora_weights \"%s\" changes the base weights: convert the adapter "
@@ -252,6 +299,7 @@ static int parse_config(const char *path, slex_lora_config *cfg, parsed_config *
             return slex_fail(err, "%s: %s must be an object", path, pattern_keys[k]);
         *patterns[k] = cJSON_IsObject(v) ? v : NULL;
     }
+    pc->peft_version_known = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(json, "peft_version"));
     v = cJSON_GetObjectItemCaseSensitive(json, "base_model_name_or_path");
     if (cJSON_IsString(v))
         snprintf(cfg->base_model_name_or_path, sizeof cfg->base_model_name_or_path, "%s", v->valuestring);
@@ -277,7 +325,7 @@ static void module_of(const char *name, const char *suffix, char *out, size_t ca
 static int collect_targets(slex_lora *lora, slex_safetensors *st, const parsed_config *pc, const char *config_path,
                            slex_error *err) {
     const char *path = lora->weights_path;
-    int n = slex_safetensors_count(st);
+    int n = slex_safetensors_count(st), warned_versions = 0;
     for (int i = 0; i < n; i++) {
         const slex_st_tensor_info *t = slex_safetensors_tensor(st, i);
         int is_a = ends_with(t->name, A_SUFFIX), is_b = ends_with(t->name, B_SUFFIX);
@@ -304,9 +352,22 @@ static int collect_targets(slex_lora *lora, slex_safetensors *st, const parsed_c
                              t->name, (long long)t->shape[0], (long long)t->shape[1], b_name, (long long)b->shape[0],
                              (long long)b->shape[1]);
         double r = lora->cfg.r, alpha = lora->cfg.lora_alpha;
-        if (pattern_value(pc->rank_pattern, x->module, &r, config_path, "rank_pattern", err) ||
-            pattern_value(pc->alpha_pattern, x->module, &alpha, config_path, "alpha_pattern", err))
-            return -1;
+        if (resolve_patterns(pc, x->module, PEFT_0_15, &r, &alpha, config_path, err)) return -1;
+        if (!warned_versions && (pc->rank_pattern || pc->alpha_pattern) && !pc->peft_version_known) {
+            for (peft_rule rule = PEFT_0_13; rule < PEFT_0_15 && !warned_versions; rule++) {
+                double r_old = lora->cfg.r, alpha_old = lora->cfg.lora_alpha;
+                slex_error ignored;
+                if (!resolve_patterns(pc, x->module, rule, &r_old, &alpha_old, config_path, &ignored) &&
+                    (r_old != r || alpha_old != alpha)) {
+                    slex_warn("%s: peft %s resolves rank_pattern/alpha_pattern for module '%s' to r %g alpha %g, "
+                              "peft >= 0.15 (and slex) to r %g alpha %g: if an older peft trained this adapter, "
+                              "rewrite its pattern keys",
+                              config_path, rule == PEFT_0_13 ? "<= 0.13" : "0.14", x->module, r_old, alpha_old, r,
+                              alpha);
+                    warned_versions = 1;
+                }
+            }
+        }
         if (x->r != r || x->r <= 0)
             return slex_fail(err, "%s: '%s' has rank %d but %s gives r = %g for module '%s'", path, t->name, x->r,
                              config_path, r, x->module);
@@ -418,19 +479,14 @@ int slex_lora_merge(const slex_lora *lora, slex_hubert *model, slex_error *err) 
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
-/* A module path as a pattern key that matches only itself ("." escaped). */
-static char *literal_key(const char *module) {
-    size_t n = strlen(module);
-    char *key = malloc(2 * n + 1), *q = key;
-    if (!key) return NULL;
-    for (const char *p = module; *p; p++) {
-        if (*p == '.') *q++ = '\\';
-        *q++ = *p;
-    }
-    *q = 0;
-    return key;
-}
-
+/* rank_pattern / alpha_pattern keys are the module paths themselves, unescaped: every PEFT
+ * version resolves them to exactly that module (see peft_rule).  PEFT <= 0.14 finds them by its
+ * exact-path fallback (under a "hubert." prefix, by its expression); PEFT >= 0.15 by its
+ * expression, where each "." matches any character, which within HuBERT's module paths (all
+ * "encoder.layers.<n>.<name>" or "feature_projection.projection", optionally under "hubert.")
+ * still means only that path.  An escaped key (encoder\.layers...) matches nothing before
+ * PEFT 0.15, which then silently uses the default r and lora_alpha.  tests/test_lora_patterns.py
+ * checks the keys under all three rules. */
 static char *config_json(const slex_lora *lora) {
     const slex_lora_config *c = &lora->cfg;
     cJSON *j = cJSON_CreateObject();
@@ -440,11 +496,8 @@ static char *config_json(const slex_lora *lora) {
         const slex_lora_target *t = &lora->targets[i];
         cJSON_AddItemToArray(targets, cJSON_CreateString(t->module));
         if (t->r == c->r && t->alpha == c->lora_alpha) continue;
-        char *key = literal_key(t->module);
-        if (!key) ok = 0;
-        else if (t->r != c->r) cJSON_AddNumberToObject(rank, key, t->r);
-        if (key && t->alpha != c->lora_alpha) cJSON_AddNumberToObject(alpha, key, t->alpha);
-        free(key);
+        if (t->r != c->r) cJSON_AddNumberToObject(rank, t->module, t->r);
+        if (t->alpha != c->lora_alpha) cJSON_AddNumberToObject(alpha, t->module, t->alpha);
     }
     char *text = NULL;
     if (ok) {

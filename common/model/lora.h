@@ -15,13 +15,16 @@
  * The adapted layer computes W x + scaling * B (A x), scaling = alpha / r (alpha / sqrt(r) with
  * use_rslora), so merging is W += scaling * B @ A (one sgemm per target).
  *
- * Per-module ranks and alphas (rank_pattern / alpha_pattern) are resolved as PEFT does: the
- * first key K (in file order) for which the module path matches the regular expression
+ * Per-module ranks and alphas (rank_pattern / alpha_pattern) are resolved as PEFT >= 0.15 does:
+ * the first key K (in file order) for which the module path matches the regular expression
  * "(.*\.)?(K)$"; keys are matched as POSIX extended regular expressions, which agree with
- * Python's re for the usual keys (names, dots, alternations, classes; not \d).
+ * Python's re for the usual keys (names, dots, alternations, classes; not \d).  Older PEFT
+ * resolved keys otherwise (lora.c, peft_rule); an adapter without "peft_version" whose keys an
+ * older PEFT resolves differently gets a warning naming the module.  slex_lora_save writes keys
+ * that every PEFT version resolves to exactly the intended module (the module paths).
  * Refused with a message naming the file: another peft_type, bias other than "none",
  * use_dora, lora_bias, modules_to_save, base-weight-changing initialisations (pissa, olora,
- * corda, loftq), tensors other than lora_A/lora_B weights, a lora_A without its lora_B (or the
+ * corda, loftq, lora_ga), tensors other than lora_A/lora_B weights, a lora_A without its lora_B (or the
  * reverse), a rank that disagrees with r / rank_pattern, and (against a model) unknown module
  * paths, layers beyond the model, and in/out sizes other than the model's.  fan_in_fan_out is
  * ignored with a warning, as PEFT resets it for nn.Linear targets.
