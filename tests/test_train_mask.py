@@ -3,7 +3,8 @@
 no padding, require_same_masks, num_mask_ver 2, idc_select_ver 1).
 
 1. Exact: fairseq's algorithm re-typed below, step for step, with its numpy draws replaced by
-   slex's generator (xoshiro256** seeded by splitmix64, as common/core/rng.c) consumed as the
+   slex's generator (xoshiro256** seeded by splitmix64: kmeans_reference.py's independent
+   implementation, which pins common/core/rng.c) consumed as the
    header of common/train/mask.h documents.  Every mask must be identical, bit for bit.
 2. Distribution: the same algorithm with numpy's own generator (np.random.default_rng, as
    fairseq draws) against the C masks over many seeds: the per-row masked count and the
@@ -13,43 +14,21 @@ usage: test_train_mask.py PATH/TO/train_mask_dump"""
 import subprocess
 import sys
 
+import os
+
 import numpy as np
 
-M64 = (1 << 64) - 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kmeans_reference import Xoshiro256ss  # noqa: E402
 
 
-class SlexRng:
-    def __init__(self, seed):
-        s, self.s = seed, []
-        for _ in range(4):
-            s = (s + 0x9E3779B97F4A7C15) & M64
-            z = s
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-            self.s.append(z ^ (z >> 31))
 
-    def next(self):
-        s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & M64
-        result = (rotl((s[1] * 5) & M64, 7) * 9) & M64
-        t = (s[1] << 17) & M64
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = rotl(s[3], 45)
-        return result
+class SlexRng(Xoshiro256ss):
+    """slex's generator (the independent implementation of tests/kmeans_reference.py) with
+    numpy Generator's names."""
 
     def random(self):
-        return (self.next() >> 11) * 2.0**-53
-
-    def below(self, n):
-        limit = (1 << 64) - ((1 << 64) % n)
-        while True:
-            x = self.next()
-            if x < limit:
-                return x % n
+        return self.uniform()
 
     def choice(self, pool, k):
         """np.random.Generator.choice(pool, k, replace=False) with slex's partial Fisher-Yates."""

@@ -11,7 +11,7 @@ fairseq's masked-prediction training with the mask GIVEN:
   loss = w_m CE_masked + w_u CE_unmasked + 10 * features_pen * sample_size   (fairseq criterion)
   gradients of loss / sample_size (fairseq's multiply_grads), clip_grad_norm_, then one update
   of fairseq's Adam (betas (0.9, 0.98), eps 1e-6, weight decay 0.01) re-typed from
-  fairseq/optim/adam.py, as in tests/optim_reference.py.
+  fairseq/optim/adam.py (the functions of tests/optim_reference.py).
 
 Modes: full (every parameter trainable, CNN gradient scaled by feature_grad_mult 0.1) and lora
 (the base frozen, CNN included; LoRA on q, k, v, out of every layer with PEFT's semantics
@@ -46,6 +46,7 @@ from torchaudio.models.wav2vec2 import components
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from model_reference import hf_config, hf_name, perturb, write_safetensors  # noqa: E402
+from optim_reference import adam_step, clip_grad_norm_  # noqa: E402
 
 assert torchaudio.__version__.startswith("0.13"), torchaudio.__version__
 OUT = os.path.join(HERE, "data", "train")
@@ -125,30 +126,6 @@ def waves(gen):
         x = x + 0.05 * torch.randn(N, generator=gen, dtype=torch.float64) + 0.02 * b
         rows.append(x.float())
     return torch.stack(rows)
-
-
-def fairseq_adam(params, lr):
-    """One update of fairseq.optim.adam.Adam from zero state (step 1)."""
-    b1, b2 = HP["beta1"], HP["beta2"]
-    with torch.no_grad():
-        for p in params:
-            g = p.grad
-            exp_avg = torch.zeros_like(p).mul_(b1).add_(g, alpha=1 - b1)
-            exp_avg_sq = torch.zeros_like(p).mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = exp_avg_sq.sqrt().add_(HP["eps"])
-            step_size = lr * math.sqrt(1 - b2) / (1 - b1)
-            p.add_(p, alpha=-HP["weight_decay"] * lr)
-            p.addcdiv_(exp_avg, denom, value=-step_size)
-
-
-def clip_grad_norm_(params, max_norm):
-    """fairseq.utils.clip_grad_norm_ (CPU)."""
-    grads = [p.grad.detach() for p in params]
-    total = torch.norm(torch.stack([torch.norm(g, p=2, dtype=torch.float32) for g in grads]))
-    if max_norm > 0:
-        coef = (max_norm / (total + 1e-6)).clamp_(max=1)
-        torch._foreach_mul_(grads, coef)
-    return float(total)
 
 
 def step(arch, mode, seed, dtype):
@@ -247,8 +224,8 @@ def step(arch, mode, seed, dtype):
     params = list(named.values())
     (loss / sample_size).backward()
     grads = {n: p.grad.detach().clone() for n, p in named.items()}
-    grad_norm = clip_grad_norm_(params, HP["clip_norm"])
-    fairseq_adam(params, HP["lr"])
+    grad_norm = float(clip_grad_norm_(params, HP["clip_norm"]))
+    adam_step(params, {}, HP["lr"], (HP["beta1"], HP["beta2"]), HP["eps"], HP["weight_decay"])
     return locals()
 
 
