@@ -17,7 +17,7 @@
 #include "check.h"
 #include "model/checkpoint.h"
 #include "model/lora.h"
-#include "model/model.h"
+#include "model/hubert.h"
 #include "model/safetensors.h"
 #include "train/head.h"
 #include "train/optim.h"
