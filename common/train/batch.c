@@ -1,0 +1,479 @@
+#include "train/batch.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "corpus/audio.h"
+#include "corpus/manifest.h"
+#include "store/store.h"
+
+void slex_batch_options_default(slex_batch_options *o) {
+    o->max_tokens = 1400000;
+    o->micro_batch = 8;
+    o->max_sample_size = 250000;
+    o->min_sample_size = 32000;
+    o->label_rate = -1.0;
+    o->num_classes = 0;
+    o->tolerance_s = 0.1;
+    o->normalize = 0;
+    o->seed = 1;
+}
+
+int slex_batch_options_validate(const slex_batch_options *o, slex_error *err) {
+    if (o->max_tokens < 1) return slex_fail(err, "max-tokens %lld: must be at least 1", (long long)o->max_tokens);
+    if (o->micro_batch < 1) return slex_fail(err, "micro-batch %d: must be at least 1", o->micro_batch);
+    if (o->max_sample_size < 1 || o->min_sample_size < 0)
+        return slex_fail(err, "max-sample-size %lld must be >= 1 and min-sample-size %lld >= 0",
+                         (long long)o->max_sample_size, (long long)o->min_sample_size);
+    if (o->num_classes < 1) return slex_fail(err, "the number of label classes (%d) must be at least 1", o->num_classes);
+    if (!(o->tolerance_s >= 0.0)) return slex_fail(err, "label length tolerance %g s: must be >= 0", o->tolerance_s);
+    if (o->label_rate != -1.0 && !(o->label_rate > 0.0 && isfinite(o->label_rate)))
+        return slex_fail(err, "label-rate %g: must be positive", o->label_rate);
+    return 0;
+}
+
+int slex_data_spec_parse(const char *text, slex_data_spec *spec, slex_error *err) {
+    memset(spec, 0, sizeof *spec);
+    spec->weight = 1.0;
+    const char *c1 = strchr(text, ':');
+    if (!c1 || c1 == text || !c1[1])
+        return slex_fail(err, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
+    size_t n1 = (size_t)(c1 - text);
+    const char *rest = c1 + 1, *c2 = strrchr(rest, ':');
+    size_t n2 = strlen(rest);
+    if (c2) {
+        char *end;
+        errno = 0;
+        double w = strtod(c2 + 1, &end);
+        if (c2[1] && !*end && !errno) {
+            if (!(w >= 0.0) || !isfinite(w)) return slex_fail(err, "--data %s: weight %s must be >= 0", text, c2 + 1);
+            spec->weight = w;
+            n2 = (size_t)(c2 - rest);
+        }
+    }
+    if (n1 >= sizeof spec->manifest || n2 >= sizeof spec->labels || n2 == 0)
+        return slex_fail(err, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
+    memcpy(spec->manifest, text, n1);
+    memcpy(spec->labels, rest, n2);
+    return 0;
+}
+
+typedef struct source {
+    slex_data_spec spec;
+    slex_manifest *manifest;
+    double label_rate;
+    float ratio;       /* label frames per model frame: label_rate * stride / 16000 */
+    int32_t *labels;   /* every manifest entry's labels, concatenated */
+    int64_t *lab_off;  /* (entries + 1) */
+    int64_t *sorted;   /* usable entries by manifest length (ties: manifest order) */
+    int64_t usable, skipped_short, samples;
+} source;
+
+struct slex_batcher {
+    slex_batch_options opts;
+    int n_conv;
+    int kernel[SLEX_HUBERT_MAX_CONV], stride[SLEX_HUBERT_MAX_CONV];
+    int64_t total_stride;
+    int n_sources;
+    source *src;
+};
+
+static int64_t entry_len(const source *s, int64_t e) { return s->manifest->entries[e].num_samples; }
+
+/* .km: one line of space-separated unit ids per manifest line. */
+static int read_km(source *s, slex_error *err) {
+    const char *path = s->spec.labels;
+    char *text = slex_read_text_file(path, NULL, err);
+    if (!text) return -1;
+    int64_t n = s->manifest->n, cap = 1 << 16, used = 0, line = 0;
+    s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    s->labels = malloc(sizeof(int32_t) * (size_t)cap);
+    int rc = (!s->lab_off || !s->labels) ? slex_fail(err, "%s: out of memory", path) : 0;
+    char *p = text;
+    while (!rc && *p) {
+        char *eol = strchr(p, '\n');
+        if (eol) *eol = '\0';
+        if (line < n) s->lab_off[line] = used;
+        char *q = p;
+        while (!rc) {
+            while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+            if (!*q) break;
+            char *end;
+            errno = 0;
+            long v = strtol(q, &end, 10);
+            if (end == q || errno || v < INT32_MIN || v > INT32_MAX || (*end && *end != ' ' && *end != '\t' && *end != '\r')) {
+                rc = slex_fail(err, "%s: line %lld: \"%.20s\" is not a unit id", path, (long long)line + 1, q);
+                break;
+            }
+            if (line < n) {
+                if (used == cap) {
+                    int32_t *grown = realloc(s->labels, sizeof(int32_t) * (size_t)(cap *= 2));
+                    if (!grown) {
+                        rc = slex_fail(err, "%s: out of memory", path);
+                        break;
+                    }
+                    s->labels = grown;
+                }
+                s->labels[used++] = (int32_t)v;
+            }
+            q = end;
+        }
+        line++;
+        if (!eol) break;
+        p = eol + 1;
+    }
+    free(text);
+    if (!rc && line != n)
+        rc = slex_fail(err, "%s has %lld lines but the manifest %s has %lld utterances: fairseq needs one label line per "
+                       "manifest line", path, (long long)line, s->spec.manifest, (long long)n);
+    if (!rc) s->lab_off[n] = used;
+    return rc;
+}
+
+/* A slex-label store of exactly the manifest's utterances, in order. */
+static int read_store(source *s, slex_error *err) {
+    const char *dir = s->spec.labels;
+    slex_store *st = slex_store_open(dir, err);
+    if (!st) return -1;
+    int rc = 0;
+    int64_t n = s->manifest->n;
+    if (slex_store_get_dtype(st) != SLEX_STORE_I32)
+        rc = slex_fail(err, "%s: a feature store, not a label store (slex-label)", dir);
+    else if (slex_store_utterances(st) != n)
+        rc = slex_fail(err, "%s holds %lld utterances but the manifest %s has %lld: the label store was made from "
+                       "another manifest", dir, (long long)slex_store_utterances(st), s->spec.manifest, (long long)n);
+    int64_t frames = rc ? 0 : slex_store_frames(st);
+    if (!rc) {
+        s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
+        s->labels = malloc(sizeof(int32_t) * (size_t)(frames ? frames : 1));
+        if (!s->lab_off || !s->labels) rc = slex_fail(err, "%s: out of memory for %lld labels", dir, (long long)frames);
+        s->label_rate = slex_store_frame_rate(st);
+    }
+    int64_t u = 0, row = 0;
+    for (int sh = 0; !rc && sh < slex_store_nshard(st); sh++) {
+        slex_store_shard *r = slex_store_shard_open(st, sh, err);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        for (int64_t i = 0; !rc && i < slex_store_shard_num_utts(r); i++, u++) {
+            const slex_manifest_entry *e = &s->manifest->entries[u];
+            if (strcmp(slex_store_shard_utt_id(r, i), e->relpath))
+                rc = slex_fail(err, "%s: utterance %lld is %s but line %lld of %s is %s: the label store was made from "
+                               "another manifest", dir, (long long)u + 1, slex_store_shard_utt_id(r, i),
+                               (long long)e->line, s->spec.manifest, e->relpath);
+            s->lab_off[u] = row + slex_store_shard_offsets(r)[i];
+        }
+        int64_t nf = slex_store_shard_num_frames(r);
+        if (!rc && nf > 0 && slex_store_shard_read_rows(r, 0, nf, s->labels + row, err)) rc = -1;
+        row += nf;
+        slex_store_shard_close(r);
+    }
+    if (!rc) s->lab_off[n] = row;
+    slex_store_close(st);
+    return rc;
+}
+
+static int open_source(slex_batcher *b, source *s, slex_error *err) {
+    const slex_batch_options *o = &b->opts;
+    if (!(s->manifest = slex_manifest_read(s->spec.manifest, err))) return -1;
+    slex_manifest *m = s->manifest;
+    for (int64_t e = 0; e < m->n; e++)
+        if (m->entries[e].malformed)
+            return slex_fail(err, "%s: line %lld: %s", m->path, (long long)m->entries[e].line, m->entries[e].malformed);
+    struct stat sb;
+    int is_store = stat(s->spec.labels, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (is_store) {
+        if (read_store(s, err)) return -1; /* its frame rate is the label rate (--label-rate is for .km) */
+    } else {
+        if (o->label_rate <= 0.0)
+            return slex_fail(err, "%s: a .km label file needs --label-rate (100 for MFCC units, 50 for HuBERT units)",
+                             s->spec.labels);
+        s->label_rate = o->label_rate;
+        if (read_km(s, err)) return -1;
+    }
+    s->ratio = (float)(s->label_rate * (double)b->total_stride / SLEX_BATCH_SAMPLE_RATE);
+    s->sorted = malloc(sizeof(int64_t) * (size_t)(m->n ? m->n : 1));
+    if (!s->sorted) return slex_fail(err, "%s: out of memory", m->path);
+    for (int64_t e = 0; e < m->n; e++) {
+        const slex_manifest_entry *en = &m->entries[e];
+        if (en->num_samples < o->min_sample_size) {
+            s->skipped_short++;
+            continue;
+        }
+        int64_t nl = s->lab_off[e + 1] - s->lab_off[e];
+        double dur_audio = (double)en->num_samples / SLEX_BATCH_SAMPLE_RATE, dur_label = (double)nl / s->label_rate;
+        if (fabs(dur_audio - dur_label) > o->tolerance_s)
+            return slex_fail(err, "%s: utterance %s (line %lld of %s): %lld labels at %g Hz last %.3f s but the audio "
+                             "lasts %.3f s (%lld samples): more than %g s apart (is the label rate right?)",
+                             s->spec.labels, en->relpath, (long long)en->line, m->path, (long long)nl, s->label_rate,
+                             dur_label, dur_audio, (long long)en->num_samples, o->tolerance_s);
+        for (int64_t i = s->lab_off[e]; i < s->lab_off[e + 1]; i++)
+            if (s->labels[i] < 0 || s->labels[i] >= o->num_classes)
+                return slex_fail(err, "%s: utterance %s (line %lld of %s): label %d at frame %lld is outside the %d "
+                                 "classes [0, %d)", s->spec.labels, en->relpath, (long long)en->line, m->path,
+                                 s->labels[i], (long long)(i - s->lab_off[e]), o->num_classes, o->num_classes);
+        s->sorted[s->usable++] = e;
+        s->samples += en->num_samples;
+    }
+    if (s->usable == 0)
+        return slex_fail(err, "%s: no usable utterance (%lld entries, %lld shorter than min-sample-size %lld)", m->path,
+                         (long long)m->n, (long long)s->skipped_short, (long long)o->min_sample_size);
+    /* stable sort by length (bottom-up merge sort of the indices) */
+    int64_t n = s->usable, *tmp = malloc(sizeof(int64_t) * (size_t)n);
+    if (!tmp) return slex_fail(err, "%s: out of memory", m->path);
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = entry_len(s, s->sorted[j]) < entry_len(s, s->sorted[i]) ? s->sorted[j++] : s->sorted[i++];
+            while (i < mid) tmp[k++] = s->sorted[i++];
+            while (j < hi) tmp[k++] = s->sorted[j++];
+        }
+        memcpy(s->sorted, tmp, sizeof(int64_t) * (size_t)n);
+    }
+    free(tmp);
+    return 0;
+}
+
+slex_batcher *slex_batcher_open(const slex_batch_options *opts, const slex_data_spec *specs, int n_specs,
+                                const slex_hubert_config *model, slex_error *err) {
+    if (slex_batch_options_validate(opts, err)) return NULL;
+    if (n_specs < 1) return slex_fail(err, "no --data source"), NULL;
+    slex_batcher *b = calloc(1, sizeof *b);
+    if (!b || !(b->src = calloc((size_t)n_specs, sizeof *b->src))) {
+        free(b);
+        return slex_fail(err, "out of memory"), NULL;
+    }
+    b->opts = *opts;
+    b->n_conv = model->num_conv;
+    b->total_stride = 1;
+    for (int i = 0; i < model->num_conv; i++) {
+        b->kernel[i] = model->conv_kernel[i];
+        b->stride[i] = model->conv_stride[i];
+        b->total_stride *= model->conv_stride[i];
+    }
+    b->n_sources = n_specs;
+    double wsum = 0.0;
+    for (int i = 0; i < n_specs; i++) {
+        b->src[i].spec = specs[i];
+        wsum += specs[i].weight;
+        if (open_source(b, &b->src[i], err)) {
+            slex_batcher_free(b);
+            return NULL;
+        }
+    }
+    if (!(wsum > 0.0)) {
+        slex_batcher_free(b);
+        return slex_fail(err, "every --data source has weight 0"), NULL;
+    }
+    return b;
+}
+
+void slex_batcher_free(slex_batcher *b) {
+    if (!b) return;
+    for (int i = 0; i < b->n_sources; i++) {
+        slex_manifest_free(b->src[i].manifest);
+        free(b->src[i].labels);
+        free(b->src[i].lab_off);
+        free(b->src[i].sorted);
+    }
+    free(b->src);
+    free(b);
+}
+
+int slex_batcher_num_sources(const slex_batcher *b) { return b->n_sources; }
+
+void slex_batcher_source_info(const slex_batcher *b, int i, slex_source_info *info) {
+    const source *s = &b->src[i];
+    info->manifest = s->spec.manifest;
+    info->labels = s->spec.labels;
+    info->weight = s->spec.weight;
+    info->label_rate = s->label_rate;
+    info->usable = s->usable;
+    info->skipped_short = s->skipped_short;
+    info->samples = s->samples;
+}
+
+/* Frames of the conv stack on n samples. */
+static int64_t conv_frames(const slex_batcher *b, int64_t n) {
+    for (int i = 0; i < b->n_conv; i++) n = n >= b->kernel[i] ? (n - b->kernel[i]) / b->stride[i] + 1 : 0;
+    return n;
+}
+
+/* First position of s->sorted whose length is >= L. */
+static int64_t lower_bound(const source *s, int64_t L) {
+    int64_t lo = 0, hi = s->usable;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (entry_len(s, s->sorted[mid]) < L) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* A source drawn by weight among those with ok[i] set. */
+static int draw_source(const slex_batcher *b, const int *ok, slex_rng *rng) {
+    double total = 0.0;
+    int last = -1;
+    for (int i = 0; i < b->n_sources; i++)
+        if (ok[i]) total += b->src[i].spec.weight, last = i;
+    double u = slex_rng_uniform(rng) * total, acc = 0.0;
+    for (int i = 0; i < b->n_sources; i++) {
+        if (!ok[i]) continue;
+        acc += b->src[i].spec.weight;
+        if (u < acc) return i;
+    }
+    return last;
+}
+
+void slex_batch_plan_free(slex_batch_plan *plan) {
+    free(plan->items);
+    free(plan->micro_start);
+    memset(plan, 0, sizeof *plan);
+}
+
+int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *plan, slex_error *err) {
+    memset(plan, 0, sizeof *plan);
+    uint64_t st = b->opts.seed;
+    st = slex_splitmix64(&st) ^ (uint64_t)step;
+    st = slex_splitmix64(&st) ^ (uint64_t)k;
+    slex_rng rng;
+    slex_rng_seed(&rng, slex_splitmix64(&st));
+    const int S = b->n_sources;
+    int *ok = calloc((size_t)S, sizeof *ok), *count = calloc((size_t)S, sizeof *count);
+    int64_t *lb = calloc((size_t)S, sizeof *lb);
+    int rc = (!ok || !count || !lb) ? slex_fail(err, "out of memory") : 0;
+    for (int i = 0; !rc && i < S; i++) ok[i] = b->src[i].spec.weight > 0.0;
+    int64_t L = 0, n = 0;
+    if (!rc) {
+        int a = draw_source(b, ok, &rng);
+        const source *s = &b->src[a];
+        int64_t e = s->sorted[slex_rng_below(&rng, (uint64_t)s->usable)];
+        L = entry_len(s, e) < b->opts.max_sample_size ? entry_len(s, e) : b->opts.max_sample_size;
+        n = b->opts.max_tokens / L;
+        if (n < 1) n = 1;
+        for (int i = 0; i < S; i++) {
+            lb[i] = lower_bound(&b->src[i], L);
+            ok[i] = ok[i] && lb[i] < b->src[i].usable;
+        }
+        for (int64_t j = 0; j < n; j++) count[draw_source(b, ok, &rng)]++;
+        plan->items = malloc(sizeof(slex_batch_item) * (size_t)n);
+        plan->micro_start = malloc(sizeof(int) * (size_t)(n + 1));
+        if (!plan->items || !plan->micro_start) rc = slex_fail(err, "out of memory");
+    }
+    int64_t *win = rc ? NULL : malloc(sizeof(int64_t) * (size_t)n);
+    if (!rc && !win) rc = slex_fail(err, "out of memory");
+    for (int i = 0; !rc && i < S; i++) {
+        const source *s = &b->src[i];
+        int64_t avail = s->usable - lb[i], w = avail < n ? avail : n, c = count[i] < w ? count[i] : w;
+        for (int64_t j = 0; j < w; j++) win[j] = lb[i] + j;
+        for (int64_t j = 0; j < c; j++) { /* partial Fisher-Yates */
+            int64_t r = j + (int64_t)slex_rng_below(&rng, (uint64_t)(w - j)), t = win[j];
+            win[j] = win[r];
+            win[r] = t;
+        }
+        int first = plan->n_items;
+        for (int64_t j = 0; j < c; j++) plan->items[plan->n_items++] = (slex_batch_item){i, s->sorted[win[j]], 0};
+        for (int j = first; j < plan->n_items; j += b->opts.micro_batch) plan->micro_start[plan->n_micro++] = j;
+    }
+    free(win);
+    if (!rc) {
+        plan->micro_start[plan->n_micro] = plan->n_items;
+        plan->crop = L;
+        int64_t cnn = conv_frames(b, L), T = cnn;
+        for (int j = 0; j < plan->n_items; j++) {
+            slex_batch_item *it = &plan->items[j];
+            const source *s = &b->src[it->source];
+            it->offset = (int64_t)slex_rng_below(&rng, (uint64_t)(entry_len(s, it->utt) - L + 1));
+            double r = s->label_rate / SLEX_BATCH_SAMPLE_RATE;
+            int64_t f0 = (int64_t)rint((double)it->offset * r), fs = (int64_t)rint((double)L * r);
+            int64_t left = s->lab_off[it->utt + 1] - s->lab_off[it->utt] - f0;
+            if (left < fs) fs = left;
+            double ratio = s->label_rate * (double)b->total_stride / SLEX_BATCH_SAMPLE_RATE;
+            int64_t Ti = ratio * (double)cnn > (double)fs ? (int64_t)((double)fs / ratio) : cnn;
+            if (Ti < T) T = Ti;
+        }
+        plan->frames = T;
+        if (T < 1)
+            rc = slex_fail(err, "update %lld, batch %d: crops of %lld samples leave no model frame with a label",
+                           (long long)step, k, (long long)L);
+    }
+    free(ok);
+    free(count);
+    free(lb);
+    if (rc) slex_batch_plan_free(plan);
+    return rc;
+}
+
+void slex_microbatch_free(slex_microbatch *mb) {
+    free(mb->wave);
+    free(mb->labels);
+    memset(mb, 0, sizeof *mb);
+}
+
+int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_microbatch *mb, slex_error *err) {
+    if (m < 0 || m >= plan->n_micro) return slex_fail(err, "micro-batch %d of %d", m, plan->n_micro);
+    int j0 = plan->micro_start[m], j1 = plan->micro_start[m + 1];
+    int64_t B = j1 - j0, L = plan->crop, T = plan->frames;
+    if (mb->capacity_wave < B * L) {
+        float *w = realloc(mb->wave, sizeof(float) * (size_t)(B * L));
+        if (!w) return slex_fail(err, "out of memory for a micro-batch of %lld x %lld samples", (long long)B, (long long)L);
+        mb->wave = w;
+        mb->capacity_wave = B * L;
+    }
+    if (mb->capacity_labels < B * T) {
+        int32_t *l = realloc(mb->labels, sizeof(int32_t) * (size_t)(B * T));
+        if (!l) return slex_fail(err, "out of memory for a micro-batch's labels");
+        mb->labels = l;
+        mb->capacity_labels = B * T;
+    }
+    mb->B = (int)B;
+    mb->L = L;
+    mb->T = T;
+    mb->source = plan->items[j0].source;
+    for (int64_t r = 0; r < B; r++) {
+        const slex_batch_item *it = &plan->items[j0 + r];
+        const source *s = &b->src[it->source];
+        char path[8192];
+        if (slex_manifest_audio_path(s->manifest, it->utt, path, sizeof path, err)) return -1;
+        float *x = NULL;
+        int64_t n = 0;
+        slex_audio_info info;
+        if (slex_audio_read(path, SLEX_BATCH_SAMPLE_RATE, &x, &n, &info, err)) return -1;
+        if (n < it->offset + L) {
+            free(x);
+            return slex_fail(err, "%s: %lld samples, but line %lld of %s says %lld: the crop [%lld, %lld) does not fit",
+                             path, (long long)n, (long long)s->manifest->entries[it->utt].line, s->manifest->path,
+                             (long long)entry_len(s, it->utt), (long long)it->offset, (long long)(it->offset + L));
+        }
+        float *row = mb->wave + r * L;
+        if (b->opts.normalize) { /* F.layer_norm(wav, wav.shape): biased variance, eps 1e-5 */
+            double sum = 0.0, sq = 0.0;
+            for (int64_t i = 0; i < n; i++) sum += x[i];
+            double mean = sum / (double)n;
+            for (int64_t i = 0; i < n; i++) sq += (x[i] - mean) * (x[i] - mean);
+            double rstd = 1.0 / sqrt(sq / (double)n + 1e-5);
+            for (int64_t i = 0; i < L; i++) row[i] = (float)((x[it->offset + i] - mean) * rstd);
+        } else {
+            memcpy(row, x + it->offset, sizeof(float) * (size_t)L);
+        }
+        free(x);
+        const int32_t *lab = s->labels + s->lab_off[it->utt];
+        int64_t nl = s->lab_off[it->utt + 1] - s->lab_off[it->utt];
+        int64_t f0 = (int64_t)rint((double)it->offset * s->label_rate / SLEX_BATCH_SAMPLE_RATE);
+        for (int64_t i = 0; i < T; i++) {
+            int64_t f = f0 + (int64_t)((float)i * s->ratio); /* torch: arange(T).float() * ratio */
+            if (f >= nl)
+                return slex_fail(err, "%s: utterance %s: frame %lld maps to label %lld of %lld", s->spec.labels,
+                                 s->manifest->entries[it->utt].relpath, (long long)i, (long long)f, (long long)nl);
+            mb->labels[r * T + i] = lab[f];
+        }
+    }
+    return 0;
+}
