@@ -29,6 +29,7 @@ Writes tests/data/train/<arch>_<mode>/:
      input after masking enc_in (B, T, C), the encoder output enc_out (B, T, C),
      last_hidden_state (B, T, C) of the forward WITHOUT masking (slex_hubert_forward's output),
      grad_enc_out (B, T, C), grad_enc_in (B, T, C) and grad_features (B, T, Cf, after feature_grad_mult),
+     layer_out.<l> (B, T, C) the output of transformer layer l (0-based) and grad_layer_out.<l>,
      grad.<name> for every trainable parameter (HF / head / PEFT names) and after.<name> its
      value after the update; metadata: loss, loss_m, loss_u, features_pen, sample_size,
      correct_m/u, count_m/u, grad_norm and every hyperparameter.
@@ -200,7 +201,16 @@ def step(arch, mode, seed, dtype):
     x, _ = w2v.encoder._preprocess(f, None)
     x = torch.where(mask[..., None], mask_emb.to(x.dtype).expand_as(x), x)
     x.retain_grad()
+    layer_outs = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        layer_outs.append(output)
+
+    hooks = [layer.register_forward_hook(keep) for layer in w2v.encoder.transformer.layers]
     enc_out = w2v.encoder.transformer(x, attention_mask=None)
+    for h in hooks:
+        h.remove()
     enc_out.retain_grad()
     logit_m, logit_u = logit_gen(enc_out, labels, mask, ~mask)
     # fairseq HubertCriterion
@@ -277,6 +287,8 @@ def write(r):
            ("enc_out", enc_out.detach().numpy()), ("last_hidden_state", last_hidden.numpy()),
            ("grad_enc_out", enc_out.grad.numpy()), ("grad_enc_in", x.grad.numpy()),
            ("grad_features", (feats.grad if feats.requires_grad else torch.zeros_like(feats)).numpy())]
+    for i, h in enumerate(g["layer_outs"]):
+        exp += [(f"layer_out.{i}", h.detach().numpy()), (f"grad_layer_out.{i}", h.grad.numpy())]
     exp += [("grad." + n, g.numpy()) for n, g in grads.items()]
     exp += [("after." + n, p.detach().numpy()) for n, p in named.items()]
     meta = {k: repr(v) for k, v in HP.items()}

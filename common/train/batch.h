@@ -7,8 +7,8 @@
  * rate from the options).  At open, as fairseq's HubertDataset: utterances whose manifest
  * length is below min_sample_size are skipped (counted); for every other one the label count
  * must agree with the audio, |num_samples / 16000 - labels / label_rate| <= 0.1 s, and every
- * label must be in [0, K).  Errors name the file, the manifest line and the reason; a manifest
- * malformed line, a label file with another number of lines, a store of another manifest and a
+ * label must be in [0, K).  Errors name the file, the manifest line and the reason; a
+ * malformed manifest line, a label file with another number of lines, a store of another manifest and a
  * source with no usable utterance are errors.  Labels are kept in memory (4 bytes per label).
  *
  * A global batch (fairseq's batch, pad_audio=False, random_crop=True):

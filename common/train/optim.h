@@ -78,8 +78,9 @@ float *slex_optim_grad(slex_optim *o, int segment);
 float *slex_optim_grads(slex_optim *o);
 void slex_optim_zero_grad(slex_optim *o);
 
-/* One update as above.  *grad_norm (may be NULL) receives the norm before clipping.  Fails,
- * changing no parameter and no moment, when the norm is not finite. */
+/* One update as above.  *grad_norm (may be NULL) receives the norm before clipping; the
+ * gradient buffer holds the scaled, clipped gradient afterwards.  Fails, changing no parameter
+ * and no moment, when the norm is not finite. */
 int slex_optim_step(slex_optim *o, double lr, double grad_scale, double clip_norm, double *grad_norm,
                     slex_error *err);
 
