@@ -255,7 +255,8 @@ int main(int argc, char **argv) {
         if (ok && !(job.work = malloc(slex_kmeans_assign_work_floats(cb.k, cb.dim) * sizeof(float))))
             ok = !slex_fail(&err, "out of memory");
         slex_shard_plan plan;
-        if (ok) ok = !slex_shard_plan_resolve(slex_store_nshard(feats), o.shard, &mpi, &plan, &err);
+        int usage = ok && slex_shard_plan_resolve(slex_store_nshard(feats), o.shard, &mpi, &plan, &err);
+        ok = ok && !usage;
         /* The feature store's manifest.tsv lists exactly its utterances: the label store's too. */
         char manifest_path[4200];
         snprintf(manifest_path, sizeof manifest_path, "%s/manifest.tsv", o.store);
@@ -263,7 +264,7 @@ int main(int argc, char **argv) {
         /* Every rank stops here together, or none does (stagerun is collective). */
         if (!slex_mpi_all_ok(ok)) {
             if (err.msg[0]) slex_error_log("%s", err.msg);
-            exit_code = 1;
+            exit_code = usage ? 2 : 1; /* a --shard (or job-array task) the store does not have */
         } else {
             slex_stagerun run = {o.out, o.force, 0.0,
                                  {SLEX_STORE_I32, 1, slex_store_frame_rate(feats), "slex-label", params},

@@ -11,6 +11,10 @@ add_test(NAME options_field_type_bad COMMAND ${CMAKE_C_COMPILER} -std=c11 -fsynt
          -DSLEX_BAD_FIELD -I${CMAKE_SOURCE_DIR}/common ${CMAKE_SOURCE_DIR}/tests/options_field_type.c)
 set_tests_properties(options_field_type_bad PROPERTIES WILL_FAIL TRUE)
 set_tests_properties(options_field_type_good options_field_type_bad PROPERTIES LABELS unit)
+# Every program: a bad command line exits 2 naming the option, before any work (issue 9).
+add_test(NAME options_stage
+         COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_options_stage.py ${CMAKE_BINARY_DIR}/bin
+                 ${CMAKE_BINARY_DIR}/test-work)
 add_test(NAME store COMMAND test_store ${CMAKE_BINARY_DIR}/test-work)
 add_test(NAME audio_manifest COMMAND test_audio_manifest ${CMAKE_BINARY_DIR}/test-work)
 

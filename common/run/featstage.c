@@ -153,8 +153,10 @@ static char *params_with_manifest(const char *params_json, const char *manifest,
 slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_featstage_options *opts,
                                      const slex_mpi *mpi, slex_error *err) {
     slex_shard_plan plan = {0, -1, 1};
-    if (!opts->manifest || !opts->out) return slex_fail(err, "--manifest and --out are required"), SLEX_STAGE_FAILED;
-    int ok = slex_shard_plan_resolve(opts->nshard, opts->shard, mpi, &plan, err) == 0;
+    if (!opts->manifest || !opts->out) return slex_fail(err, "--manifest and --out are required"), SLEX_STAGE_BAD_USAGE;
+    /* The same on every rank (same options and environment), so every rank returns the same. */
+    int usage = slex_shard_plan_resolve(opts->nshard, opts->shard, mpi, &plan, err) != 0;
+    int ok = !usage;
     slex_manifest *head = ok ? slex_manifest_read_range(opts->manifest, 0, 0, err) : NULL; /* counts lines */
     char *params = head ? params_with_manifest(stage->meta.params_json, opts->manifest, err) : NULL;
     ok = params != NULL;
@@ -163,7 +165,7 @@ slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_fea
                        plan.nshard) == 0;
     if (plan.collective) ok = slex_mpi_all_ok(ok);
     feature_job job = {stage, opts, head ? head->total : 0, NULL, NULL, 0, {0}};
-    slex_stage_status status = SLEX_STAGE_FAILED;
+    slex_stage_status status = usage ? SLEX_STAGE_BAD_USAGE : SLEX_STAGE_FAILED;
     if (ok) {
         slex_stagerun run = {opts->out, opts->force, opts->max_reject, stage->meta, opts->manifest, "utterances",
                              shard_size, fill_shard, &job};
@@ -172,7 +174,7 @@ slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_fea
     }
     /* Counted per file, reported once. */
     for (int c = 0; plan.collective && c < N_COUNTS; c++) job.counts[c] = slex_mpi_sum_i64(job.counts[c]);
-    if (status != SLEX_STAGE_FAILED && (!plan.collective || mpi->rank == 0)) {
+    if ((status == SLEX_STAGE_OK || status == SLEX_STAGE_TOO_MANY_REJECTS) && (!plan.collective || mpi->rank == 0)) {
         if (job.counts[COUNT_DOWNMIXED])
             slex_info("%lld file(s) had several channels: averaged to mono", (long long)job.counts[COUNT_DOWNMIXED]);
         if (job.counts[COUNT_RESAMPLED])

@@ -23,16 +23,18 @@ typedef struct slex_shard_plan {
 
 /* nshard_opt: --nshard (0 = default: SLURM_ARRAY_TASK_COUNT for a job-array task, else the
  * rank count); shard_opt: --shard (-1 = from SLURM_ARRAY_TASK_ID / PBS_ARRAY_INDEX /
- * PBS_ARRAYID when set, else all of this rank's shards). */
+ * PBS_ARRAYID when set, else all of this rank's shards).  A failure is a bad command line (exit 2). */
 int slex_shard_plan_resolve(int nshard_opt, int shard_opt, const slex_mpi *mpi, slex_shard_plan *plan,
                             slex_error *err);
 /* 1 when shard s is this process's. */
 int slex_shard_plan_is_mine(const slex_shard_plan *plan, const slex_mpi *mpi, int s);
 
-/* What happened, for the program's exit code (0, 1, 3). */
+/* What happened, for the program's exit code (0, 1, 2, 3). */
 typedef enum {
     SLEX_STAGE_OK = 0,
     SLEX_STAGE_FAILED = 1,          /* err says why; nothing that looks complete was left */
+    SLEX_STAGE_BAD_USAGE = 2,       /* the command line (or the job-array variables) cannot be run:
+                                       a missing option, a shard that does not exist; nothing written */
     SLEX_STAGE_TOO_MANY_REJECTS = 3,
 } slex_stage_status;
 
