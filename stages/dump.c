@@ -13,6 +13,7 @@
 #include "model/hubert.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 
 /* The stage's own options (the feature stage's and the model's load options have their tables). */
 typedef struct dump_options {
@@ -171,7 +172,8 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else {
-        model = prepare_model(d.model, d.adapter, d.layer, &lo, &err);
+        slex_path_role out = {"--out", fo.out}, inputs[2] = {{"--model", d.model}, {"--adapter", d.adapter}};
+        if (!slex_paths_check_apart(&out, 1, inputs, 2, &err)) model = prepare_model(d.model, d.adapter, d.layer, &lo, &err);
         if (model) params = dump_params_json(d.model, d.adapter, d.layer, model, &err);
         if (!all_ranks_ok(params != NULL, &err, &mpi)) {
             exit_code = 1;
@@ -188,6 +190,8 @@ int main(int argc, char **argv) {
                 .compute = dump_compute,
                 .ctx = &ctx,
                 .min_samples = slex_hubert_receptive_field(model),
+                .inputs = inputs,
+                .n_inputs = 2,
             };
             exit_code = (int)slex_featstage_run(&stage, &fo, &mpi, &err);
             if (exit_code && err.msg[0]) slex_error_log("%s", err.msg);

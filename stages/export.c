@@ -13,6 +13,7 @@
 #include "core/mpi_util.h"
 #include "store/npy.h"
 #include "core/options.h"
+#include "core/paths.h"
 #include "store/store.h"
 
 typedef struct export_options {
@@ -154,7 +155,9 @@ int main(int argc, char **argv) {
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
-    } else if (!(s = slex_store_open(o.store, &err)) || slex_mkdirs(o.out, &err)) {
+    } else if (slex_paths_check_apart(&(slex_path_role){"--out", o.out}, 1, &(slex_path_role){"--store", o.store}, 1,
+                                      &err) ||
+               !(s = slex_store_open(o.store, &err)) || slex_mkdirs(o.out, &err)) {
         slex_error_log("%s", err.msg);
         exit_code = 1;
     } else if (slex_store_get_dtype(s) != SLEX_STORE_F32) {

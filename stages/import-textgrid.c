@@ -21,6 +21,7 @@
 #include "corpus/manifest.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 #include "corpus/textgrid.h"
 
 typedef struct {
@@ -209,6 +210,10 @@ int main(int argc, char **argv) {
         status = 0;
     } else if (pr == SLEX_PARSE_ERROR) {
         status = 2;
+    } else if (slex_paths_check_apart((slex_path_role[]){{"--out", a.out}, {"--vocab", a.vocab}}, 2,
+                                      (slex_path_role[]){{"--manifest", a.manifest}, {"--textgrids", a.textgrids}}, 2,
+                                      &err)) {
+        status = 1;
     } else {
         a.tg.tolerance_s = a.tolerance_ms / 1000.0;
         /* nftw's paths must compare equal to the ones built from the manifest: no trailing '/'. */

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 
 typedef struct kmeans_stage_options {
     slex_string_list stores; /* DIR[:WEIGHT], repeatable (required) */
@@ -181,6 +182,19 @@ static char *run_params(const slex_kmeans_options *ko, const kmeans_stage_option
 }
 
 /* "DIR" or "DIR:WEIGHT" (a colon followed by a number; other colons belong to the path). */
+/* The codebook (and its checkpoint, and --export-npy) must be apart from every input store. */
+static int check_apart(const kmeans_stage_options *o, char (*dirs)[4096], slex_error *err) {
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
+    slex_path_role outputs[3] = {{"--out", o->out}, {"--out (its checkpoint)", ckpt}, {"--export-npy", o->export_npy}};
+    slex_path_role *inputs = calloc((size_t)o->stores.count, sizeof *inputs);
+    if (!inputs) return slex_fail(err, "out of memory");
+    for (int i = 0; i < o->stores.count; i++) inputs[i] = (slex_path_role){.option = "--store", .path = dirs[i]};
+    int rc = slex_paths_check_apart(outputs, 3, inputs, o->stores.count, err);
+    free(inputs);
+    return rc;
+}
+
 static int parse_store(const char *arg, char *dir, size_t size, double *weight, slex_error *err) {
     snprintf(dir, size, "%s", arg);
     *weight = 0;
@@ -341,7 +355,8 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
         exit_code = 2;
     } else {
-        int ok = (pool = slex_featpool_open(inputs, o.stores.count, o.percent, ko.seed, (int64_t)o.cache_mb << 20,
+        int ok = !check_apart(&o, dirs, &err) &&
+                 (pool = slex_featpool_open(inputs, o.stores.count, o.percent, ko.seed, (int64_t)o.cache_mb << 20,
                                             &err)) != NULL;
         if (ok && ko.k > slex_featpool_size(pool))
             ok = !slex_fail(&err, "--k %d is more than the %lld frames of the pooled stores", ko.k,

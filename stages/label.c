@@ -16,6 +16,7 @@
 #include "corpus/manifest.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 #include "run/stagerun.h"
 #include "store/store.h"
 
@@ -192,12 +193,7 @@ static int write_km(const char *label_dir, const char *feature_dir, const label_
                   feature_dir, path);
         return 0;
     }
-    size_t len;
-    char *text = slex_read_text_file(src, &len, err);
-    if (!text) return -1;
-    rc = slex_write_file_atomic(path, text, len, err);
-    free(text);
-    return rc;
+    return slex_manifest_copy(src, path, err); /* with its side file of extra columns */
 }
 
 static char *label_params(const char *codebook, const slex_store *feats, slex_error *err) {
@@ -243,7 +239,10 @@ int main(int argc, char **argv) {
         exit_code = 2;
     } else {
         /* Everything is checked before any work starts, and nothing is overwritten on error. */
-        int ok = (feats = slex_store_open(o.store, &err)) && !slex_codebook_read(o.codebook, &cb, &err);
+        slex_path_role outputs[2] = {{"--out", o.out}, {"--km", o.km}};
+        slex_path_role inputs[2] = {{"--store", o.store}, {"--codebook", o.codebook}};
+        int ok = !slex_paths_check_apart(outputs, 2, inputs, 2, &err) && (feats = slex_store_open(o.store, &err)) &&
+                 !slex_codebook_read(o.codebook, &cb, &err);
         if (ok && slex_store_get_dtype(feats) != SLEX_STORE_F32)
             ok = !slex_fail(&err, "%s: is a label store, not a feature store", o.store);
         if (ok && slex_store_dim(feats) != cb.dim)

@@ -8,7 +8,8 @@
  * depend on the rank count.  Every rank appends its utterances' records to its own part file;
  * rank 0 then merges the parts in utterance order into (docs/alignments.md):
  *   DIR/wav/<lang>_<split>_<k>.wav   16 kHz mono 16-bit
- *   DIR/<lang>_<split>.tsv           manifest: relpath, num_samples, lang, speaker
+ *   DIR/<lang>_<split>.tsv           fairseq manifest: relpath, num_samples
+ *   DIR/<lang>_<split>.columns       its side file: relpath, lang, speaker (corpus/manifest.h)
  *   DIR/<lang>_<split>.align         phone alignment (tonal labels for zh)
  *   DIR/<lang>_<split>.phones        label vocabulary with counts (tonal for zh)
  *   DIR/<lang>_<split>.utts          relpath, speaker, voice, rate, pitch, range, text
@@ -30,7 +31,9 @@
 #include "core/log.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 #include "core/progress.h"
+#include "corpus/manifest.h"
 #include "corpus/synth.h"
 
 typedef struct {
@@ -119,23 +122,29 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
     return n;
 }
 
-/* Output files of rank 0's merge, written under temporary names. */
+/* Output files of rank 0's merge, written under temporary names; the manifest (two columns, for
+ * fairseq) with its side file of columns lang and speaker (corpus/manifest.h). */
 typedef struct {
-    FILE *tsv, *align, *utts, *rejected;
+    slex_manifest_writer *tsv;
+    FILE *align, *utts, *rejected;
     char final[5][4200], tmp[5][4200];
 } outputs;
 
 static const char *const out_ext[5] = {"tsv", "align", "utts", "rejected", "phones"};
 
 static int open_outputs(const synth_run *r, outputs *o, slex_error *err) {
-    FILE **files[4] = {&o->tsv, &o->align, &o->utts, &o->rejected};
+    FILE **files[4] = {NULL, &o->align, &o->utts, &o->rejected};
     for (int i = 0; i < 5; i++) {
         snprintf(o->final[i], sizeof o->final[i], "%s/%s.%s", r->out, r->name, out_ext[i]);
         snprintf(o->tmp[i], sizeof o->tmp[i], "%s/.%s.%s.tmp", r->out, r->name, out_ext[i]);
-        if (i < 4 && !(*files[i] = fopen(o->tmp[i], "w")))
+        if (i > 0 && i < 4 && !(*files[i] = fopen(o->tmp[i], "w")))
             return slex_fail(err, "%s: cannot create: %s", o->tmp[i], strerror(errno));
     }
-    return 0;
+    char *root = realpath(r->out, NULL); /* fairseq roots are absolute */
+    if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
+    o->tsv = slex_manifest_writer_open(o->final[0], root, "lang\tspeaker", err);
+    free(root);
+    return o->tsv ? 0 : -1;
 }
 
 /* Reads one line of a part file into *line (no newline); fails at the end. */
@@ -237,22 +246,13 @@ static int read_phones(part_reader *p, int64_t k, int64_t n_segs, slex_label_voc
     return 0;
 }
 
-/* The manifest's root line (fairseq roots are absolute) and the alignment's header. */
-static int write_headers(const synth_run *r, outputs *o, slex_error *err) {
-    char *root = realpath(r->out, NULL);
-    if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
-    fprintf(o->tsv, "%s\n", root);
-    free(root);
-    slex_align_write_header(o->align);
-    return 0;
-}
-
 /* Rank 0: merges the part files of utterances 0..n_utts-1 in order into the outputs. */
 static int merge_parts(const synth_run *r, int64_t n_utts, outputs *o, slex_label_vocab *vocab, slex_error *err) {
     part_reader p;
     char rel[256];
     int rc = -1;
-    if (parts_open(&p, r, err) || write_headers(r, o, err)) goto done;
+    if (parts_open(&p, r, err)) goto done;
+    slex_align_write_header(o->align);
     for (int64_t k = 0; k < n_utts; k++) {
         if (read_record(&p, k, err)) goto done;
         char **fld = p.fld;
@@ -266,7 +266,9 @@ static int merge_parts(const synth_run *r, int64_t n_utts, outputs *o, slex_labe
             slex_align_check_segments(rel, p.segs, n_segs, atoll(fld[2]), err) ||
             slex_align_write_utt(o->align, rel, p.segs, n_segs, err))
             goto done;
-        fprintf(o->tsv, "%s\t%s\t%s\t%s\n", rel, fld[2], slex_lang_name(r->opts.lang), fld[3]);
+        char columns[128];
+        snprintf(columns, sizeof columns, "%s\t%s", slex_lang_name(r->opts.lang), fld[3]);
+        if (slex_manifest_writer_add(o->tsv, rel, atoll(fld[2]), columns, err)) goto done;
         fprintf(o->utts, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rel, fld[3], fld[4], fld[5], fld[6], fld[7], fld[9]);
     }
     rc = 0;
@@ -300,20 +302,19 @@ static void remove_extra_wavs(const synth_run *r, int64_t n_utts) {
 }
 
 static int finish_outputs(outputs *o, const slex_label_vocab *vocab, slex_error *err) {
-    FILE *files[4] = {o->tsv, o->align, o->utts, o->rejected};
-    for (int i = 0; i < 4; i++) {
+    FILE *files[4] = {NULL, o->align, o->utts, o->rejected};
+    for (int i = 1; i < 4; i++) {
         int bad = ferror(files[i]);
         if (fclose(files[i]) || bad) return slex_fail(err, "%s: write error", o->tmp[i]);
     }
     if (slex_label_vocab_write(vocab, o->tmp[4], err)) return -1;
-    /* The manifest last: its presence says the corpus is complete. */
-    static const int order[5] = {1, 2, 3, 4, 0};
-    for (int j = 0; j < 5; j++) {
-        int i = order[j];
+    for (int i = 1; i < 5; i++)
         if (rename(o->tmp[i], o->final[i]))
             return slex_fail(err, "%s: cannot rename to %s: %s", o->tmp[i], o->final[i], strerror(errno));
-    }
-    return 0;
+    /* The manifest last: its presence says the corpus is complete. */
+    slex_manifest_writer *tsv = o->tsv;
+    o->tsv = NULL;
+    return slex_manifest_writer_commit(tsv, err);
 }
 
 static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
@@ -427,7 +428,8 @@ int main(int argc, char **argv) {
         status = 2;
         goto out;
     }
-    int ok = 1;
+    int ok = !slex_paths_check_apart(&(slex_path_role){"--out", a.out}, 1,
+                                     &(slex_path_role){"--fortune-dir", a.fortune_dir}, 1, &err);
     if (ok && mpi.rank == 0 && make_dirs(r.out, &err)) ok = 0;
     if (!slex_mpi_all_ok(ok)) goto fail;
     ok = !slex_synth_load_sentences(&r.opts, &r.sentences, &err) &&
@@ -457,6 +459,7 @@ int main(int argc, char **argv) {
         ok = vocab && !open_outputs(&r, &o, &err) && !merge_parts(&r, n_utts, &o, vocab, &err) &&
              !slex_label_vocab_sort(vocab) && !finish_outputs(&o, vocab, &err);
         if (ok) remove_extra_wavs(&r, n_utts);
+        slex_manifest_writer_abort(o.tsv); /* left only after a failure */
         slex_label_vocab_free(vocab);
     }
     if (!slex_mpi_all_ok(ok)) goto fail;

@@ -152,7 +152,12 @@ def case_bad():
         check(word in reasons.get(line, ""), f"line {line}: reason '{reasons.get(line)}' lacks '{word}'")
     kept = open(os.path.join(out, "manifest.tsv")).read().strip().split("\n")
     check(kept[0] == os.path.abspath(WORK) and len(kept) == 1 + 4, f"filtered manifest has {len(kept) - 1} lines")
-    check(all(k.endswith("\ten\tsynthetic") for k in kept[1:4]), "extra columns kept in the filtered manifest")
+    check(all(len(k.split("\t")) == 2 for k in kept[1:]), "the filtered manifest has fairseq's two columns")
+    columns = open(os.path.join(out, "manifest.columns")).read().strip().split("\n")
+    check(columns[0] == "relpath\tcolumn3\tcolumn4" and len(columns) == len(kept) and
+          [c.split("\t")[0] for c in columns[1:]] == [k.split("\t")[0] for k in kept[1:]] and
+          all(c.endswith("\ten\tsynthetic") for c in columns[1:4]) and "\t" not in columns[4],
+          "extra columns kept in the filtered manifest's side file")
     index = json.load(open(os.path.join(out, "index.json")))
     check(index["utterances"] == 4 and index["rejected"] == 8, "index counts")
     # With a tolerance the same run succeeds, and the finished shards are not redone.
@@ -170,22 +175,28 @@ def case_bad():
 
 
 def case_resume():
-    """Kill the run while it waits on one utterance (a FIFO), then re-run: finished shards are
+    """Kill the run while it works on one long utterance, then re-run: finished shards are
     skipped, the killed shard left nothing that looks complete, the result equals a clean run."""
     manifest, _ = make_corpus(WORK, 12, seed=4, max_s=1.0)
     clean = os.path.join(WORK, "clean")
     run([MFCC, "--manifest", manifest, "--out", clean, "--nshard", "4"], env=QUIET)
-    target = os.path.join(WORK, "wav/u0007.wav")  # shard 2 of 4 (lines 6..8)
+    target = os.path.join(WORK, "wav/u0007.wav")  # shard 2 of 4 (entries 6..8)
     saved = open(target, "rb").read()
-    os.unlink(target)
-    os.mkfifo(target)
+    # 30 min of silence in a sparse WAV (slow enough to be killed in the middle of; a FIFO, which
+    # used to stall the run, is now rejected at once).
+    n = 16000 * 1800
+    with open(target, "wb") as f:
+        f.write(b"RIFF" + (36 + 2 * n).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (16000).to_bytes(4, "little")
+                + (32000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                + b"data" + (2 * n).to_bytes(4, "little"))
+        f.truncate(44 + 2 * n)
     out = os.path.join(WORK, "killed")
     proc = subprocess.Popen([MFCC, "--manifest", manifest, "--out", out, "--nshard", "4"],
                             env=dict(os.environ, **QUIET), stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while time.time() < deadline and not os.path.exists(os.path.join(out, "part-00002-of-00004.h5.tmp")):
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     names = sorted(os.listdir(out))

@@ -104,8 +104,13 @@ int main(int argc, char **argv) {
     CHECK(sum.utterances == 4 && sum.frames == 3 + 300 + 3 + 200 && sum.rejected == 2, "summary");
     snprintf(path, sizeof path, "%s/manifest.tsv", dir);
     char *text = slex_read_text_file(path, NULL, &err);
-    CHECK(text && !strcmp(text, "/data\ns0/u0.wav\t10\tzh\ns0/u1.wav\t30\ns1/u0.wav\t40\ns1/u1.wav\t60\tzh\tx\n"),
-          "filtered manifest:\n%s", text);
+    CHECK(text && !strcmp(text, "/data\ns0/u0.wav\t10\ns0/u1.wav\t30\ns1/u0.wav\t40\ns1/u1.wav\t60\n"),
+          "filtered manifest (fairseq's two columns):\n%s", text);
+    free(text);
+    snprintf(path, sizeof path, "%s/manifest.columns", dir);
+    text = slex_read_text_file(path, NULL, &err);
+    CHECK(text && !strcmp(text, "relpath\tcolumn3\tcolumn4\ns0/u0.wav\tzh\ns0/u1.wav\ns1/u0.wav\ns1/u1.wav\tzh\tx\n"),
+          "its extra columns in the side file:\n%s", text);
     free(text);
     snprintf(path, sizeof path, "%s/rejects.tsv", dir);
     text = slex_read_text_file(path, NULL, &err);

@@ -185,15 +185,13 @@ static void check_corpus(const char *dir, const char *name, corpus_stats *st) {
 
 /* Train and test share no sentence and no speaker; each split has several speakers. */
 static void check_disjoint(const char *dir, const char *lang) {
-    char p[2][1024], t[2][1024];
-    snprintf(p[0], sizeof p[0], "%s/%s_train.tsv", dir, lang);
-    snprintf(p[1], sizeof p[1], "%s/%s_test.tsv", dir, lang);
+    char t[2][1024];
     snprintf(t[0], sizeof t[0], "%s/%s_train.utts", dir, lang);
     snprintf(t[1], sizeof t[1], "%s/%s_test.utts", dir, lang);
     int64_t ns[2], nt[2];
     char **spk[2], **txt[2];
     for (int i = 0; i < 2; i++) {
-        spk[i] = read_column(p[i], 3, &ns[i]); /* line 1 (the root) has no column 3 */
+        spk[i] = read_column(t[i], 1, &ns[i]); /* relpath, speaker, ... */
         txt[i] = read_column(t[i], 6, &nt[i]);
     }
     int64_t shared_spk = 0, shared_txt = 0;

@@ -1,12 +1,14 @@
 #include "corpus/audio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sndfile.h>
 #include <soxr.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int slex_audio_resample(const float *in, int64_t n, int in_rate, int out_rate, float **out, int64_t *n_out,
                         slex_error *err) {
@@ -39,15 +41,50 @@ static int truncated_data_chunk(SNDFILE *sf, long long *declared, long long *act
     return 0;
 }
 
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a regular file";
+}
+
+/* Opens path for reading only if it is a regular file (after symlinks).  O_NONBLOCK makes the
+ * open itself return at once whatever the file is (a FIFO without a writer would block it
+ * forever, and every other MPI rank with it); fstat of that descriptor then decides, so a file
+ * swapped for a FIFO between a check and the open cannot block either. */
+static int open_regular_file(const char *path, slex_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return slex_fail(err, "%s: cannot read audio: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int e = errno;
+        close(fd);
+        return slex_fail(err, "%s: cannot read audio: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return slex_fail(err, "%s: is %s, not an audio file", path, file_kind(st.st_mode));
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)) {
+        int e = errno;
+        close(fd);
+        return slex_fail(err, "%s: cannot read audio: %s", path, strerror(e));
+    }
+    return fd;
+}
+
 int slex_audio_read(const char *path, int target_rate, float **samples, int64_t *n, slex_audio_info *info,
                     slex_error *err) {
     *samples = NULL;
     *n = 0;
-    struct stat st;
-    if (stat(path, &st)) return slex_fail(err, "%s: cannot read audio: %s", path, strerror(errno));
+    int fd = open_regular_file(path, err);
+    if (fd < 0) return -1;
     SF_INFO sfi;
     memset(&sfi, 0, sizeof sfi);
-    SNDFILE *sf = sf_open(path, SFM_READ, &sfi);
+    SNDFILE *sf = sf_open_fd(fd, SFM_READ, &sfi, SF_TRUE); /* closes fd */
     if (!sf) return slex_fail(err, "%s: cannot open audio: %s", path, sf_strerror(NULL));
     info->source_rate = sfi.samplerate;
     info->source_channels = sfi.channels;
@@ -67,6 +104,13 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
     if (sfi.channels < 1 || sfi.samplerate < 1) {
         sf_close(sf);
         return slex_fail(err, "%s: invalid header (%d channels, %d Hz)", path, sfi.channels, sfi.samplerate);
+    }
+    if (sfi.samplerate < SLEX_AUDIO_MIN_RATE || sfi.samplerate > SLEX_AUDIO_MAX_RATE) {
+        sf_close(sf);
+        return slex_fail(err, "%s: sample rate %d Hz in the header is outside %d..%d Hz: a broken header, or not "
+                              "speech audio (resampled to %d Hz, %lld frames would become %.0f s)",
+                         path, sfi.samplerate, SLEX_AUDIO_MIN_RATE, SLEX_AUDIO_MAX_RATE, target_rate,
+                         (long long)sfi.frames, (double)sfi.frames / sfi.samplerate);
     }
     float *interleaved = malloc((size_t)sfi.frames * (size_t)sfi.channels * sizeof(float));
     if (!interleaved) {

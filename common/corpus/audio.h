@@ -19,9 +19,16 @@ typedef struct slex_audio_info {
     int downmixed;        /* 1 when source_channels > 1 */
 } slex_audio_info;
 
+/* Sample rates a file may declare: outside them the header is broken (a "1 Hz" WAV would be
+ * resampled into 16000 times as many samples) or the file is not speech audio. */
+#define SLEX_AUDIO_MIN_RATE 4000
+#define SLEX_AUDIO_MAX_RATE 768000
+
 /* Reads path into *samples (malloc'd, caller frees) at target_rate Hz, mono.  Fails, naming the
- * file, on: missing/unreadable file, unknown format, truncated data (fewer frames than the
- * header announces, or a decoding error), zero samples, and NaN/Inf samples. */
+ * file and the reason, on: a missing or unreadable file, anything but a regular file (a FIFO,
+ * device, directory: never opened in a way that could block), unknown format, a sample rate
+ * outside SLEX_AUDIO_MIN_RATE..SLEX_AUDIO_MAX_RATE, truncated data (fewer frames than the header
+ * announces, or a decoding error), zero samples, and NaN/Inf samples. */
 int slex_audio_read(const char *path, int target_rate, float **samples, int64_t *n, slex_audio_info *info,
                     slex_error *err);
 

@@ -150,19 +150,44 @@ static char *params_with_manifest(const char *params_json, const char *manifest,
     return params;
 }
 
+/* The store must not be, lie inside or contain what the stage reads. */
+static int check_apart(const slex_featstage *stage, const slex_featstage_options *opts, slex_error *err) {
+    char columns[4200];
+    if (slex_manifest_columns_path(opts->manifest, columns, sizeof columns, err)) return -1;
+    slex_path_role out = {"--out", opts->out}, inputs[8] = {{"--manifest", opts->manifest},
+                                                            {"--manifest (its side file)", columns}};
+    int n = 2;
+    for (int i = 0; i < stage->n_inputs && n < 8; i++) inputs[n++] = stage->inputs[i];
+    return slex_paths_check_apart(&out, 1, inputs, n, err);
+}
+
+/* Utterance ids are the relpaths: a path on two lines gives two utterances with one id (both
+ * are stored; alignments and side files keyed by id cannot tell them apart). */
+static void warn_duplicates(const char *manifest) {
+    int64_t n = 0;
+    char example[4400];
+    slex_error why = {{0}};
+    if (slex_manifest_find_duplicates(manifest, &n, example, sizeof example, &why))
+        slex_warn("%s: duplicate ids not checked: %s", manifest, why.msg);
+    else if (n)
+        slex_warn("%s: %lld line(s) repeat the path of an earlier line, e.g. %s: the utterance ids are not unique",
+                  manifest, (long long)n, example);
+}
+
 slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_featstage_options *opts,
                                      const slex_mpi *mpi, slex_error *err) {
     slex_shard_plan plan = {0, -1, 1};
     if (!opts->manifest || !opts->out) return slex_fail(err, "--manifest and --out are required"), SLEX_STAGE_BAD_USAGE;
     /* The same on every rank (same options and environment), so every rank returns the same. */
     int usage = slex_shard_plan_resolve(opts->nshard, opts->shard, mpi, &plan, err) != 0;
-    int ok = !usage;
+    int ok = !usage && check_apart(stage, opts, err) == 0;
     slex_manifest *head = ok ? slex_manifest_read_range(opts->manifest, 0, 0, err) : NULL; /* counts lines */
     char *params = head ? params_with_manifest(stage->meta.params_json, opts->manifest, err) : NULL;
     ok = params != NULL;
     if (ok && plan.nshard > head->total)
         ok = slex_fail(err, "%s: %lld utterances cannot fill %d shards", opts->manifest, (long long)head->total,
                        plan.nshard) == 0;
+    if (ok && (!plan.collective || mpi->rank == 0)) warn_duplicates(opts->manifest);
     if (plan.collective) ok = slex_mpi_all_ok(ok);
     feature_job job = {stage, opts, head ? head->total : 0, NULL, NULL, 0, {0}};
     slex_stage_status status = usage ? SLEX_STAGE_BAD_USAGE : SLEX_STAGE_FAILED;

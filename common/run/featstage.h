@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
+#include "core/paths.h"
 #include "run/stagerun.h"
 #include "store/store.h"
 
@@ -46,9 +47,14 @@ typedef struct slex_featstage {
     int (*compute)(void *ctx, const float *wave, int64_t n_samples, float *out, int64_t frames, slex_error *err);
     void *ctx;
     int64_t min_samples; /* shorter audio is rejected (400: one 25 ms window) */
+    const slex_path_role *inputs; /* what the stage reads besides the manifest (a model, an
+                                     adapter): the store must be apart from them too */
+    int n_inputs;
 } slex_featstage;
 
-/* Collective in an MPI run (see stagerun.h); returns the exit status. */
+/* Collective in an MPI run (see stagerun.h); returns the exit status.  Fails before touching
+ * anything when the store is, lies inside or contains the manifest, its side file or one of the
+ * stage's inputs (paths.h). */
 slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_featstage_options *opts,
                                      const slex_mpi *mpi, slex_error *err);
 

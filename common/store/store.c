@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "core/fileio.h"
+#include "corpus/manifest.h"
 #include "store/h5util.h"
 
 #define STORE_FORMAT_VERSION 1
@@ -88,12 +89,12 @@ static int json_field_number(const cJSON *obj, const char *key, double *out) {
     return 0;
 }
 
-/* Removes index.json, rejects.tsv and manifest.tsv: they describe a finished store, and the
- * store is about to change. */
+/* Removes index.json, rejects.tsv and manifest.tsv (with its side file): they describe a
+ * finished store, and the store is about to change. */
 static void remove_store_summary(const char *dir) {
-    static const char *files[] = {"index.json", "rejects.tsv", "manifest.tsv"};
+    static const char *files[] = {"index.json", "rejects.tsv", "manifest.tsv", "manifest.columns"};
     char path[4200];
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!join_path(dir, files[i], path, sizeof path, NULL)) unlink(path);
 }
 
@@ -496,49 +497,42 @@ static int gather_rejects(const char *dir, int shard, int nshard, FILE *out, int
     return 0;
 }
 
-/* Copies the manifest's root line and its lines that were stored, verbatim and in order, read as
- * a stream (rejected_lines, in manifest order, are the file line numbers to leave out). */
+/* Writes the manifest of the stored utterances: the input manifest's root and its lines that were
+ * stored, in order, as fairseq reads them (relpath, num_samples) with their extra columns in the
+ * side file (manifest.h); read as a stream (rejected_lines, in manifest order, are the file line
+ * numbers to leave out). */
 static int write_filtered_manifest(const char *dir, const char *manifest, const int64_t *rejected_lines,
                                    int64_t n_rejected, int64_t stored, slex_error *err) {
-    char path[4200], tmp[4500];
-    if (join_path(dir, "manifest.tsv", path, sizeof path, err) || slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
-    FILE *in = fopen(manifest, "r");
-    if (!in) return slex_fail(err, "%s: cannot open manifest: %s", manifest, strerror(errno));
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fclose(in);
-        return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int64_t lineno = 0, entries = 0, r = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (lineno > 1) entries++;
-        if (lineno > 1 && r < n_rejected && rejected_lines[r] == lineno) {
+    char path[4200];
+    if (join_path(dir, "manifest.tsv", path, sizeof path, err)) return -1;
+    slex_manifest_reader *in = slex_manifest_reader_open(manifest, err);
+    if (!in) return -1;
+    slex_manifest_writer *out =
+        slex_manifest_writer_open(path, slex_manifest_reader_root(in), slex_manifest_reader_columns(in), err);
+    int64_t entries = 0, r = 0;
+    slex_manifest_entry e;
+    int got = out ? 1 : -1;
+    while (got > 0 && (got = slex_manifest_reader_next(in, &e, err)) > 0) {
+        entries++;
+        if (r < n_rejected && rejected_lines[r] == e.line) {
             r++;
             continue;
         }
-        fprintf(f, "%s\n", line);
+        if (e.malformed)
+            got = slex_fail(err, "%s:%lld: stored, but the line is malformed (%s): was the manifest changed while "
+                                 "the store was written?", manifest, (long long)e.line, e.malformed);
+        else if (slex_manifest_writer_add(out, e.relpath, e.num_samples, e.extra, err)) got = -1;
     }
-    free(line);
-    int read_bad = ferror(in);
-    fclose(in);
-    int bad = read_bad || ferror(f) || fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (!bad && entries - n_rejected != stored) {
-        unlink(tmp);
-        return slex_fail(err, "%s: the manifest has %lld lines, the store %lld utterances and %lld rejects: "
-                              "was the manifest changed while the store was written?",
-                         manifest, (long long)entries, (long long)stored, (long long)n_rejected);
+    slex_manifest_reader_close(in);
+    if (got == 0 && entries - n_rejected != stored)
+        got = slex_fail(err, "%s: the manifest has %lld lines, the store %lld utterances and %lld rejects: "
+                             "was the manifest changed while the store was written?",
+                        manifest, (long long)entries, (long long)stored, (long long)n_rejected);
+    if (got < 0) {
+        slex_manifest_writer_abort(out);
+        return -1;
     }
-    if (bad || rename(tmp, path)) {
-        unlink(tmp);
-        return slex_fail(err, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
+    return slex_manifest_writer_commit(out, err);
 }
 
 static void content_identity(const shard_record *recs, int nshard, char out[17]) {

@@ -7,6 +7,7 @@
  *   part-00000-of-00004.rejects.tsv  the shard's rejected utterances (possibly empty)
  *   index.json                       all shards with their records and the content id, once all are done
  *   rejects.tsv, manifest.tsv        all rejects; the manifest of the stored utterances, in order
+ *   manifest.columns                 its extra columns, when the input had any (corpus/manifest.h)
  * A shard file holds `feats` (float32, frames x dim) or `labels` (int32, frames), `lengths`
  * (int64 frames per utterance), `utt_ids` (UTF-8 strings: the manifest relpath) and root
  * attributes dim, frame_rate_hz, kind, producer, version, shard, nshard, fingerprint, params.
@@ -72,8 +73,9 @@ typedef struct slex_store_summary {
 } slex_store_summary;
 
 /* When every shard of the store is done, writes index.json, rejects.tsv and (when manifest, a
- * manifest's path, is not NULL) manifest.tsv: its root and its lines that were stored, verbatim
- * and in order (streamed: memory does not grow with the manifest).
+ * manifest's path, is not NULL) manifest.tsv: its root and its lines that were stored, in order,
+ * as relpath<TAB>num_samples, their extra columns in manifest.columns (streamed: memory does not
+ * grow with the manifest).
  * Otherwise leaves the directory as it is and reports how many shards are done. */
 int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, const char *manifest,
                         slex_store_summary *summary, slex_error *err);
