@@ -1,6 +1,6 @@
 # fairseq interop: slex's outputs read with fairseq's own rules (tests/test_fairseq.py).
 string(REPLACE ";" " " SLEX_FAIRSEQ_MPIEXEC_STRING "${SLEX_MPIEXEC}")
-foreach(case manifests)
+foreach(case manifests km_glue)
   add_test(NAME fairseq_${case}
            COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_fairseq.py ${case} ${CMAKE_BINARY_DIR}/bin
                    "${SLEX_FAIRSEQ_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)

@@ -7,6 +7,10 @@ here (facebookresearch/fairseq, read, not copied):
              (examples/hubert/simple_kmeans/feature_utils.py: subpath, nsample = line.split("\\t"));
              the label file has load_label's one line per manifest line; the extra columns are in
              the side file, which slex reads back (and refuses when it does not belong).
+  km_glue    the snippet of docs/fairseq.md (taken from the file) turns slex-kmeans --export-npy
+             into the sklearn model fairseq's dump_km_label.py loads; its predict (and the
+             ApplyKmeans formula on its cluster_centers_) gives slex-label's .km labels, float32
+             ties aside.
 
 usage: /usr/bin/python3 tests/test_fairseq.py CASE BIN_DIR "MPIEXEC ..." WORK_DIR"""
 import os
@@ -163,6 +167,50 @@ def case_manifests():
           "a stale train.columns is removed")
 
 
-CASES = {"manifests": case_manifests}
+def case_km_glue():
+    import h5py
+    import joblib
+    import numpy as np
+    manifest, _ = make_corpus(os.path.join(WORK, "corpus"), 8, seed=11)
+    feats = os.path.join(WORK, "feats")
+    run([prog("mfcc"), "--manifest", manifest, "--out", feats, "--nshard", "2"], env=QUIET)
+    run([prog("kmeans"), "--store", feats, "--k", "16", "--out", os.path.join(WORK, "cb.h5"), "--n-init", "2",
+         "--batch-size", "500", "--export-npy", os.path.join(WORK, "km500.npy")], env=QUIET)
+    km_dir = os.path.join(WORK, "km")
+    run([prog("label"), "--store", feats, "--codebook", os.path.join(WORK, "cb.h5"), "--out",
+         os.path.join(WORK, "units"), "--km", km_dir, "--split", "train"], env=QUIET)
+    doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "fairseq.md")).read()
+    snippet = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    open(os.path.join(WORK, "glue.py"), "w").write(snippet)
+    run([sys.executable, "glue.py"], cwd=WORK)
+    km = joblib.load(os.path.join(WORK, "km500.bin"))
+    C = np.load(os.path.join(WORK, "km500.npy"))
+    check(np.array_equal(km.cluster_centers_, C), "the sklearn model holds exactly slex's centres")
+    lines = open(os.path.join(km_dir, "train.km")).read().rstrip("\n").split("\n")
+    utts = []
+    idx = __import__("json").load(open(os.path.join(feats, "index.json")))
+    for rec in idx["shards"]:
+        with h5py.File(os.path.join(feats, rec["file"]), "r") as f:
+            x, lengths = f["feats"][:], f["lengths"][:]
+        off = np.concatenate([[0], np.cumsum(lengths)])
+        utts += [x[off[i]:off[i + 1]] for i in range(len(lengths))]
+    check(len(utts) == len(lines) == 8, f"{len(utts)} utterances, {len(lines)} label lines")
+    C_T = km.cluster_centers_.transpose()  # dump_km_label.py's ApplyKmeans
+    Cnorm = (C_T ** 2).sum(0, keepdims=True)
+    same, ties = 0, 0
+    for x, line in zip(utts, lines):
+        got = np.array([int(t) for t in line.split()])
+        for ref in (km.predict(x), ((x ** 2).sum(1, keepdims=True) - 2 * np.matmul(x, C_T) + Cnorm).argmin(1)):
+            check(len(ref) == len(got), "labels per utterance")
+            for i in np.nonzero(got != ref)[0]:
+                d64 = ((x[i].astype(np.float64) - C.astype(np.float64)) ** 2).sum(1)
+                check(abs(d64[got[i]] - d64[ref[i]]) <= 1e-5 * d64[ref[i]], f"label {got[i]} vs sklearn {ref[i]}")
+                ties += 1
+            same += int((got == ref).sum())
+    check(same > 1000, f"only {same} frames compared")
+    print(f"km_glue: {same} labels equal, {ties} float32 ties", file=sys.stderr)
+
+
+CASES = {"manifests": case_manifests, "km_glue": case_km_glue}
 CASES[CASE]()
 finish("test_fairseq " + CASE)
