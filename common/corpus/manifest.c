@@ -425,7 +425,7 @@ static int repeated_hashes(const char *path, uint64_t **out, int64_t *n_out, sle
         free(all);
         return -1;
     }
-    qsort(all, (size_t)n, sizeof *all, cmp_u64);
+    if (n) qsort(all, (size_t)n, sizeof *all, cmp_u64);
     int64_t k = 0;
     for (int64_t i = 1; i < n; i++)
         if (all[i] == all[i - 1] && (k == 0 || all[k - 1] != all[i])) all[k++] = all[i];
@@ -491,7 +491,7 @@ int slex_manifest_find_duplicates(const char *path, int64_t *n_duplicates, char 
     int rc = n_hashes ? read_candidates(path, hashes, n_hashes, &cand, &n, err) : 0;
     free(hashes);
     /* Within each group of equal hashes (in line order), a line that repeats an earlier one. */
-    qsort(cand, (size_t)n, sizeof *cand, by_hash_then_line);
+    if (n) qsort(cand, (size_t)n, sizeof *cand, by_hash_then_line); /* (qsort of NULL is undefined) */
     int64_t first_line = INT64_MAX;
     for (int64_t i = 0, group = 0; !rc && i < n; i++) {
         if (cand[i].hash != cand[group].hash) group = i;
