@@ -49,22 +49,6 @@ static const slex_option stage_rows[] = {
 #undef T
 static const slex_option_table stage_table = SLEX_OPTION_TABLE(stage_rows);
 
-/* ---- MPI for the k-means module: exact reductions only ---- */
-
-static int mpi_sum_i64(void *ctx, int64_t *values, int64_t n, slex_error *err) {
-    (void)ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
-    return 0;
-}
-
-static int mpi_max_f64(void *ctx, double *values, int64_t n, slex_error *err) {
-    (void)ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
-    return 0;
-}
-
 static int pool_fetch(void *ctx, const int64_t *frames, int64_t n, float *out, slex_error *err) {
     return slex_featpool_fetch(ctx, frames, n, out, err);
 }
@@ -245,7 +229,7 @@ static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmean
         }
     }
     slex_kmeans_source src = {pool, slex_featpool_size(pool), slex_featpool_dim(pool), pool_fetch};
-    slex_kmeans_comm comm = {NULL, mpi->rank, mpi->size, mpi_sum_i64, mpi_max_f64};
+    slex_exact_comm comm = slex_mpi_exact_comm();
     int rc = slex_kmeans_fit(&st, &src, &comm, on_checkpoint, &r, err);
     double final_inertia = NAN;
     if (!rc && o->final_inertia) {

@@ -11,7 +11,7 @@
 
 #include "cluster/codebook.h"
 #include "core/fileio.h"
-#include "cluster/kmeans.h"
+#include "cluster/assign.h"
 #include "core/log.h"
 #include "corpus/manifest.h"
 #include "core/mpi_util.h"
@@ -97,7 +97,7 @@ static int label_block(label_job *job, slex_store_shard *r, int shard, int64_t u
                              slex_store_dir(job->feats), shard, slex_store_shard_utt_id(r, u),
                              (long long)(row - off[u]));
         }
-    slex_kmeans_assign(job->cb->centers, job->cb->k, dim, job->x, rows, job->labels, NULL, job->work);
+    slex_assign_nearest(job->cb->centers, job->cb->k, dim, job->x, rows, job->labels, NULL, job->work);
     for (int64_t u = u0; u < u1; u++)
         if (slex_store_writer_append(w, slex_store_shard_utt_id(r, u), job->labels + (off[u] - off[u0]),
                                      off[u + 1] - off[u]))
@@ -251,7 +251,7 @@ int main(int argc, char **argv) {
         if (ok && !(params = label_params(o.codebook, feats, &err))) ok = 0;
         job.feats = feats;
         job.cb = &cb;
-        if (ok && !(job.work = malloc(slex_kmeans_assign_work_floats(cb.k, cb.dim) * sizeof(float))))
+        if (ok && !(job.work = malloc(slex_assign_work_floats(cb.k, cb.dim) * sizeof(float))))
             ok = !slex_fail(&err, "out of memory");
         slex_shard_plan plan;
         int usage = ok && slex_shard_plan_resolve(slex_store_nshard(feats), o.shard, &mpi, &plan, &err);

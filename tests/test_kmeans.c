@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "cluster/kmeans.h"
+#include "core/mpi_util.h"
 #include "core/rng.h"
 
 /* ---- in-memory source ---- */
@@ -162,7 +163,7 @@ static void test_minibatch_vs_sklearn(const char *dir) {
     slex_error err = {{0}};
     CHECK(slex_kmeans_state_init(&st, &o, n, d, &err) == 0, "%s", err.msg);
     memcpy(st.centers, c0, sizeof(float) * (size_t)k * d);
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)n);
     double *dist = malloc(sizeof(double) * (size_t)n);
     int64_t *sums = malloc(sizeof(int64_t) * (size_t)k * d), *counts = malloc(sizeof(int64_t) * (size_t)k);
@@ -170,10 +171,10 @@ static void test_minibatch_vs_sklearn(const char *dir) {
     double worst = 0;
     for (int b = 0; b < nb; b++) {
         const float *xb = x + start * d;
-        slex_kmeans_assign(st.centers, k, d, xb, sizes[b], labels, dist, work);
+        slex_assign_nearest(st.centers, k, d, xb, sizes[b], labels, dist, work);
         double mx = 0;
         for (int64_t i = 0; i < (int64_t)sizes[b] * d; i++) mx = fmax(mx, fabs(xb[i]));
-        int ex = slex_kmeans_fixed_exponent(mx, sizes[b]);
+        int ex = slex_exactsum_exponent(mx, sizes[b]);
         memset(sums, 0, sizeof(int64_t) * (size_t)k * d);
         memset(counts, 0, sizeof(int64_t) * (size_t)k);
         int64_t dsum = 0;
@@ -208,10 +209,10 @@ static void test_assign(void) {
     /* near-ties: rows half-way between two centres (up to float rounding) */
     for (int i = 0; i < 100; i++)
         for (int t = 0; t < d; t++) x[i * d + t] = 0.5f * (c[(i % k) * d + t] + c[((i + 1) % k) * d + t]);
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     int32_t *lab = malloc(sizeof(int32_t) * n), *lab2 = malloc(sizeof(int32_t) * n);
     double *dist = malloc(sizeof(double) * n), *dist2 = malloc(sizeof(double) * n);
-    slex_kmeans_assign(c, k, d, x, n, lab, dist, work);
+    slex_assign_nearest(c, k, d, x, n, lab, dist, work);
     int wrong = 0, near = 0;
     for (int i = 0; i < n; i++) {
         double best = INFINITY, second = INFINITY;
@@ -230,11 +231,11 @@ static void test_assign(void) {
     CHECK(near >= 50, "test data without near-ties (%d rows)", near);
     fprintf(stderr, "assign: all %d rows equal the double argmin (%d near-ties within 1e-5)\n", n, near);
     /* Same rows through calls of other sizes (block-aligned pieces, and one row per call, which
-     * pads a block of SLEX_KMEANS_BLOCK rows around a single row). */
-    slex_kmeans_assign(c, k, d, x, 256, lab2, dist2, work);
-    slex_kmeans_assign(c, k, d, x + 256 * d, 300, lab2 + 256, dist2 + 256, work);
-    slex_kmeans_assign(c, k, d, x + 556 * d, n - 556 - 256, lab2 + 556, dist2 + 556, work);
-    for (int i = n - 256; i < n; i++) slex_kmeans_assign(c, k, d, x + i * d, 1, lab2 + i, dist2 + i, work);
+     * pads a block of SLEX_ASSIGN_BLOCK rows around a single row). */
+    slex_assign_nearest(c, k, d, x, 256, lab2, dist2, work);
+    slex_assign_nearest(c, k, d, x + 256 * d, 300, lab2 + 256, dist2 + 256, work);
+    slex_assign_nearest(c, k, d, x + 556 * d, n - 556 - 256, lab2 + 556, dist2 + 556, work);
+    for (int i = n - 256; i < n; i++) slex_assign_nearest(c, k, d, x + i * d, 1, lab2 + i, dist2 + i, work);
     CHECK(memcmp(lab, lab2, sizeof(int32_t) * n) == 0, "labels depend on the rows per call");
     CHECK(memcmp(dist, dist2, sizeof(double) * n) == 0, "distances depend on the rows per call");
     free(x); free(c); free(work); free(lab); free(lab2); free(dist); free(dist2);
@@ -261,22 +262,22 @@ static void test_assign_rows_per_call(void) {
         for (int j = 0; j < d; j++) dot += v[j] * c[j];
         for (int j = 0; j < d; j++) x[i * d + j] = (float)(v[j] - dot / cc * c[j]);
     }
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     int32_t *lab = malloc(sizeof(int32_t) * n), *lab2 = malloc(sizeof(int32_t) * n);
-    slex_kmeans_assign(c, k, d, x, n, lab, NULL, work);
+    slex_assign_nearest(c, k, d, x, n, lab, NULL, work);
     for (int i = 0; i < n; i++) {
         CHECK(lab[i] == 0 || lab[i] == 1, "row %d: label %d, not one of the tied centres", i, lab[i]);
         ones += lab[i] == 1;
     }
     CHECK(ones > 0 && ones < n, "ties all went one way (%d of %d to centre 1)", ones, n);
-    for (int i = 0; i < n; i++) slex_kmeans_assign(c, k, d, x + i * d, 1, lab2 + i, NULL, work);
+    for (int i = 0; i < n; i++) slex_assign_nearest(c, k, d, x + i * d, 1, lab2 + i, NULL, work);
     int flipped = 0, flipped_single;
     for (int i = 0; i < n; i++) flipped += lab[i] != lab2[i];
     CHECK(flipped == 0, "%d of %d tie labels change when rows are assigned one per call", flipped, n);
     flipped_single = flipped;
-    slex_kmeans_assign(c, k, d, x, 256, lab2, NULL, work);
-    slex_kmeans_assign(c, k, d, x + 256 * d, 263, lab2 + 256, NULL, work);
-    slex_kmeans_assign(c, k, d, x + 519 * d, n - 519, lab2 + 519, NULL, work);
+    slex_assign_nearest(c, k, d, x, 256, lab2, NULL, work);
+    slex_assign_nearest(c, k, d, x + 256 * d, 263, lab2 + 256, NULL, work);
+    slex_assign_nearest(c, k, d, x + 519 * d, n - 519, lab2 + 519, NULL, work);
     flipped = 0;
     for (int i = 0; i < 256; i++) flipped += lab[i] != lab2[i];
     CHECK(flipped == 0, "%d tie labels change with the rows per call", flipped);
@@ -288,14 +289,14 @@ static void test_assign_rows_per_call(void) {
 static void test_assign_ties_lowest(void) {
     const int d = 19, k = 37;
     float *c = malloc(sizeof(float) * k * d);
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     int32_t lab2[1];
     slex_rng r;
     slex_rng_seed(&r, 6);
     for (int i = 0; i < k * d; i++) c[i] = (float)(3 * normal(&r) + 10);
     /* Ties go to the lowest index: two identical centres. */
     memcpy(c + 5 * d, c + 2 * d, sizeof(float) * d);
-    slex_kmeans_assign(c, k, d, c + 2 * d, 1, lab2, NULL, work);
+    slex_assign_nearest(c, k, d, c + 2 * d, 1, lab2, NULL, work);
     CHECK(lab2[0] == 2, "tie between centres 2 and 5 went to %d", lab2[0]);
     free(c);
     free(work);
@@ -309,7 +310,7 @@ static void test_split_batch(void) {
     slex_kmeans_options o;
     slex_kmeans_options_default(&o);
     o.k = k;
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     int32_t *lab = malloc(sizeof(int32_t) * n);
     double *dist = malloc(sizeof(double) * n);
     int64_t *tot = malloc(sizeof(int64_t) * (k * d + k + 1)), *part = malloc(sizeof(int64_t) * (k * d + k + 1));
@@ -324,18 +325,18 @@ static void test_split_batch(void) {
         for (int rank = 0; rank < size; rank++) { /* the max over ranks */
             int64_t lo, hi;
             slex_kmeans_slice(n, rank, size, &lo, &hi);
-            slex_kmeans_assign(st.centers, k, d, x + lo * d, hi - lo, lab, dist, work);
+            slex_assign_nearest(st.centers, k, d, x + lo * d, hi - lo, lab, dist, work);
             for (int64_t i = 0; i < (hi - lo) * d; i++) mx = fmax(mx, fabs(x[lo * d + i]));
             for (int64_t i = 0; i < hi - lo; i++) md = fmax(md, dist[i]);
         }
-        int ex = slex_kmeans_fixed_exponent(mx, n), ed = slex_kmeans_fixed_exponent(md, n);
+        int ex = slex_exactsum_exponent(mx, n), ed = slex_exactsum_exponent(md, n);
         memset(tot, 0, sizeof(int64_t) * (k * d + k + 1));
         for (int rank = 0; rank < size; rank++) {
             int64_t lo, hi;
             slex_kmeans_slice(n, rank, size, &lo, &hi);
-            CHECK(lo % SLEX_KMEANS_BLOCK == 0, "slice start %lld not block aligned", (long long)lo);
+            CHECK(lo % SLEX_ASSIGN_BLOCK == 0, "slice start %lld not block aligned", (long long)lo);
             memset(part, 0, sizeof(int64_t) * (k * d + k + 1));
-            slex_kmeans_assign(st.centers, k, d, x + lo * d, hi - lo, lab, dist, work);
+            slex_assign_nearest(st.centers, k, d, x + lo * d, hi - lo, lab, dist, work);
             slex_kmeans_accumulate(x + lo * d, hi - lo, d, lab, dist, ex, ed, part, part + k * d, part + k * d + k);
             for (int i = 0; i < k * d + k + 1; i++) tot[i] += part[i];
         }
@@ -358,7 +359,7 @@ typedef struct thread_world {
 typedef struct thread_rank {
     thread_world *world;
     int rank;
-    slex_kmeans_comm comm;
+    slex_exact_comm comm;
     slex_kmeans_state state;
     const slex_kmeans_source *src;
     int rc;
@@ -410,7 +411,7 @@ static int fit_threads(const slex_kmeans_options *o, const slex_kmeans_source *s
     int ok = 1;
     for (int r = 0; r < size; r++) {
         ranks[r] = (thread_rank){.world = &w, .rank = r, .src = src};
-        ranks[r].comm = (slex_kmeans_comm){&ranks[r], r, size, thread_sum, thread_max};
+        ranks[r].comm = (slex_exact_comm){&ranks[r], r, size, thread_sum, thread_max};
         slex_kmeans_state_init(&ranks[r].state, o, src->n_frames, src->dim, NULL);
     }
     for (int r = 0; r < size; r++) pthread_create(&tid[r], NULL, thread_main, &ranks[r]);
@@ -483,8 +484,8 @@ static void test_planted(void) {
     slex_error err = {{0}};
     CHECK(slex_kmeans_state_init(&st, &o, n, d, &err) == 0, "%s", err.msg);
     CHECK(slex_kmeans_fit(&st, &src, NULL, NULL, NULL, &err) == 0, "%s", err.msg);
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
-    slex_kmeans_assign(st.centers, k, d, x, n, lab, NULL, work);
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
+    slex_assign_nearest(st.centers, k, d, x, n, lab, NULL, work);
     int map[8], used[8] = {0}, bad = 0;
     for (int c = 0; c < k; c++) map[c] = -1;
     for (int i = 0; i < n; i++) {
@@ -609,20 +610,6 @@ static void test_errors(void) {
 
 /* ---- real MPI ranks ---- */
 
-static int mpi_sum(void *ctx, int64_t *v, int64_t n, slex_error *err) {
-    (void)ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
-    return 0;
-}
-
-static int mpi_max(void *ctx, double *v, int64_t n, slex_error *err) {
-    (void)ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
-    return 0;
-}
-
 static int run_mpi(void) {
     MPI_Init(NULL, NULL);
     int rank, size;
@@ -633,7 +620,7 @@ static int run_mpi(void) {
     planted(77, n, d, k, 1.5, x, NULL, means);
     memory_source m = {x, n, d};
     slex_kmeans_source src = make_source(&m);
-    slex_kmeans_comm comm = {NULL, rank, size, mpi_sum, mpi_max};
+    slex_exact_comm comm = slex_mpi_exact_comm();
     /* fairseq-like settings; then the Lloyd mode (random init, bounded passes only) */
     for (int variant = 0; variant < 2; variant++) {
         slex_kmeans_options o;

@@ -1,4 +1,4 @@
-/* test_lloyd: common/lloyd against the plain assignment (slex_kmeans_assign, which is the
+/* test_lloyd: common/lloyd against the plain assignment (slex_assign_nearest, which is the
  * double-precision argmin, checked against brute force in test_kmeans).
  *
  * For any sequence of centres (Lloyd means here, with some centres thrown far away now and then,
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "cluster/kmeans.h"
+#include "cluster/assign.h"
 #include "cluster/lloyd.h"
 #include "core/rng.h"
 
@@ -96,7 +96,7 @@ static void run_case(const char *name, int n, int d, int k, size_t max_bytes, in
     memcpy(c + (k - 1) * d, c, sizeof(float) * d);
     int32_t *lab = malloc(sizeof(int32_t) * n), *ref = malloc(sizeof(int32_t) * n);
     double *dist = malloc(sizeof(double) * n), *ref_dist = malloc(sizeof(double) * n);
-    float *work = malloc(sizeof(float) * slex_kmeans_assign_work_floats(k, d));
+    float *work = malloc(sizeof(float) * slex_assign_work_floats(k, d));
     slex_error err = {{0}};
     slex_lloyd *l = slex_lloyd_open(c, k, d, n, max_bytes, &err);
     CHECK(l != NULL, "%s: open: %s", name, err.msg);
@@ -115,7 +115,7 @@ static void run_case(const char *name, int n, int d, int k, size_t max_bytes, in
             slex_lloyd_assign(l, first, x + first * d, end - first, lab + first, dist + first);
             first = end;
         }
-        slex_kmeans_assign(c, k, d, x, n, ref, ref_dist, work);
+        slex_assign_nearest(c, k, d, x, n, ref, ref_dist, work);
         if (scale != 1.0f) bad_brute += brute_force_mismatches(x, n, d, c, k, ref);
         for (int i = 0; i < n; i++) {
             bad_labels += lab[i] != ref[i];

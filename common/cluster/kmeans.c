@@ -1,6 +1,8 @@
 #include "cluster/kmeans.h"
 
+#include "cluster/assign.h"
 #include "cluster/lloyd.h"
+#include "core/exactsum.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -336,168 +338,12 @@ int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_erro
 /* Building blocks */
 
 void slex_kmeans_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
-    int64_t nblocks = (n + SLEX_KMEANS_BLOCK - 1) / SLEX_KMEANS_BLOCK;
+    int64_t nblocks = (n + SLEX_ASSIGN_BLOCK - 1) / SLEX_ASSIGN_BLOCK;
     int64_t b0 = nblocks * rank / size, b1 = nblocks * (rank + 1) / size;
-    *lo = b0 * SLEX_KMEANS_BLOCK < n ? b0 * SLEX_KMEANS_BLOCK : n;
-    *hi = b1 * SLEX_KMEANS_BLOCK < n ? b1 * SLEX_KMEANS_BLOCK : n;
+    *lo = b0 * SLEX_ASSIGN_BLOCK < n ? b0 * SLEX_ASSIGN_BLOCK : n;
+    *hi = b1 * SLEX_ASSIGN_BLOCK < n ? b1 * SLEX_ASSIGN_BLOCK : n;
 }
 
-int slex_kmeans_fixed_exponent(double max_abs, int64_t n_terms) {
-    if (!(max_abs > 0)) return 0;
-    int e_max;
-    frexp(max_abs, &e_max); /* max_abs < 2^e_max */
-    int e_n = 0;
-    while (e_n < 62 && ((int64_t)1 << e_n) < n_terms) e_n++; /* n_terms <= 2^e_n */
-    /* |round(v * 2^S)| <= 2^(e_max + S) = 2^(62 - e_n); n_terms of them stay <= 2^62. */
-    return 62 - e_max - e_n;
-}
-
-/* round(v * 2^S), half away from zero: inline (llrint is a libm call per element here), and
- * any fixed rounding rule is as deterministic as another.  Branch-free (copysign is a bit
- * operation): the sign of a feature value is random, and a branch on it mispredicted half the
- * time made slex_kmeans_accumulate a quarter of a mini-batch step at D=768.  Same values as
- * t >= 0 ? t + 0.5 : t - 0.5 (both give 0 for -0.0). */
-static inline int64_t to_fixed(double v, double scale) {
-    double t = v * scale;
-    return (int64_t)(t + copysign(0.5, t));
-}
-
-/* g (BLOCK, m) = xblock (BLOCK, D) cand^T for rows of x starting at a block boundary.  A full
- * block is passed as it is; a partial one is first copied into the zero-padded xblock, so sgemm
- * always sees exactly SLEX_KMEANS_BLOCK rows (OpenBLAS packs A before computing, so the two
- * paths give the same bits; tests/test_kmeans.c checks it). */
-static void block_products(const float *x, int64_t rows, int dim, const float *cand, int m,
-                           float *xblock, float *g) {
-    const float *a = x;
-    if (rows < SLEX_KMEANS_BLOCK) {
-        memcpy(xblock, x, (size_t)rows * (size_t)dim * sizeof *xblock);
-        memset(xblock + rows * dim, 0, (size_t)(SLEX_KMEANS_BLOCK - rows) * (size_t)dim * sizeof *xblock);
-        a = xblock;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, SLEX_KMEANS_BLOCK, m, dim, 1.0f, a, dim,
-                cand, dim, 0.0f, g, m);
-}
-
-size_t slex_kmeans_assign_work_floats(int k, int dim) {
-    return (size_t)SLEX_KMEANS_BLOCK * (size_t)dim + (size_t)SLEX_KMEANS_BLOCK * (size_t)k + (size_t)k;
-}
-
-/* Sums of D terms in 8 interleaved partial sums (locals, so that they stay in registers),
- * added in a fixed order at the end: the same bits on every machine, and 8 independent
- * additions in flight instead of one chain. */
-#define SUM8(TERM)                                                                              \
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;                    \
-    int d = 0;                                                                                  \
-    for (; d + 8 <= dim; d += 8) {                                                              \
-        s0 += TERM(d); s1 += TERM(d + 1); s2 += TERM(d + 2); s3 += TERM(d + 3);                 \
-        s4 += TERM(d + 4); s5 += TERM(d + 5); s6 += TERM(d + 6); s7 += TERM(d + 7);             \
-    }                                                                                           \
-    for (; d < dim; d++) s0 += TERM(d);                                                         \
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-static inline double sq_diff(const float *a, const float *b, int d) {
-    double t = (double)a[d] - (double)b[d];
-    return t * t;
-}
-
-double slex_kmeans_sq_dist(const float *a, const float *b, int dim) {
-#define TERM_DIST(i) sq_diff(a, b, i)
-    SUM8(TERM_DIST);
-#undef TERM_DIST
-}
-
-double slex_kmeans_sq_norm(const float *a, int dim) {
-#define TERM_NORM(i) ((double)a[i] * (double)a[i])
-    SUM8(TERM_NORM);
-#undef TERM_NORM
-}
-#undef SUM8
-
-double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim) {
-    /* u = 2^-24.  The sgemm dot product of D float terms, summed in any order with or without
-     * FMA, is off by at most gamma_D |x| |c| (gamma_D = D u / (1 - D u)); rounding ||c||^2 to
-     * float and the float subtraction add at most u ||c||^2 and u (||c||^2 + 2 |x| |c|); the
-     * double distance at most ~D 2^-53 of R^2.  With R = |x| + max |c| all of it stays below
-     * (gamma_D + 4u + 1e-12) R^2, about twice the worst case.  Subnormal products and sums
-     * are off by up to 2^-150 each in absolute terms: (D + 4) 2^-149 covers them. */
-    const double u = ldexp(1.0, -24);
-    const double gamma = dim * u / (1.0 - dim * u);
-    const double r = x_norm + max_center_norm;
-    return (gamma + 4.0 * u + 1e-12) * r * r + (dim + 4) * 0x1p-149;
-}
-
-/* The lowest of m > 0 floats: four independent running minima (no branches to mispredict). */
-static float min_of(const float *v, int m) {
-    float m0 = v[0], m1 = v[0], m2 = v[0], m3 = v[0];
-    int t = 0;
-    for (; t + 4 <= m; t += 4) {
-        m0 = v[t] < m0 ? v[t] : m0;
-        m1 = v[t + 1] < m1 ? v[t + 1] : m1;
-        m2 = v[t + 2] < m2 ? v[t + 2] : m2;
-        m3 = v[t + 3] < m3 ? v[t + 3] : m3;
-    }
-    for (; t < m; t++) m0 = v[t] < m0 ? v[t] : m0;
-    m0 = m1 < m0 ? m1 : m0;
-    m2 = m3 < m2 ? m3 : m2;
-    return m2 < m0 ? m2 : m0;
-}
-
-int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
-                       int m, double x_norm, double max_center_norm, int32_t *label, double *sq_dist) {
-    /* Every candidate's true s_j - ||x||^2 lies within score_error of its score, so only
-     * candidates whose score is within 2 * score_error of the lowest can hold the minimum.  The
-     * limit is rounded up to a float: comparing floats keeps a superset of those candidates. */
-    const double limit = (double)min_of(scores, m) + 2.0 * slex_kmeans_score_error(x_norm, max_center_norm, dim);
-    float limit_f = (float)limit;
-    if ((double)limit_f < limit) limit_f = nextafterf(limit_f, INFINITY);
-    int32_t best = -1;
-    double best_d = INFINITY;
-    int exact = 0;
-    for (int t = 0; t < m; t++) {
-        if (scores[t] > limit_f && scores[t] < INFINITY) continue; /* overflowed scores are measured */
-        const int32_t j = ids ? ids[t] : t;
-        double s = slex_kmeans_sq_dist(x, centers + (size_t)j * dim, dim);
-        exact++;
-        if (s < best_d || (s == best_d && j < best)) {
-            best_d = s;
-            best = j;
-        }
-    }
-    *label = best;
-    *sq_dist = best_d;
-    return exact;
-}
-
-double slex_kmeans_max_norm(const float *centers, int k, int dim) {
-    double m = 0;
-    for (int c = 0; c < k; c++) {
-        double v = slex_kmeans_sq_norm(centers + (size_t)c * dim, dim);
-        if (v > m) m = v;
-    }
-    return sqrt(m);
-}
-
-void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, int64_t n,
-                        int32_t *labels, double *dist, float *work) {
-    float *xblock = work;                                  /* (BLOCK, D) */
-    float *g = xblock + (size_t)SLEX_KMEANS_BLOCK * dim;   /* (BLOCK, K) */
-    float *cc = g + (size_t)SLEX_KMEANS_BLOCK * k;         /* (K) */
-    for (int c = 0; c < k; c++) cc[c] = (float)slex_kmeans_sq_norm(centers + (size_t)c * dim, dim);
-    const double c_max = slex_kmeans_max_norm(centers, k, dim);
-    for (int64_t b0 = 0; b0 < n; b0 += SLEX_KMEANS_BLOCK) {
-        int64_t rows = n - b0 < SLEX_KMEANS_BLOCK ? n - b0 : SLEX_KMEANS_BLOCK;
-        block_products(x + b0 * dim, rows, dim, centers, k, xblock, g);
-        for (int64_t r = 0; r < rows; r++) {
-            float *score = g + r * k; /* ||c||^2 - 2 x.c, in place */
-            for (int c = 0; c < k; c++) score[c] = cc[c] - 2.0f * score[c];
-            const float *xr = x + (b0 + r) * dim;
-            double d;
-            slex_kmeans_decide(xr, centers, dim, score, NULL, k, sqrt(slex_kmeans_sq_norm(xr, dim)), c_max,
-                               &labels[b0 + r], &d);
-            if (dist) dist[b0 + r] = d;
-        }
-    }
-}
 
 void slex_kmeans_accumulate(const float *x, int64_t n, int dim, const int32_t *labels,
                             const double *dist, int exponent_x, int exponent_d, int64_t *sums,
@@ -506,9 +352,9 @@ void slex_kmeans_accumulate(const float *x, int64_t n, int dim, const int32_t *l
     for (int64_t i = 0; i < n; i++) {
         int64_t *s = sums + (int64_t)labels[i] * dim;
         const float *xi = x + i * dim;
-        for (int d = 0; d < dim; d++) s[d] += to_fixed(xi[d], scale_x);
+        for (int d = 0; d < dim; d++) s[d] += slex_exactsum_fixed(xi[d], scale_x);
         counts[labels[i]]++;
-        if (dist && dist_sum) *dist_sum += to_fixed(dist[i], scale_d);
+        if (dist && dist_sum) *dist_sum += slex_exactsum_fixed(dist[i], scale_d);
     }
 }
 
@@ -529,24 +375,7 @@ void slex_kmeans_minibatch_update(slex_kmeans_state *state, const int64_t *sums,
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Communication and data access helpers */
-
-static int comm_sum(const slex_kmeans_comm *comm, int64_t *v, int64_t n, slex_error *err) {
-    if (!comm || comm->size <= 1) return 0;
-    if (comm->sum_i64(comm->ctx, v, n, err)) return slex_fail_wrap(err, "kmeans: sum over ranks");
-    return 0;
-}
-
-static int comm_max(const slex_kmeans_comm *comm, double *v, int64_t n, slex_error *err) {
-    if (!comm || comm->size <= 1) return 0;
-    if (comm->max_f64(comm->ctx, v, n, err)) return slex_fail_wrap(err, "kmeans: max over ranks");
-    return 0;
-}
-
-static void comm_rank_size(const slex_kmeans_comm *comm, int *rank, int *size) {
-    *rank = comm && comm->size > 1 ? comm->rank : 0;
-    *size = comm && comm->size > 1 ? comm->size : 1;
-}
+/* Data access helpers */
 
 /* Fetches frames and rejects non-finite values (reported with their global frame index). */
 static int fetch_checked(const slex_kmeans_source *src, const int64_t *frames, int64_t n, float *out,
@@ -594,20 +423,6 @@ static void unpack_floats(const int64_t *in, int dim, float *v) {
     }
 }
 
-/* Exact sum over all ranks of local values v (n_local) with n_global terms in total. */
-static int exact_total(const double *v, int64_t n_local, int64_t n_global, const slex_kmeans_comm *comm,
-                       double *total, slex_error *err) {
-    double mx = max_of(v, n_local);
-    if (comm_max(comm, &mx, 1, err)) return -1;
-    int e = slex_kmeans_fixed_exponent(mx, n_global);
-    const double scale = ldexp(1.0, e);
-    int64_t q = 0;
-    for (int64_t i = 0; i < n_local; i++) q += to_fixed(v[i], scale);
-    if (comm_sum(comm, &q, 1, err)) return -1;
-    *total = ldexp((double)q, -e);
-    return 0;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* The pieces of fit */
 
@@ -632,9 +447,9 @@ static void draw_frames(slex_kmeans_state *st, int64_t n, int draw, int64_t *fra
 
 /* Draws a sample as draw_frames does, then fetches this rank's slice. */
 static int sample_make(sample_slice *s, slex_kmeans_state *st, const slex_kmeans_source *src,
-                       const slex_kmeans_comm *comm, int64_t n, int draw, slex_error *err) {
+                       const slex_exact_comm *comm, int64_t n, int draw, slex_error *err) {
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     memset(s, 0, sizeof *s);
     s->n_global = n;
     s->frames = malloc((size_t)n * sizeof *s->frames);
@@ -658,12 +473,12 @@ static int sample_make(sample_slice *s, slex_kmeans_state *st, const slex_kmeans
 static void candidate_sq_dists(const float *x, const double *xx, int64_t n, int dim, const float *cand,
                                int m, double *out, float *work) {
     float *xblock = work;
-    float *g = xblock + (size_t)SLEX_KMEANS_BLOCK * dim;
+    float *g = xblock + (size_t)SLEX_ASSIGN_BLOCK * dim;
     double cc[64]; /* m <= 2 + ln(K) candidates */
-    for (int t = 0; t < m; t++) cc[t] = slex_kmeans_sq_norm(cand + (size_t)t * dim, dim);
-    for (int64_t b0 = 0; b0 < n; b0 += SLEX_KMEANS_BLOCK) {
-        int64_t rows = n - b0 < SLEX_KMEANS_BLOCK ? n - b0 : SLEX_KMEANS_BLOCK;
-        block_products(x + b0 * dim, rows, dim, cand, m, xblock, g);
+    for (int t = 0; t < m; t++) cc[t] = slex_assign_sq_norm(cand + (size_t)t * dim, dim);
+    for (int64_t b0 = 0; b0 < n; b0 += SLEX_ASSIGN_BLOCK) {
+        int64_t rows = n - b0 < SLEX_ASSIGN_BLOCK ? n - b0 : SLEX_ASSIGN_BLOCK;
+        slex_assign_block_products(x + b0 * dim, rows, dim, cand, m, xblock, g);
         for (int64_t r = 0; r < rows; r++)
             for (int t = 0; t < m; t++) {
                 double d = xx[b0 + r] + cc[t] - 2.0 * (double)g[r * m + t];
@@ -675,12 +490,12 @@ static void candidate_sq_dists(const float *x, const double *xx, int64_t n, int 
 /* Greedy k-means++ (sklearn _kmeans_plusplus) on a sample spread over ranks; centers (K, D).
  * Candidates are drawn with probability proportional to the potential in exact integers:
  * r uniform in [0, total), the candidate is the first row whose running sum exceeds r. */
-static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const slex_kmeans_comm *comm,
+static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const slex_exact_comm *comm,
                            float *centers, float *work, slex_error *err) {
     const int k = st->k, dim = st->dim;
     const int trials = 2 + (int)log((double)k);
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     const int64_t nloc = s->hi - s->lo;
     double *xx = malloc(((size_t)nloc + 1) * sizeof *xx);
     double *closest = malloc(((size_t)nloc + 1) * sizeof *closest);
@@ -694,31 +509,31 @@ static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const s
         rc = slex_fail(err, "kmeans: out of memory in k-means++");
         goto done;
     }
-    for (int64_t i = 0; i < nloc; i++) xx[i] = slex_kmeans_sq_norm(s->x + i * dim, dim);
+    for (int64_t i = 0; i < nloc; i++) xx[i] = slex_assign_sq_norm(s->x + i * dim, dim);
 
     /* First centre: a uniformly drawn sample row. */
     {
         int64_t p = (int64_t)slex_rng_below(&st->rng, (uint64_t)s->n_global);
         memset(exch, 0, (size_t)dim * sizeof *exch);
         if (p >= s->lo && p < s->hi) pack_floats(s->x + (p - s->lo) * dim, dim, exch);
-        if (comm_sum(comm, exch, dim, err)) { rc = -1; goto done; }
+        if (slex_exact_comm_sum(comm, exch, dim, err)) { rc = -1; goto done; }
         unpack_floats(exch, dim, centers);
         candidate_sq_dists(s->x, xx, nloc, dim, centers, 1, closest, work);
     }
     for (int c = 1; c < k; c++) {
         double mx = max_of(closest, nloc);
-        if (comm_max(comm, &mx, 1, err)) { rc = -1; goto done; }
-        const int e = slex_kmeans_fixed_exponent(mx, s->n_global);
+        if (slex_exact_comm_max(comm, &mx, 1, err)) { rc = -1; goto done; }
+        const int e = slex_exactsum_exponent(mx, s->n_global);
         const double scale = ldexp(1.0, e);
         /* Per-rank totals of the potential, exchanged so every rank knows where each lies. */
         int64_t *rank_total = exch + (size_t)trials * (size_t)(dim + 1);
         memset(rank_total, 0, (size_t)size * sizeof *rank_total);
         /* Converted once: the draws below scan these again for every candidate. */
         for (int64_t i = 0; i < nloc; i++) {
-            closest_q[i] = to_fixed(closest[i], scale);
+            closest_q[i] = slex_exactsum_fixed(closest[i], scale);
             rank_total[rank] += closest_q[i];
         }
-        if (comm_sum(comm, rank_total, size, err)) { rc = -1; goto done; }
+        if (slex_exact_comm_sum(comm, rank_total, size, err)) { rc = -1; goto done; }
         int64_t total = 0, before = 0;
         for (int r = 0; r < size; r++) {
             if (r < rank) before += rank_total[r];
@@ -745,7 +560,7 @@ static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const s
                 pack_floats(s->x + found * dim, dim, exch + trials + (size_t)t * dim);
             }
         }
-        if (comm_sum(comm, exch, (int64_t)trials * (dim + 1), err)) { rc = -1; goto done; }
+        if (slex_exact_comm_sum(comm, exch, (int64_t)trials * (dim + 1), err)) { rc = -1; goto done; }
         unpack_floats(exch + trials, trials * dim, cand);
         /* Potential after adding each candidate (exact: same exponent, values only shrink). */
         candidate_sq_dists(s->x, xx, nloc, dim, cand, trials, cand_d, work);
@@ -755,10 +570,10 @@ static int kmeans_plusplus(slex_kmeans_state *st, const sample_slice *s, const s
             double *dt = cand_d + (int64_t)t * nloc;
             for (int64_t i = 0; i < nloc; i++) {
                 if (closest[i] < dt[i]) dt[i] = closest[i];
-                pot[t] += to_fixed(dt[i], scale);
+                pot[t] += slex_exactsum_fixed(dt[i], scale);
             }
         }
-        if (comm_sum(comm, pot, trials, err)) { rc = -1; goto done; }
+        if (slex_exact_comm_sum(comm, pot, trials, err)) { rc = -1; goto done; }
         int best = 0;
         for (int t = 1; t < trials; t++)
             if (pot[t] < pot[best]) best = t;
@@ -777,15 +592,15 @@ done:
 
 /* Inertia of the sample slice to centers, exact over ranks. */
 static int sample_inertia(const slex_kmeans_state *st, const sample_slice *s, const float *centers,
-                          const slex_kmeans_comm *comm, float *work, int32_t *labels, double *dist,
+                          const slex_exact_comm *comm, float *work, int32_t *labels, double *dist,
                           double *inertia, slex_error *err) {
     const int64_t nloc = s->hi - s->lo;
-    slex_kmeans_assign(centers, st->k, st->dim, s->x, nloc, labels, dist, work);
-    return exact_total(dist, nloc, s->n_global, comm, inertia, err);
+    slex_assign_nearest(centers, st->k, st->dim, s->x, nloc, labels, dist, work);
+    return slex_exactsum_f64(dist, nloc, 1, s->n_global, comm, inertia, err);
 }
 
 /* tol * mean per-dimension variance of the sample (sklearn _tolerance), exact over ranks. */
-static int scaled_tolerance(slex_kmeans_state *st, const sample_slice *s, const slex_kmeans_comm *comm,
+static int scaled_tolerance(slex_kmeans_state *st, const sample_slice *s, const slex_exact_comm *comm,
                             slex_error *err) {
     const int dim = st->dim;
     const int64_t nloc = s->hi - s->lo;
@@ -793,20 +608,20 @@ static int scaled_tolerance(slex_kmeans_state *st, const sample_slice *s, const 
     if (!q) return slex_fail(err, "kmeans: out of memory");
     double m[2] = {max_abs(s->x, nloc * dim), 0};
     m[1] = m[0] * m[0];
-    if (comm_max(comm, m, 2, err)) {
+    if (slex_exact_comm_max(comm, m, 2, err)) {
         free(q);
         return -1;
     }
-    const int e1 = slex_kmeans_fixed_exponent(m[0], s->n_global);
-    const int e2 = slex_kmeans_fixed_exponent(m[1], s->n_global);
+    const int e1 = slex_exactsum_exponent(m[0], s->n_global);
+    const int e2 = slex_exactsum_exponent(m[1], s->n_global);
     const double s1 = ldexp(1.0, e1), s2 = ldexp(1.0, e2);
     for (int64_t i = 0; i < nloc; i++)
         for (int d = 0; d < dim; d++) {
             double v = s->x[i * dim + d];
-            q[d] += to_fixed(v, s1);
-            q[dim + d] += to_fixed(v * v, s2);
+            q[d] += slex_exactsum_fixed(v, s1);
+            q[dim + d] += slex_exactsum_fixed(v * v, s2);
         }
-    if (comm_sum(comm, q, 2 * dim, err)) {
+    if (slex_exact_comm_sum(comm, q, 2 * dim, err)) {
         free(q);
         return -1;
     }
@@ -840,12 +655,12 @@ static int random_init(slex_kmeans_state *st, const slex_kmeans_source *src, int
     return rc;
 }
 
-static int run_init(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
+static int run_init(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
                     slex_error *err) {
     const int k = st->k, dim = st->dim;
     sample_slice valid = {0}, init = {0};
     size_t nc = (size_t)k * (size_t)dim;
-    float *work = malloc(slex_kmeans_assign_work_floats(k > 64 ? k : 64, dim) * sizeof *work);
+    float *work = malloc(slex_assign_work_floats(k > 64 ? k : 64, dim) * sizeof *work);
     float *trial = malloc(nc * sizeof *trial);
     int32_t *labels = malloc(((size_t)st->init_size + 1) * sizeof *labels);
     double *dist = malloc(((size_t)st->init_size + 1) * sizeof *dist);
@@ -916,7 +731,7 @@ static int minibatch_work_alloc(minibatch_work *w, const slex_kmeans_state *st, 
     w->x = malloc(((size_t)slice_rows * (size_t)st->dim + 1) * sizeof *w->x);
     w->labels = malloc(((size_t)slice_rows + 1) * sizeof *w->labels);
     w->dist = malloc(((size_t)slice_rows + 1) * sizeof *w->dist);
-    w->work = malloc(slex_kmeans_assign_work_floats(st->k, st->dim) * sizeof *w->work);
+    w->work = malloc(slex_assign_work_floats(st->k, st->dim) * sizeof *w->work);
     w->reduce = malloc((nc + (size_t)st->k + 1) * sizeof *w->reduce);
     if (st->opts.tol > 0) w->old = malloc(nc * sizeof *w->old);
     if (!w->frames || !w->x || !w->labels || !w->dist || !w->work || !w->reduce ||
@@ -930,7 +745,7 @@ static int minibatch_work_alloc(minibatch_work *w, const slex_kmeans_state *st, 
 /* sklearn: reassign centres whose count is below reassignment_ratio * max count to uniformly
  * chosen distinct batch rows (at most half the batch, the lowest counts first). */
 static int random_reassign(slex_kmeans_state *st, minibatch_work *w, int64_t lo, int64_t hi,
-                           const slex_kmeans_comm *comm, slex_error *err) {
+                           const slex_exact_comm *comm, slex_error *err) {
     const int k = st->k, dim = st->dim;
     const int64_t B = st->batch_size;
     int64_t max_count = 0;
@@ -984,7 +799,7 @@ static int random_reassign(slex_kmeans_state *st, minibatch_work *w, int64_t lo,
     }
     for (int i = 0; i < n_low; i++)
         if (rows[i] >= lo && rows[i] < hi) pack_floats(w->x + (rows[i] - lo) * dim, dim, exch + (size_t)i * dim);
-    if (comm_sum(comm, exch, (int64_t)n_low * dim, err)) { rc = -1; goto done; }
+    if (slex_exact_comm_sum(comm, exch, (int64_t)n_low * dim, err)) { rc = -1; goto done; }
     int64_t min_kept = -1;
     for (int c = 0; c < k; c++)
         if (!chosen[c] && (min_kept < 0 || st->counts[c] < min_kept)) min_kept = st->counts[c];
@@ -1033,13 +848,13 @@ static int minibatch_converged(slex_kmeans_state *st, double batch_inertia, doub
     return 0;
 }
 
-static int minibatch_step(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
+static int minibatch_step(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
                           minibatch_work *w, int *stop, slex_error *err) {
     const int k = st->k, dim = st->dim;
     const int64_t B = st->batch_size;
     const size_t nc = (size_t)k * (size_t)dim;
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     int64_t lo, hi;
     slex_kmeans_slice(B, rank, size, &lo, &hi);
     for (int64_t i = 0; i < B; i++) w->frames[i] = (int64_t)slex_rng_below(&st->rng, (uint64_t)st->n_frames);
@@ -1053,14 +868,14 @@ static int minibatch_step(slex_kmeans_state *st, const slex_kmeans_source *src, 
     }
     const int64_t nloc = hi - lo;
     if (fetch_checked(src, w->frames + lo, nloc, w->x, err)) return -1;
-    slex_kmeans_assign(st->centers, k, dim, w->x, nloc, w->labels, w->dist, w->work);
+    slex_assign_nearest(st->centers, k, dim, w->x, nloc, w->labels, w->dist, w->work);
     double mx[2] = {max_abs(w->x, nloc * dim), max_of(w->dist, nloc)};
-    if (comm_max(comm, mx, 2, err)) return -1;
-    const int ex = slex_kmeans_fixed_exponent(mx[0], B), ed = slex_kmeans_fixed_exponent(mx[1], B);
+    if (slex_exact_comm_max(comm, mx, 2, err)) return -1;
+    const int ex = slex_exactsum_exponent(mx[0], B), ed = slex_exactsum_exponent(mx[1], B);
     int64_t *sums = w->reduce, *counts = w->reduce + nc, *inertia_q = w->reduce + nc + k;
     memset(w->reduce, 0, (nc + (size_t)k + 1) * sizeof *w->reduce);
     slex_kmeans_accumulate(w->x, nloc, dim, w->labels, w->dist, ex, ed, sums, counts, inertia_q);
-    if (comm_sum(comm, w->reduce, (int64_t)(nc + (size_t)k + 1), err)) return -1;
+    if (slex_exact_comm_sum(comm, w->reduce, (int64_t)(nc + (size_t)k + 1), err)) return -1;
     const double batch_inertia = ldexp((double)*inertia_q, -ed);
     if (w->old) memcpy(w->old, st->centers, nc * sizeof *w->old);
     slex_kmeans_minibatch_update(st, sums, counts, ex);
@@ -1098,10 +913,10 @@ static void pass_buffers_free(pass_buffers *b) {
     memset(b, 0, sizeof *b);
 }
 
-static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, const slex_kmeans_comm *comm,
+static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, const slex_exact_comm *comm,
                               slex_error *err) {
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     int64_t max_slice = 0;
     for (int r = 0; r < size; r++) {
         int64_t lo, hi;
@@ -1112,7 +927,7 @@ static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, co
     b->x = malloc(((size_t)max_slice * (size_t)dim + 1) * sizeof *b->x);
     b->labels = malloc(((size_t)max_slice + 1) * sizeof *b->labels);
     b->dist = malloc(((size_t)max_slice + 1) * sizeof *b->dist);
-    b->work = malloc(slex_kmeans_assign_work_floats(k, dim) * sizeof *b->work);
+    b->work = malloc(slex_assign_work_floats(k, dim) * sizeof *b->work);
     b->reduce = malloc(((size_t)k * (size_t)dim + (size_t)k + 1) * sizeof *b->reduce);
     if (!b->frames || !b->x || !b->labels || !b->dist || !b->work || !b->reduce) {
         pass_buffers_free(b);
@@ -1125,10 +940,10 @@ static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, co
  * results accumulated in double in chunk order.  acc (K*D) / acc_counts (K) may be NULL.
  * buffers from pass_buffers_alloc with the same k, dim, chunk and comm. */
 static int full_pass(const float *centers, int k, int dim, const slex_kmeans_source *src,
-                     const slex_kmeans_comm *comm, int64_t chunk, slex_lloyd *bounds, pass_buffers *buf,
+                     const slex_exact_comm *comm, int64_t chunk, slex_lloyd *bounds, pass_buffers *buf,
                      double *acc, int64_t *acc_counts, double *inertia, slex_error *err) {
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     const size_t nc = (size_t)k * (size_t)dim;
     const size_t nred = (acc ? nc + (size_t)k : 0) + 1;
     int64_t *frames = buf->frames, *reduce = buf->reduce;
@@ -1155,20 +970,20 @@ static int full_pass(const float *centers, int k, int dim, const slex_kmeans_sou
             slex_lloyd_assign(bounds, local_first, x, nloc, labels, dist);
             local_first += nloc;
         } else {
-            slex_kmeans_assign(centers, k, dim, x, nloc, labels, dist, work);
+            slex_assign_nearest(centers, k, dim, x, nloc, labels, dist, work);
         }
         double mx[2] = {max_abs(x, nloc * dim), max_of(dist, nloc)};
-        if (comm_max(comm, mx, 2, err)) { rc = -1; goto done; }
-        const int ex = slex_kmeans_fixed_exponent(mx[0], n), ed = slex_kmeans_fixed_exponent(mx[1], n);
+        if (slex_exact_comm_max(comm, mx, 2, err)) { rc = -1; goto done; }
+        const int ex = slex_exactsum_exponent(mx[0], n), ed = slex_exactsum_exponent(mx[1], n);
         memset(reduce, 0, nred * sizeof *reduce);
         int64_t *inertia_q = reduce + nred - 1;
         if (acc) {
             slex_kmeans_accumulate(x, nloc, dim, labels, dist, ex, ed, reduce, reduce + nc, inertia_q);
         } else {
             const double scale = ldexp(1.0, ed);
-            for (int64_t i = 0; i < nloc; i++) *inertia_q += to_fixed(dist[i], scale);
+            for (int64_t i = 0; i < nloc; i++) *inertia_q += slex_exactsum_fixed(dist[i], scale);
         }
-        if (comm_sum(comm, reduce, (int64_t)nred, err)) { rc = -1; goto done; }
+        if (slex_exact_comm_sum(comm, reduce, (int64_t)nred, err)) { rc = -1; goto done; }
         *inertia += ldexp((double)*inertia_q, -ed);
         if (acc) {
             const double unscale = ldexp(1.0, -ex);
@@ -1182,7 +997,7 @@ done:
 }
 
 int slex_kmeans_inertia(const float *centers, int k, int dim, const slex_kmeans_source *src,
-                        const slex_kmeans_comm *comm, int chunk, double *inertia, slex_error *err) {
+                        const slex_exact_comm *comm, int chunk, double *inertia, slex_error *err) {
     if (src->dim != dim) return slex_fail(err, "kmeans: centres have %d dimensions, data %d", dim, src->dim);
     if (chunk < 1) return slex_fail(err, "kmeans: chunk must be >= 1");
     pass_buffers buf;
@@ -1192,7 +1007,7 @@ int slex_kmeans_inertia(const float *centers, int k, int dim, const slex_kmeans_
     return rc;
 }
 
-static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
+static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
                       slex_lloyd *bounds, pass_buffers *buf, slex_error *err) {
     const int k = st->k, dim = st->dim;
     const size_t nc = (size_t)k * (size_t)dim;
@@ -1221,9 +1036,9 @@ static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, cons
 
 /* Bounds for this rank's frames of a Lloyd pass (the slices of every chunk), grouped on the
  * current centres. */
-static slex_lloyd *open_bounds(const slex_kmeans_state *st, const slex_kmeans_comm *comm, slex_error *err) {
+static slex_lloyd *open_bounds(const slex_kmeans_state *st, const slex_exact_comm *comm, slex_error *err) {
     int rank, size;
-    comm_rank_size(comm, &rank, &size);
+    slex_exact_comm_rank_size(comm, &rank, &size);
     const int64_t chunk = st->opts.lloyd_chunk;
     int64_t n_local = 0;
     for (int64_t c0 = 0; c0 < st->n_frames; c0 += chunk) {
@@ -1242,7 +1057,7 @@ static int call_checkpoint(slex_kmeans_checkpoint_fn cb, void *ctx, const slex_k
     return rc ? 1 : 0;
 }
 
-int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_kmeans_comm *comm,
+int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
                     slex_kmeans_checkpoint_fn checkpoint, void *checkpoint_ctx, slex_error *err) {
     if (src->dim != st->dim || src->n_frames != st->n_frames)
         return slex_fail(err, "kmeans: the state is for %lld frames of dimension %d, the data has %lld of %d",
@@ -1256,7 +1071,7 @@ int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const 
     }
     if (st->phase == SLEX_KMEANS_PHASE_MINIBATCH) {
         int rank, size;
-        comm_rank_size(comm, &rank, &size);
+        slex_exact_comm_rank_size(comm, &rank, &size);
         int64_t lo, hi;
         slex_kmeans_slice(st->batch_size, rank, size, &lo, &hi);
         minibatch_work w;

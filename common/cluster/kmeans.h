@@ -27,18 +27,11 @@
  * potentials instead of a float cumsum + searchsorted.
  *
  * Determinism over ranks.  The work of a step is split over ranks in whole blocks of
- * SLEX_KMEANS_BLOCK rows of the sample (slex_kmeans_slice), and every block is handed to
- * cblas_sgemm as exactly SLEX_KMEANS_BLOCK rows (the last one zero-padded).  Each row's dot
- * products therefore come from the same sgemm call shape, at the same row position, next to
- * the same other rows, whatever the number of ranks or rows per call: per-row assignments and
- * distances are identical (OpenBLAS picks kernels by M and by row position in its tiles).
- * Sums over rows (per-centre sums of points, inertia, k-means++ potentials) are exact:
- * each value v is converted to the integer round(v * 2^S), where S (slex_kmeans_fixed_exponent)
- * comes from the global maximum |v| and the global number of terms n so that the total of n
- * terms cannot exceed 2^62; integer addition is associative, so any split and any reduction
- * order (MPI_Allreduce with MPI_INT64_T / MPI_SUM) gives the same bits.  The rounding error is
- * at most 2^-(63 - ceil(log2 n)) of the largest value, far below float precision.  The global
- * maximum is itself exact (MPI_MAX).  Everything after the reduction (centre update, EWA,
+ * SLEX_ASSIGN_BLOCK rows of the sample (slex_kmeans_slice), and every block goes to cblas_sgemm
+ * as exactly that many rows (assign.h): per-row assignments and distances are identical whatever
+ * the number of ranks or rows per call.  Sums over rows (per-centre sums of points, inertia,
+ * k-means++ potentials) are exact fixed-point sums (core/exactsum.h): any split and any
+ * reduction order gives the same bits.  Everything after the reduction (centre update, EWA,
  * early stop, random draws) is computed identically on every rank from identical inputs, so
  * the codebook is bit-identical for any number of ranks.  (OpenBLAS threads split sgemm over
  * rows and columns, never over the inner dimension; we still recommend 1 thread per rank.)
@@ -59,12 +52,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/assign.h"
 #include "core/err.h"
+#include "core/exactsum.h"
 #include "core/options.h"
 #include "core/rng.h"
-
-/* Rows per sgemm call; slices of the work given to ranks start at multiples of it. */
-#define SLEX_KMEANS_BLOCK 256
 
 typedef enum {
     SLEX_KMEANS_INIT_KMEANS_PP = 0, /* greedy k-means++ on the init sample (sklearn's default) */
@@ -106,19 +98,6 @@ typedef struct slex_kmeans_source {
     int dim;
     int (*fetch)(void *ctx, const int64_t *frames, int64_t n, float *out, slex_error *err);
 } slex_kmeans_source;
-
-/* How ranks talk (an MPI program fills this with MPI_Allreduce calls).  NULL, or size 1,
- * means a single process.  Both reductions are exact in any order, so MPI's choice of
- * algorithm cannot change results:
- *   sum_i64: values[i] = sum over ranks of values[i]    (MPI_INT64_T, MPI_SUM, in place)
- *   max_f64: values[i] = max over ranks of values[i]    (MPI_DOUBLE, MPI_MAX, in place)
- * Every rank calls them the same number of times with the same n. */
-typedef struct slex_kmeans_comm {
-    void *ctx;
-    int rank, size;
-    int (*sum_i64)(void *ctx, int64_t *values, int64_t n, slex_error *err);
-    int (*max_f64)(void *ctx, double *values, int64_t n, slex_error *err);
-} slex_kmeans_comm;
 
 typedef enum {
     SLEX_KMEANS_PHASE_INIT = 0,      /* nothing done yet */
@@ -175,54 +154,19 @@ typedef int (*slex_kmeans_checkpoint_fn)(void *ctx, const slex_kmeans_state *sta
  * checkpoint callback asked to stop, -1 on failure (source errors, a non-finite value in a
  * fetched frame, a state that does not match the source).  All ranks call it together. */
 int slex_kmeans_fit(slex_kmeans_state *state, const slex_kmeans_source *src,
-                    const slex_kmeans_comm *comm, slex_kmeans_checkpoint_fn checkpoint,
+                    const slex_exact_comm *comm, slex_kmeans_checkpoint_fn checkpoint,
                     void *checkpoint_ctx, slex_error *err);
 
 /* Sum over all frames of the squared distance to the nearest centre (in exact chunks of
  * `chunk` frames, accumulated in double in chunk order: identical on every rank). */
 int slex_kmeans_inertia(const float *centers, int k, int dim, const slex_kmeans_source *src,
-                        const slex_kmeans_comm *comm, int chunk, double *inertia, slex_error *err);
+                        const slex_exact_comm *comm, int chunk, double *inertia, slex_error *err);
 
 /* ---- The pieces a distributed step is made of (used by fit; exposed for stages and tests) ---- */
 
-/* This rank's part [*lo, *hi) of n rows: whole blocks of SLEX_KMEANS_BLOCK rows, split as
+/* This rank's part [*lo, *hi) of n rows: whole blocks of SLEX_ASSIGN_BLOCK rows, split as
  * evenly as possible in rank order (the last rank may get a partial block). */
 void slex_kmeans_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
-
-/* Floats of workspace slex_kmeans_assign needs. */
-size_t slex_kmeans_assign_work_floats(int k, int dim);
-
-/* Nearest centre of each row of x (n, D): labels (n) = argmin_c ||x - c||^2 evaluated in double
- * (ties go to the lowest index), dist (n, may be NULL) = that squared distance.  centers (K, D).
- * The float scores ||c||^2 - 2 x.c from cblas_sgemm (blocks of SLEX_KMEANS_BLOCK rows) only
- * screen: every centre whose score is within the proven float error of the lowest is measured
- * in double (slex_kmeans_decide), so a label depends on the row and the centres alone, not on
- * the BLAS, its kernels or the rows around it in a call. */
-void slex_kmeans_assign(const float *centers, int k, int dim, const float *x, int64_t n,
-                        int32_t *labels, double *dist, float *work);
-
-/* sum_d (a_d - b_d)^2 and sum_d a_d^2 in double, summed in a fixed order. */
-double slex_kmeans_sq_dist(const float *a, const float *b, int dim);
-double slex_kmeans_sq_norm(const float *a, int dim);
-
-/* Largest ||c|| over the K centres (double). */
-double slex_kmeans_max_norm(const float *centers, int k, int dim);
-
-/* Bound on |score_j - (||x - c_j||^2 - ||x||^2)| for a float score_j = fl(||c_j||^2) - 2 fl(x.c_j)
- * computed by any summation order of D float products, given ||x|| and the largest ||c||. */
-double slex_kmeans_score_error(double x_norm, double max_center_norm, int dim);
-
-/* The exact decision among m scored candidates (ids[t] = centre index of scores[t], or t when
- * ids is NULL), given ||x|| and the largest ||c||: every candidate within twice the score error
- * (slex_kmeans_score_error) of the lowest score is measured with slex_kmeans_sq_dist; *label =
- * the nearest (ties: lowest index), *sq_dist its squared distance.  Returns how many were
- * measured. */
-int slex_kmeans_decide(const float *x, const float *centers, int dim, const float *scores, const int32_t *ids,
-                       int m, double x_norm, double max_center_norm, int32_t *label, double *sq_dist);
-
-/* Exponent S for the exact sum of n_terms values with |v| <= max_abs: round(v * 2^S) summed
- * over n_terms terms stays below 2^62 in magnitude. */
-int slex_kmeans_fixed_exponent(double max_abs, int64_t n_terms);
 
 /* Adds this rank's rows to the exact sums: sums (K, D) += round(x * 2^exponent_x) per label,
  * counts (K) += 1 per label, *dist_sum += round(dist * 2^exponent_d).  The totals over all

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/kmeans.h"
+#include "cluster/assign.h"
 
 enum {
     kGroupSize = 25,   /* centres per group: sgemm on 25 columns runs at ~0.6 of its peak */
@@ -23,7 +23,7 @@ struct slex_lloyd {
     int32_t *group_of;    /* (K) group of each centre */
     int32_t *group_start; /* (G+1) first grouped position of each group */
     float *grouped;       /* (K, D) centres in grouped order */
-    float *cc;            /* (K) float ||c||^2 in grouped order, as slex_kmeans_assign rounds it */
+    float *cc;            /* (K) float ||c||^2 in grouped order, as slex_assign_nearest rounds it */
     float *centers;       /* (K, D) centres of the current pass; begin compares the new ones with them */
     double *group_drift;  /* (G) largest move of a centre of the group since the previous pass */
     float *drift_up;      /* (G) the same, as floats rounded up */
@@ -82,7 +82,7 @@ static int make_groups(slex_lloyd *l, const float *centers, int want, slex_error
     float *gc = malloc((size_t)want * (size_t)dim * sizeof *gc);
     double *sum = malloc((size_t)want * (size_t)dim * sizeof *sum);
     int64_t *count = malloc((size_t)want * sizeof *count);
-    float *work = malloc(slex_kmeans_assign_work_floats(want, dim) * sizeof *work);
+    float *work = malloc(slex_assign_work_floats(want, dim) * sizeof *work);
     int32_t *renumber = malloc((size_t)want * sizeof *renumber);
     int rc = 0;
     if (!gc || !sum || !count || !work || !renumber) {
@@ -92,7 +92,7 @@ static int make_groups(slex_lloyd *l, const float *centers, int want, slex_error
     for (int g = 0; g < want; g++)
         memcpy(gc + (size_t)g * dim, centers + (size_t)((int64_t)g * k / want) * dim, (size_t)dim * sizeof *gc);
     for (int it = 0; it <= kGroupIters; it++) {
-        slex_kmeans_assign(gc, want, dim, centers, k, l->group_of, NULL, work);
+        slex_assign_nearest(gc, want, dim, centers, k, l->group_of, NULL, work);
         if (it == kGroupIters) break;
         memset(sum, 0, (size_t)want * (size_t)dim * sizeof *sum);
         memset(count, 0, (size_t)want * sizeof *count);
@@ -198,20 +198,20 @@ void slex_lloyd_begin(slex_lloyd *l, const float *centers) {
         const float *now = centers + (size_t)c * dim;
         if (l->have_prev) {
             /* rounded up: a rigorous bound on the true move */
-            double move = sqrt(slex_kmeans_sq_dist(now, l->centers + (size_t)c * dim, dim)) * (1 + 1e-12);
+            double move = sqrt(slex_assign_sq_dist(now, l->centers + (size_t)c * dim, dim)) * (1 + 1e-12);
             if (move > l->group_drift[l->group_of[c]]) l->group_drift[l->group_of[c]] = move;
         }
         memcpy(l->centers + (size_t)c * dim, now, (size_t)dim * sizeof *now);
     }
     for (int p = 0; p < k; p++) {
         memcpy(l->grouped + (size_t)p * dim, centers + (size_t)l->perm[p] * dim, (size_t)dim * sizeof *centers);
-        l->cc[p] = (float)slex_kmeans_sq_norm(l->grouped + (size_t)p * dim, dim);
+        l->cc[p] = (float)slex_assign_sq_norm(l->grouped + (size_t)p * dim, dim);
     }
     for (int g = 0; g < l->groups; g++) {
         float f = (float)l->group_drift[g];
         l->drift_up[g] = (double)f < l->group_drift[g] ? nextafterf(f, INFINITY) : f;
     }
-    l->c_max = slex_kmeans_max_norm(centers, k, dim);
+    l->c_max = slex_assign_max_norm(centers, k, dim);
     l->have_prev = 1;
     l->computed = l->possible = 0;
 }
@@ -227,7 +227,7 @@ static int frame_mark_groups(slex_lloyd *l, int64_t f, int r, const float *xr) {
         memset(need, 1, (size_t)groups);
         return l->k;
     }
-    const double s_old = slex_kmeans_sq_dist(xr, l->centers + (size_t)l->label[f] * l->dim, l->dim);
+    const double s_old = slex_assign_sq_dist(xr, l->centers + (size_t)l->label[f] * l->dim, l->dim);
     l->s_old[r] = s_old;
     const double upper = sqrt(s_old) * (1 + 1e-9);
     float *lower = l->lower + (size_t)f * groups;
@@ -254,20 +254,20 @@ static void frame_decide(slex_lloyd *l, int64_t f, int r, const float *xr, int32
     const int dim = l->dim, groups = l->groups;
     const uint8_t *need = l->need + (size_t)r * groups;
     const float *dots = l->dots + (size_t)r * l->k;
-    const double xx = slex_kmeans_sq_norm(xr, dim);
-    const double score_err = slex_kmeans_score_error(sqrt(xx), l->c_max, dim);
+    const double xx = slex_assign_sq_norm(xr, dim);
+    const double score_err = slex_assign_score_error(sqrt(xx), l->c_max, dim);
     int m = 0;
     for (int g = 0; g < groups; g++) {
         if (!need[g]) continue;
         for (int p = l->group_start[g]; p < l->group_start[g + 1]; p++) {
-            l->cand_scores[m] = l->cc[p] - 2.0f * dots[p]; /* as slex_kmeans_assign */
+            l->cand_scores[m] = l->cc[p] - 2.0f * dots[p]; /* as slex_assign_nearest */
             l->cand_ids[m] = l->perm[p];
             m++;
         }
     }
     int32_t best;
     double best_d;
-    slex_kmeans_decide(xr, l->centers, dim, l->cand_scores, l->cand_ids, m, sqrt(xx), l->c_max, &best, &best_d);
+    slex_assign_decide(xr, l->centers, dim, l->cand_scores, l->cand_ids, m, sqrt(xx), l->c_max, &best, &best_d);
     const int has_bounds = f < l->n_state && l->label[f] >= 0;
     const int32_t old = has_bounds ? l->label[f] : -1;
     if (has_bounds && (l->s_old[r] < best_d || (l->s_old[r] == best_d && old < best))) {

@@ -7,9 +7,9 @@
  * recomputed; a group whose bound still exceeds u cannot hold a nearer centre, so its distances
  * are not computed.  Late Lloyd passes move centres little and skip most groups.
  *
- * The labels are exactly those of slex_kmeans_assign (the double-precision argmin, ties to the
+ * The labels are exactly those of slex_assign_nearest (the double-precision argmin, ties to the
  * lowest index) for every frame: the bounds are kept rigorous (rounded outwards, widened by the
- * proven float error of the sgemm scores, slex_kmeans_score_error), and the frames and groups that
+ * proven float error of the sgemm scores, slex_assign_score_error), and the frames and groups that
  * are examined go through the same exact decision.  A pass with bounds therefore gives the same
  * codebook as a pass without them, on any number of ranks, and a run resumed from a checkpoint
  * (which does not hold the bounds: they are rebuilt by one full pass) ends with the same bits.

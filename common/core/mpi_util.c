@@ -49,3 +49,25 @@ double slex_mpi_max_double(double value) {
     MPI_Allreduce(&value, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return out;
 }
+
+static int exact_sum_i64(void *ctx, int64_t *values, int64_t n, slex_error *err) {
+    (void)ctx;
+    if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return slex_fail(err, "MPI_Allreduce failed");
+    return 0;
+}
+
+static int exact_max_f64(void *ctx, double *values, int64_t n, slex_error *err) {
+    (void)ctx;
+    if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return slex_fail(err, "MPI_Allreduce failed");
+    return 0;
+}
+
+slex_exact_comm slex_mpi_exact_comm(void) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return (slex_exact_comm){.ctx = NULL, .rank = rank, .size = size, .sum_i64 = exact_sum_i64,
+                             .max_f64 = exact_max_f64};
+}

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "core/exactsum.h"
+
 typedef struct slex_mpi {
     int rank;
     int size;
@@ -28,5 +30,10 @@ int slex_mpi_all_ok(int local_ok);
 /* Sums of counters over ranks (exact: integers). */
 int64_t slex_mpi_sum_i64(int64_t value);
 double slex_mpi_max_double(double value);
+
+/* The exact reductions of core/exactsum (MPI_Allreduce, in place, MPI_INT64_T / MPI_SUM and
+ * MPI_DOUBLE / MPI_MAX) over MPI_COMM_WORLD, with this process's rank and size.  MPI must be
+ * initialised. */
+slex_exact_comm slex_mpi_exact_comm(void);
 
 #endif
