@@ -19,6 +19,7 @@
 #include "core/mpi_util.h"
 #include "core/options.h"
 #include "core/paths.h"
+#include "run/resume.h"
 
 typedef struct kmeans_stage_options {
     slex_string_list stores; /* DIR[:WEIGHT], repeatable (required) */
@@ -53,105 +54,50 @@ static int pool_fetch(void *ctx, const int64_t *frames, int64_t n, float *out, s
     return slex_featpool_fetch(ctx, frames, n, out, err);
 }
 
-/* ---- Checkpoints ----
- * OUT.ckpt.json   the parameters of the run, written once when a run starts afresh (after any
- *                 older checkpoint was deleted), so every state beside it belongs to them;
- * OUT.ckpt.history  the inertia history, appended (step, EWA inertia, batch inertia as doubles);
- * OUT.ckpt        the k-means state (kmeans.h), saved after the history record it follows. */
+/* ---- The run: checkpoints and resume through run/resume.h ----
+ * History records: step, EWA inertia (NaN before the first), last batch inertia. */
+enum { HISTORY_RECORD = 3 };
 
 typedef struct run_ctx {
-    const char *ckpt, *ckpt_json, *ckpt_history;
-    const char *params; /* JSON of everything that determines the result */
-    double *history;    /* (n, 3): step, EWA inertia, last batch inertia */
-    int64_t n_history, cap_history, n_saved; /* n_saved: records already in the history file */
+    slex_resume resume;
     int rank;
     double started, last_report, report_every; /* seconds (SLEX_PROGRESS_INTERVAL, default 30) */
     double last_pass;                          /* when the last checkpoint call came */
-    int logged_pass;                           /* Lloyd pass last reported */
+    int logged_pass;                           /* Lloyd pass last reported (or done before a resume) */
 } run_ctx;
 
-static int push_history(run_ctx *r, const double record[3]) {
-    if (r->n_history == r->cap_history) {
-        int64_t cap = r->cap_history ? 2 * r->cap_history : 64;
-        double *grown = realloc(r->history, (size_t)cap * 3 * sizeof *grown);
-        if (!grown) return -1;
-        r->history = grown;
-        r->cap_history = cap;
+static int save_state(void *ctx, const char *path, slex_error *err) {
+    return slex_kmeans_state_save(ctx, path, err);
+}
+
+static void report_progress(run_ctx *r, const slex_kmeans_state *st) {
+    double now = MPI_Wtime();
+    if (st->phase == SLEX_KMEANS_PHASE_MINIBATCH && st->step > 0 && now - r->last_report >= r->report_every) {
+        r->last_report = now;
+        double t = now - r->started, frac = (double)st->step / (double)st->n_steps;
+        slex_info("step %lld/%lld (%.1f%%), smoothed inertia %.6g, %.1f steps/s, ETA %.0fs", (long long)st->step,
+                  (long long)st->n_steps, 100 * frac, st->ewa_inertia, (double)st->step / t, t * (1 - frac) / frac);
     }
-    memcpy(r->history + 3 * r->n_history++, record, 3 * sizeof *record);
-    return 0;
-}
-
-static int add_history(run_ctx *r, const slex_kmeans_state *st) {
-    if (st->phase == SLEX_KMEANS_PHASE_INIT) return 0;
-    if (r->n_history && r->history[3 * (r->n_history - 1)] == (double)st->step) return 0;
-    double record[3] = {(double)st->step, st->has_ewa ? st->ewa_inertia : NAN, st->last_inertia};
-    return push_history(r, record);
-}
-
-/* Appends the records not yet in the history file (raw doubles: restored bit for bit). */
-static int append_history(run_ctx *r, slex_error *err) {
-    if (r->n_saved == r->n_history) return 0;
-    FILE *f = fopen(r->ckpt_history, "ab");
-    if (!f) return slex_fail(err, "%s: cannot open: %s", r->ckpt_history, strerror(errno));
-    size_t n = (size_t)(r->n_history - r->n_saved) * 3;
-    int bad = fwrite(r->history + 3 * r->n_saved, sizeof(double), n, f) != n || fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (bad) return slex_fail(err, "%s: write failed (disk full?)", r->ckpt_history);
-    r->n_saved = r->n_history;
-    return 0;
-}
-
-/* A fresh run: the old checkpoint goes first, then the parameters are recorded. */
-static int start_checkpoints(run_ctx *r, slex_error *err) {
-    unlink(r->ckpt);
-    unlink(r->ckpt_history);
-    return slex_write_file_atomic(r->ckpt_json, r->params, strlen(r->params), err);
-}
-
-/* 1 when OUT.ckpt exists for exactly these parameters and was loaded into st with its history
- * (records after the state's step, from a kill between the two writes, are dropped). */
-static int resume_checkpoint(run_ctx *r, slex_kmeans_state *st, slex_error *err) {
-    if (!slex_path_exists(r->ckpt) || !slex_path_exists(r->ckpt_json)) return 0;
-    char *params = slex_read_text_file(r->ckpt_json, NULL, err);
-    int same = params && !strcmp(params, r->params);
-    free(params);
-    if (!same || slex_kmeans_state_load(st, r->ckpt, err)) return 0;
-    FILE *f = fopen(r->ckpt_history, "rb");
-    double record[3];
-    while (f && fread(record, sizeof(double), 3, f) == 3 && record[0] <= (double)st->step)
-        if (push_history(r, record)) break;
-    if (f) fclose(f);
-    r->n_saved = r->n_history;
-    if (truncate(r->ckpt_history, (off_t)(r->n_history * 3 * (int64_t)sizeof(double))) && errno != ENOENT)
-        return slex_fail(err, "%s: cannot truncate: %s", r->ckpt_history, strerror(errno)), 0;
-    return 1;
+    if ((st->phase == SLEX_KMEANS_PHASE_LLOYD || st->phase == SLEX_KMEANS_PHASE_DONE) && st->lloyd_pass > 0 &&
+        st->lloyd_pass != r->logged_pass) {
+        r->logged_pass = st->lloyd_pass;
+        slex_info("Lloyd pass %d/%d: mean inertia %.6g, %.1f%% of the distances computed, %.2fs", st->lloyd_pass,
+                  st->opts.lloyd_passes, st->last_inertia, 100 * st->last_computed_fraction, now - r->last_pass);
+    }
+    r->last_pass = now;
 }
 
 static int on_checkpoint(void *ctx, const slex_kmeans_state *st, slex_error *err) {
     run_ctx *r = ctx;
-    if (add_history(r, st)) return slex_fail(err, "out of memory");
-    int saved = r->rank != 0 || (!append_history(r, err) && !slex_kmeans_state_save(st, r->ckpt, err));
+    if (st->phase != SLEX_KMEANS_PHASE_INIT) {
+        const double record[HISTORY_RECORD] = {(double)st->step, st->has_ewa ? st->ewa_inertia : NAN,
+                                               st->last_inertia};
+        if (slex_resume_add_record(&r->resume, record, err)) return -1;
+    }
+    int saved = r->rank != 0 || !slex_resume_save(&r->resume, save_state, (void *)st, err);
     /* Every rank leaves the fit together, or none does (they are inside collective steps). */
     if (!slex_mpi_all_ok(saved)) return -1;
-    if (r->rank == 0) {
-        double now = MPI_Wtime();
-        if (st->phase == SLEX_KMEANS_PHASE_MINIBATCH && st->step > 0 && now - r->last_report >= r->report_every) {
-            r->last_report = now;
-            double t = now - r->started, frac = (double)st->step / (double)st->n_steps;
-            slex_info("step %lld/%lld (%.1f%%), smoothed inertia %.6g, %.1f steps/s, ETA %.0fs", (long long)st->step,
-                      (long long)st->n_steps, 100 * frac, st->ewa_inertia, (double)st->step / t,
-                      t * (1 - frac) / frac);
-        }
-        if ((st->phase == SLEX_KMEANS_PHASE_LLOYD || st->phase == SLEX_KMEANS_PHASE_DONE) && st->lloyd_pass > 0 &&
-            st->lloyd_pass != r->logged_pass) {
-            r->logged_pass = st->lloyd_pass;
-            slex_info("Lloyd pass %d/%d: mean inertia %.6g, %.1f%% of the distances computed, %.2fs",
-                      st->lloyd_pass, st->opts.lloyd_passes, st->last_inertia, 100 * st->last_computed_fraction,
-                      now - r->last_pass);
-        }
-        r->last_pass = now;
-    }
+    if (r->rank == 0) report_progress(r, st);
     return 0;
 }
 
@@ -193,79 +139,124 @@ static int parse_store(const char *arg, char *dir, size_t size, double *weight, 
     return 0;
 }
 
-static const char *stop_reason_name(int reason) {
-    return reason == 1 ? "no_improvement" : reason == 2 ? "tol" : "max_iter";
+/* Every rank reads the same checkpoint, so they resume together (or all start afresh): 1 when
+ * st holds the checkpoint of these parameters and data, with its history. */
+static int resume_checkpoint(run_ctx *r, slex_kmeans_state *st, const slex_kmeans_options *ko, const slex_featpool *pool,
+                             slex_error *err) {
+    int ok = slex_resume_has_checkpoint(&r->resume) && !slex_kmeans_state_load(st, r->resume.ckpt, err) &&
+             !slex_resume_load_history(&r->resume, (double)st->step, err) && st->k == ko->k &&
+             st->dim == slex_featpool_dim(pool) && st->n_frames == slex_featpool_size(pool);
+    return slex_mpi_all_ok(ok);
+}
+
+/* A fresh state (every rank) and checkpoint record (rank 0). */
+static int start_afresh(run_ctx *r, slex_kmeans_state *st, const slex_kmeans_options *ko, const slex_featpool *pool,
+                        slex_error *err) {
+    slex_kmeans_state_free(st);
+    memset(st, 0, sizeof *st);
+    int ok = slex_kmeans_state_init(st, ko, slex_featpool_size(pool), slex_featpool_dim(pool), err) == 0;
+    if (ok && r->rank == 0) ok = slex_resume_start(&r->resume, err) == 0;
+    if (ok && r->rank != 0) r->resume.n_history = r->resume.n_saved = 0;
+    return slex_mpi_all_ok(ok) ? 0 : -1;
+}
+
+/* Rank 0 writes the codebook (and the .npy) of a finished fit; then the checkpoint goes. */
+static int write_codebook(run_ctx *r, const slex_kmeans_state *st, const slex_featpool *pool, const char *params,
+                          double final_inertia, const kmeans_stage_options *o, slex_error *err) {
+    const slex_codebook cb = {.k = st->k,
+                              .dim = st->dim,
+                              .centers = st->centers,
+                              .counts = st->counts,
+                              .history = r->resume.history,
+                              .n_history = r->resume.n_history,
+                              .frame_rate_hz = slex_featpool_frame_rate(pool),
+                              .init_inertia = st->init_inertia,
+                              .final_inertia = final_inertia,
+                              .steps = st->step,
+                              .stop_reason = (char *)slex_kmeans_stop_name(st->stop_reason),
+                              .params = (char *)params};
+    if (slex_codebook_write(o->out, &cb, err) || (o->export_npy && slex_codebook_export_npy(o->export_npy, &cb, err)))
+        return -1;
+    slex_resume_finish(&r->resume);
+    slex_info("%s: K=%d, D=%d after %lld steps (%s), %d Lloyd passes; mean inertia %.6g", o->out, st->k, st->dim,
+              (long long)st->step, slex_kmeans_stop_name(st->stop_reason), st->lloyd_pass, final_inertia);
+    return 0;
 }
 
 /* Runs (or resumes) the fit and writes the codebook; every rank calls it. */
 static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmeans_stage_options *o, const slex_mpi *mpi,
                  const char *params, slex_error *err) {
-    char ckpt[4200], ckpt_json[4300], ckpt_history[4300];
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
-    snprintf(ckpt_json, sizeof ckpt_json, "%s.ckpt.json", o->out);
-    snprintf(ckpt_history, sizeof ckpt_history, "%s.ckpt.history", o->out);
     const char *interval = getenv("SLEX_PROGRESS_INTERVAL");
-    run_ctx r = {ckpt, ckpt_json, ckpt_history, params, NULL, 0, 0, 0, mpi->rank, MPI_Wtime(), MPI_Wtime(),
-                 interval ? atof(interval) : 30.0, MPI_Wtime(), 0};
+    const double now = MPI_Wtime();
+    run_ctx r = {.rank = mpi->rank,
+                 .started = now,
+                 .last_report = now,
+                 .report_every = interval ? atof(interval) : 30.0,
+                 .last_pass = now};
+    if (slex_resume_open(&r.resume, o->out, params, HISTORY_RECORD, err)) return -1;
     slex_kmeans_state st;
     memset(&st, 0, sizeof st);
-    /* Every rank reads the same checkpoint, so they resume together (or all start afresh). */
-    int resumed = !o->force && resume_checkpoint(&r, &st, err) && st.k == ko->k &&
-                  st.dim == slex_featpool_dim(pool) && st.n_frames == slex_featpool_size(pool);
-    resumed = slex_mpi_all_ok(resumed);
-    if (resumed) {
-        if (mpi->rank == 0) slex_info("resuming from %s (step %lld of %lld)", ckpt, (long long)st.step, (long long)st.n_steps);
+    int rc = 0;
+    if (!o->force && resume_checkpoint(&r, &st, ko, pool, err)) {
+        if (mpi->rank == 0)
+            slex_info("resuming from %s (step %lld of %lld)", r.resume.ckpt, (long long)st.step, (long long)st.n_steps);
     } else {
-        free(r.history);
-        r.history = NULL;
-        r.n_history = r.cap_history = r.n_saved = 0;
-        slex_kmeans_state_free(&st);
-        memset(&st, 0, sizeof st);
-        int ok = slex_kmeans_state_init(&st, ko, slex_featpool_size(pool), slex_featpool_dim(pool), err) == 0;
-        if (ok && mpi->rank == 0) ok = start_checkpoints(&r, err) == 0;
-        if (!slex_mpi_all_ok(ok)) {
-            slex_kmeans_state_free(&st);
-            return -1;
-        }
+        rc = start_afresh(&r, &st, ko, pool, err);
     }
-    slex_kmeans_source src = {pool, slex_featpool_size(pool), slex_featpool_dim(pool), pool_fetch};
-    slex_exact_comm comm = slex_mpi_exact_comm();
-    int rc = slex_kmeans_fit(&st, &src, &comm, on_checkpoint, &r, err);
+    const slex_kmeans_source src = {.ctx = pool,
+                                    .n_frames = slex_featpool_size(pool),
+                                    .dim = slex_featpool_dim(pool),
+                                    .fetch = pool_fetch};
+    const slex_exact_comm comm = slex_mpi_exact_comm();
+    if (!rc) rc = slex_kmeans_fit(&st, &src, &comm, on_checkpoint, &r, err);
     double final_inertia = NAN;
     if (!rc && o->final_inertia) {
         rc = slex_kmeans_inertia(st.centers, st.k, st.dim, &src, &comm, 65536, &final_inertia, err);
         final_inertia /= (double)slex_featpool_size(pool);
     }
-    if (!rc && mpi->rank == 0) {
-        slex_codebook cb = {st.k, st.dim, st.centers, st.counts, r.history, r.n_history, slex_featpool_frame_rate(pool),
-                            st.init_inertia, final_inertia, st.step, (char *)stop_reason_name(st.stop_reason),
-                            (char *)params};
-        rc = slex_codebook_write(o->out, &cb, err);
-        if (!rc && o->export_npy) rc = slex_codebook_export_npy(o->export_npy, &cb, err);
-        if (!rc) {
-            unlink(ckpt);
-            unlink(ckpt_history);
-            unlink(ckpt_json);
-            slex_info("%s: K=%d, D=%d after %lld steps (%s), %d Lloyd passes; mean inertia %.6g", o->out, st.k, st.dim,
-                      (long long)st.step, stop_reason_name(st.stop_reason), st.lloyd_pass, final_inertia);
-        }
-    }
+    if (!rc && mpi->rank == 0) rc = write_codebook(&r, &st, pool, params, final_inertia, o, err);
     slex_kmeans_state_free(&st);
-    free(r.history);
+    slex_resume_close(&r.resume);
     return rc;
 }
 
-/* 1 when out already holds the codebook of exactly these parameters. */
-static int already_done(const char *out, const char *params) {
-    if (!slex_path_exists(out)) return 0;
+static char *codebook_params(const char *out, void *ctx) {
+    (void)ctx;
     slex_codebook cb;
-    if (slex_codebook_read(out, &cb, NULL)) return 0;
-    int same = cb.params && !strcmp(cb.params, params);
+    if (slex_codebook_read(out, &cb, NULL)) return NULL;
+    char *params = cb.params;
+    cb.params = NULL;
     slex_codebook_free(&cb);
-    return same;
+    return params;
+}
+
+/* The error for an existing codebook of other parameters: the store whose contents changed, or
+ * the first parameter that differs. */
+static void explain_other(const char *out, const char *recorded, const char *params, const kmeans_stage_options *o,
+                          slex_error *err) {
+    char what[1024], path[1024];
+    int store = -1;
+    slex_resume_difference(recorded, params, what, path, sizeof what);
+    if (sscanf(path, "stores[%d].content_id", &store) == 1 && store >= 0 && store < o->stores.count)
+        slex_fail(err, "%s was made from other contents of the store %s (content id %s; the features were redone "
+                       "since): use --force to redo it",
+                  out, o->stores.items[store], strstr(what, ": ") + 2);
+    else
+        slex_fail(err, "%s exists and was made from other inputs or parameters (%s): use --force to replace it", out,
+                  what);
 }
 
 enum { DECIDE_RUN = -1, DECIDE_DONE = -2 };
+
+/* The codebook of these parameters exists: its .npy is written if asked.  0 or an exit code. */
+static int export_existing(const kmeans_stage_options *o, slex_error *err) {
+    slex_codebook cb;
+    if (!o->export_npy) return 0;
+    if (slex_codebook_read(o->out, &cb, err)) return 1;
+    int rc = slex_mkdirs_for_file(o->export_npy, err) || slex_codebook_export_npy(o->export_npy, &cb, err);
+    slex_codebook_free(&cb);
+    return rc ? 1 : 0;
+}
 
 /* Rank 0 looks at the output (ranks could see a shared file system differently) and every rank
  * follows: DECIDE_RUN, DECIDE_DONE (the codebook of these parameters exists; its .npy is
@@ -273,103 +264,151 @@ enum { DECIDE_RUN = -1, DECIDE_DONE = -2 };
 static int decide(const kmeans_stage_options *o, const char *params, const slex_mpi *mpi, slex_error *err) {
     int verdict = DECIDE_RUN;
     if (mpi->rank == 0) {
-        if (!o->force && already_done(o->out, params)) {
+        slex_resume r;
+        char *recorded = NULL;
+        slex_resume_output state = SLEX_RESUME_ABSENT;
+        if (slex_resume_open(&r, o->out, params, HISTORY_RECORD, err)) {
+            verdict = 1;
+        } else {
+            state = o->force ? SLEX_RESUME_ABSENT : slex_resume_output_state(&r, codebook_params, NULL, &recorded);
+            slex_resume_close(&r);
+        }
+        if (verdict != DECIDE_RUN) {
+        } else if (state == SLEX_RESUME_DONE) {
             slex_info("%s is already the codebook of these inputs and parameters: nothing to do", o->out);
-            verdict = DECIDE_DONE;
-            slex_codebook cb;
-            if (o->export_npy && slex_codebook_read(o->out, &cb, err)) verdict = 1;
-            else if (o->export_npy) {
-                if (slex_mkdirs_for_file(o->export_npy, err) || slex_codebook_export_npy(o->export_npy, &cb, err))
-                    verdict = 1;
-                slex_codebook_free(&cb);
-            }
-        } else if (!o->force && slex_path_exists(o->out)) {
-            slex_fail(err, "%s exists and was made from other inputs or parameters: use --force to replace it", o->out);
+            verdict = export_existing(o, err);
+            if (!verdict) verdict = DECIDE_DONE;
+        } else if (state == SLEX_RESUME_OTHER) {
+            explain_other(o->out, recorded, params, o, err);
             verdict = 1;
         } else if (slex_mkdirs_for_file(o->out, err) || (o->export_npy && slex_mkdirs_for_file(o->export_npy, err))) {
             verdict = 1;
         }
+        free(recorded);
     }
     MPI_Bcast(&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD);
     return verdict;
+}
+
+/* The command line: the stage's options (o), the algorithm's (ko), and the stores with their
+ * weights (a bad weight is a bad command line, found before any store is opened). */
+typedef struct kmeans_command_line {
+    slex_kmeans_options ko;
+    kmeans_stage_options o;
+    slex_option_group groups[2];
+    slex_cli cli;
+    slex_featpool_input *inputs; /* (o.stores.count) */
+    char (*dirs)[4096];          /* the stores' directories, without weights */
+} kmeans_command_line;
+
+/* Returns -1 to go on, or an exit code (0 after --help, 2 for a bad command line). */
+static int parse_command_line(int argc, char **argv, const slex_mpi *mpi, kmeans_command_line *c) {
+    *c = (kmeans_command_line){.groups = {{&stage_table, &c->o}, {&slex_kmeans_option_table, &c->ko}}};
+    slex_kmeans_options_default(&c->ko);
+    slex_options_defaults(&stage_table, &c->o);
+    c->cli = (slex_cli){.program = "slex-kmeans",
+                        .synopsis = "--store DIR[:WEIGHT] [--store ...] --k K --out CODEBOOK.h5 [options]",
+                        .about = "Mini-batch k-means (sklearn MiniBatchKMeans semantics, fairseq's defaults) over pooled feature\n"
+                                 "stores, streamed with bounded memory, across MPI ranks with bit-identical results for any\n"
+                                 "rank count; checkpoints every few steps and resumes after a kill. Full-batch Lloyd passes\n"
+                                 "(--lloyd-passes) skip the distances that bounds prove useless; for the lowest inertia use\n"
+                                 "--init random --max-iter 0 --lloyd-passes 30 (docs/kmeans.md).",
+                        .groups = c->groups,
+                        .n_groups = 2};
+    slex_error err = {{0}};
+    slex_parse_result parsed = slex_cli_parse(&c->cli, argc, argv, &err);
+    if (parsed == SLEX_PARSE_OK) {
+        const int n = c->o.stores.count;
+        c->inputs = calloc((size_t)n, sizeof *c->inputs);
+        c->dirs = calloc((size_t)n, sizeof *c->dirs);
+        if (!c->inputs || !c->dirs) {
+            slex_fail(&err, "out of memory");
+            parsed = SLEX_PARSE_ERROR;
+        }
+        for (int i = 0; parsed == SLEX_PARSE_OK && i < n; i++) {
+            if (parse_store(c->o.stores.items[i], c->dirs[i], sizeof c->dirs[i], &c->inputs[i].weight, &err))
+                parsed = SLEX_PARSE_ERROR;
+            c->inputs[i].dir = c->dirs[i];
+        }
+    }
+    if (parsed == SLEX_PARSE_HELP) {
+        if (mpi->rank == 0) slex_cli_help(&c->cli, stdout);
+        return 0;
+    }
+    if (parsed == SLEX_PARSE_ERROR) {
+        if (mpi->rank == 0) slex_error_log("%s", err.msg);
+        return 2;
+    }
+    return -1;
+}
+
+static void command_line_free(kmeans_command_line *c) {
+    free(c->inputs);
+    free(c->dirs);
+    slex_cli_free(&c->cli);
+}
+
+/* The pooled stores (every rank opens them) and the parameters of the run. */
+typedef struct kmeans_inputs {
+    slex_featpool *pool;
+    char *pool_json, *params;
+} kmeans_inputs;
+
+static void inputs_free(kmeans_inputs *in) {
+    slex_featpool_close(in->pool);
+    free(in->pool_json);
+    free(in->params);
+    memset(in, 0, sizeof *in);
+}
+
+static int open_inputs(const kmeans_command_line *c, kmeans_inputs *in, slex_error *err) {
+    const slex_kmeans_options *ko = &c->ko;
+    const kmeans_stage_options *o = &c->o;
+    memset(in, 0, sizeof *in);
+    int ok = !check_apart(o, c->dirs, err) &&
+             (in->pool = slex_featpool_open(c->inputs, o->stores.count, o->percent, ko->seed,
+                                            (int64_t)o->cache_mb << 20, err)) != NULL;
+    if (ok && ko->k > slex_featpool_size(in->pool))
+        ok = !slex_fail(err, "--k %d is more than the %lld frames of the pooled stores", ko->k,
+                        (long long)slex_featpool_size(in->pool));
+    if (ok) ok = (in->pool_json = slex_featpool_describe(in->pool)) && (in->params = run_params(ko, o, in->pool_json));
+    return slex_mpi_all_ok(ok) ? 0 : -1;
+}
+
+/* Opens the inputs, decides, learns: the exit code. */
+static int run_stage(const kmeans_command_line *c, const slex_mpi *mpi) {
+    const slex_kmeans_options *ko = &c->ko;
+    const kmeans_stage_options *o = &c->o;
+    slex_error err = {{0}};
+    kmeans_inputs in;
+    int exit_code = 1;
+    if (open_inputs(c, &in, &err)) {
+        if (err.msg[0]) slex_error_log("%s", err.msg);
+    } else if ((exit_code = decide(o, in.params, mpi, &err)) != DECIDE_RUN) {
+        if (exit_code == DECIDE_DONE) exit_code = 0;
+        else if (err.msg[0]) slex_error_log("%s", err.msg);
+    } else {
+        if (mpi->rank == 0)
+            for (int i = 0; i < o->stores.count; i++)
+                slex_info("%s: %lld utterances, %lld frames selected", c->dirs[i],
+                          (long long)slex_featpool_input_utterances(in.pool, i),
+                          (long long)slex_featpool_input_frames(in.pool, i));
+        int rc = learn(in.pool, ko, o, mpi, in.params, &err);
+        if (rc && err.msg[0]) slex_error_log("%s", err.msg);
+        exit_code = slex_mpi_all_ok(rc == 0) ? 0 : 1;
+    }
+    inputs_free(&in);
+    return exit_code;
 }
 
 int main(int argc, char **argv) {
     slex_mpi mpi = slex_mpi_start(&argc, &argv);
     slex_log_init("kmeans", mpi.rank, mpi.size);
     slex_log_level_from_env();
-    slex_kmeans_options ko;
-    slex_kmeans_options_default(&ko);
-    kmeans_stage_options o;
-    slex_options_defaults(&stage_table, &o);
-    const slex_option_group groups[] = {{&stage_table, &o}, {&slex_kmeans_option_table, &ko}};
-    slex_cli cli = {.program = "slex-kmeans",
-                    .synopsis = "--store DIR[:WEIGHT] [--store ...] --k K --out CODEBOOK.h5 [options]",
-                    .about = "Mini-batch k-means (sklearn MiniBatchKMeans semantics, fairseq's defaults) over pooled feature\n"
-                             "stores, streamed with bounded memory, across MPI ranks with bit-identical results for any\n"
-                             "rank count; checkpoints every few steps and resumes after a kill. Full-batch Lloyd passes\n"
-                             "(--lloyd-passes) skip the distances that bounds prove useless; for the lowest inertia use\n"
-                             "--init random --max-iter 0 --lloyd-passes 30 (docs/kmeans.md).",
-                    .groups = groups,
-                    .n_groups = (int)(sizeof groups / sizeof groups[0])};
-    slex_error err = {{0}};
-    int exit_code = 0;
-    slex_parse_result parsed = slex_cli_parse(&cli, argc, argv, &err);
-    /* The stores' weights are options too: checked before any store is opened. */
-    slex_featpool_input *inputs = NULL;
-    char (*dirs)[4096] = NULL;
-    if (parsed == SLEX_PARSE_OK) {
-        inputs = calloc((size_t)o.stores.count, sizeof *inputs);
-        dirs = calloc((size_t)o.stores.count, sizeof *dirs);
-        if (!inputs || !dirs) {
-            slex_fail(&err, "out of memory");
-            parsed = SLEX_PARSE_ERROR;
-        }
-        for (int i = 0; parsed == SLEX_PARSE_OK && i < o.stores.count; i++) {
-            if (parse_store(o.stores.items[i], dirs[i], sizeof dirs[i], &inputs[i].weight, &err))
-                parsed = SLEX_PARSE_ERROR;
-            inputs[i].dir = dirs[i];
-        }
-    }
-    slex_featpool *pool = NULL;
-    char *pool_json = NULL, *params = NULL;
-    if (parsed == SLEX_PARSE_HELP) {
-        if (mpi.rank == 0) slex_cli_help(&cli, stdout);
-    } else if (parsed == SLEX_PARSE_ERROR) {
-        if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        exit_code = 2;
-    } else {
-        int ok = !check_apart(&o, dirs, &err) &&
-                 (pool = slex_featpool_open(inputs, o.stores.count, o.percent, ko.seed, (int64_t)o.cache_mb << 20,
-                                            &err)) != NULL;
-        if (ok && ko.k > slex_featpool_size(pool))
-            ok = !slex_fail(&err, "--k %d is more than the %lld frames of the pooled stores", ko.k,
-                            (long long)slex_featpool_size(pool));
-        if (ok) ok = (pool_json = slex_featpool_describe(pool)) && (params = run_params(&ko, &o, pool_json));
-        ok = slex_mpi_all_ok(ok);
-        if (!ok) {
-            if (err.msg[0]) slex_error_log("%s", err.msg);
-            exit_code = 1;
-        } else if ((exit_code = decide(&o, params, &mpi, &err)) != DECIDE_RUN) {
-            if (exit_code == DECIDE_DONE) exit_code = 0;
-            else if (err.msg[0]) slex_error_log("%s", err.msg);
-        } else {
-            if (mpi.rank == 0)
-                for (int i = 0; i < o.stores.count; i++)
-                    slex_info("%s: %lld utterances, %lld frames selected", dirs[i],
-                              (long long)slex_featpool_input_utterances(pool, i),
-                              (long long)slex_featpool_input_frames(pool, i));
-            int rc = learn(pool, &ko, &o, &mpi, params, &err);
-            if (rc && err.msg[0]) slex_error_log("%s", err.msg);
-            exit_code = slex_mpi_all_ok(rc == 0) ? 0 : 1;
-        }
-    }
-    slex_featpool_close(pool);
-    free(dirs);
-    free(inputs);
-    free(pool_json);
-    free(params);
-    slex_cli_free(&cli);
+    kmeans_command_line c;
+    int exit_code = parse_command_line(argc, argv, &mpi, &c);
+    if (exit_code < 0) exit_code = run_stage(&c, &mpi);
+    command_line_free(&c);
     slex_mpi_stop();
     return exit_code;
 }

@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "cluster/kmeans.h"
+#include "core/hash.h"
 #include "core/mpi_util.h"
 #include "core/rng.h"
 
@@ -60,13 +61,7 @@ static void planted(uint64_t seed, int64_t n, int d, int k, double sep, float *x
 }
 
 static uint64_t hash_floats(const float *v, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const unsigned char *p = (const unsigned char *)v;
-    for (size_t i = 0; i < n * sizeof *v; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return slex_fnv1a64(SLEX_FNV1A_BASIS, v, n * sizeof *v);
 }
 
 /* ---- fixtures ---- */

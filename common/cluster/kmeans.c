@@ -3,6 +3,7 @@
 #include "cluster/assign.h"
 #include "cluster/lloyd.h"
 #include "core/exactsum.h"
+#include "core/hash.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -49,6 +50,12 @@ const slex_option_table slex_kmeans_option_table = SLEX_OPTION_TABLE(kmeans_rows
 void slex_kmeans_options_default(slex_kmeans_options *opts) {
     memset(opts, 0, sizeof *opts);
     slex_options_defaults(&slex_kmeans_option_table, opts);
+}
+
+const char *slex_kmeans_stop_name(int stop_reason) {
+    return stop_reason == SLEX_KMEANS_STOP_NO_IMPROVEMENT ? "no_improvement"
+           : stop_reason == SLEX_KMEANS_STOP_TOL          ? "tol"
+                                                          : "max_iter";
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -173,15 +180,6 @@ static int get_f64(byte_buf *b, double *v) {
     return 0;
 }
 
-static uint64_t fnv1a64(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static const char kCheckpointMagic[8] = {'S', 'L', 'E', 'X', 'K', 'M', 'S', '2'};
 
 /* The scalar fields in file order; one table serves writing and reading. */
@@ -236,7 +234,7 @@ int slex_kmeans_state_save(const slex_kmeans_state *state, const char *path, sle
         rc = buf_put(&b, le, 4);
     }
     for (int32_t i = 0; i < state->k && !rc; i++) rc = put_u64(&b, (uint64_t)state->counts[i]);
-    if (!rc) rc = put_u64(&b, fnv1a64(b.data, b.len));
+    if (!rc) rc = put_u64(&b, slex_fnv1a64(SLEX_FNV1A_BASIS, b.data, b.len));
     if (rc) {
         free(b.data);
         return slex_fail(err, "%s: out of memory building the k-means checkpoint", path);
@@ -289,7 +287,7 @@ int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_erro
         byte_buf tail = {b.data, b.len, b.len, b.len - 8};
         uint64_t sum;
         get_u64(&tail, &sum);
-        if (sum != fnv1a64(b.data, b.len - 8)) why = "checksum mismatch (truncated or corrupt)";
+        if (sum != slex_fnv1a64(SLEX_FNV1A_BASIS, b.data, b.len - 8)) why = "checksum mismatch (truncated or corrupt)";
     }
     b.pos = 8;
     for (int i = 0; i < nf && !why; i++) {
@@ -832,7 +830,7 @@ static int minibatch_converged(slex_kmeans_state *st, double batch_inertia, doub
         st->ewa_inertia = st->ewa_inertia * (1 - alpha) + batch_inertia * alpha;
     }
     if (st->tol_scaled > 0.0 && centers_sq_diff <= st->tol_scaled) {
-        st->stop_reason = 2;
+        st->stop_reason = SLEX_KMEANS_STOP_TOL;
         return 1;
     }
     if (first || st->ewa_inertia < st->ewa_inertia_min) {
@@ -842,7 +840,7 @@ static int minibatch_converged(slex_kmeans_state *st, double batch_inertia, doub
         st->no_improvement++;
     }
     if (st->opts.max_no_improvement > 0 && st->no_improvement >= st->opts.max_no_improvement) {
-        st->stop_reason = 1;
+        st->stop_reason = SLEX_KMEANS_STOP_NO_IMPROVEMENT;
         return 1;
     }
     return 0;

@@ -106,6 +106,16 @@ typedef enum {
     SLEX_KMEANS_PHASE_DONE = 3
 } slex_kmeans_phase;
 
+/* Why the mini-batch phase ended (slex_kmeans_state.stop_reason; the codebook records the name). */
+typedef enum {
+    SLEX_KMEANS_STOP_MAX_ITER = 0,       /* ran all n_steps steps */
+    SLEX_KMEANS_STOP_NO_IMPROVEMENT = 1, /* max_no_improvement steps without a better smoothed inertia */
+    SLEX_KMEANS_STOP_TOL = 2             /* the squared centre change fell to tol_scaled */
+} slex_kmeans_stop;
+
+/* "max_iter", "no_improvement" or "tol" (sklearn's words). */
+const char *slex_kmeans_stop_name(int stop_reason);
+
 /* The complete algorithm state: copying it (slex_kmeans_state_copy) or saving and loading it
  * reproduces the run exactly.  Fields are read-only for callers except through the functions
  * below; centers and counts are owned by the state. */
@@ -125,7 +135,7 @@ typedef struct slex_kmeans_state {
     double tol_scaled;             /* tol * mean per-dimension variance of the validation sample */
     double init_inertia;           /* validation inertia of the chosen initialisation */
     double last_inertia;           /* mean inertia of the last batch, or of the last Lloyd pass */
-    int32_t stop_reason;           /* 0 ran all steps, 1 no improvement, 2 tol */
+    int32_t stop_reason;           /* slex_kmeans_stop */
     double last_computed_fraction; /* share of the distances the last Lloyd pass computed (not saved) */
     slex_rng rng;
     float *centers;  /* (K, D) */
@@ -140,7 +150,7 @@ void slex_kmeans_state_free(slex_kmeans_state *state);
 /* dst must be freed or zero-initialised; it gets its own arrays. */
 int slex_kmeans_state_copy(slex_kmeans_state *dst, const slex_kmeans_state *src, slex_error *err);
 
-/* Binary checkpoint: "SLEXKMS1", every field in fixed little-endian layout, the arrays, an
+/* Binary checkpoint: "SLEXKMS2" (format 2), every field in fixed little-endian layout, the arrays, an
  * FNV-1a 64 checksum.  Written to "<path>.tmp" then renamed, so a file that exists is whole. */
 int slex_kmeans_state_save(const slex_kmeans_state *state, const char *path, slex_error *err);
 /* state must be freed or zero-initialised; on success it owns new arrays. */
