@@ -78,6 +78,7 @@ static void report_progress(run_ctx *r, const slex_kmeans_state *st) {
         slex_info("step %lld/%lld (%.1f%%), smoothed inertia %.6g, %.1f steps/s, ETA %.0fs", (long long)st->step,
                   (long long)st->n_steps, 100 * frac, st->ewa_inertia, (double)st->step / t, t * (1 - frac) / frac);
     }
+    /* Only the passes this process ran: a resumed state's earlier passes were reported by their run. */
     if ((st->phase == SLEX_KMEANS_PHASE_LLOYD || st->phase == SLEX_KMEANS_PHASE_DONE) && st->lloyd_pass > 0 &&
         st->lloyd_pass != r->logged_pass) {
         r->logged_pass = st->lloyd_pass;
@@ -200,6 +201,7 @@ static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmean
     if (!o->force && resume_checkpoint(&r, &st, ko, pool, err)) {
         if (mpi->rank == 0)
             slex_info("resuming from %s (step %lld of %lld)", r.resume.ckpt, (long long)st.step, (long long)st.n_steps);
+        r.logged_pass = st.lloyd_pass;
     } else {
         rc = start_afresh(&r, &st, ko, pool, err);
     }

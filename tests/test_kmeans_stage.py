@@ -5,6 +5,7 @@ weighted pooling and --percent, resume after a kill, and every bad input.
 usage: /usr/bin/python3 tests/test_kmeans_stage.py CASE BIN_DIR MAKE_STORE "MPIEXEC ..." WORK_DIR"""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -261,6 +262,87 @@ def case_stale():
     check(any(not np.array_equal(a, b) for a, b in zip(before, after)), "labels follow the new features")
 
 
+def kill_after_checkpoint(cmd, ckpt):
+    """Starts cmd and SIGKILLs it once its checkpoint exists; True when it was still running."""
+    proc = subprocess.Popen(cmd, env=dict(os.environ, **QUIET), stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not (os.path.exists(ckpt) and os.path.getsize(ckpt)):
+        time.sleep(0.01)
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return running
+
+
+def case_stale_codebook():
+    """Features redone with other audio of the same length (same fingerprint, other content id):
+    the old codebook is not "nothing to do" but an error naming the store (redone with --force),
+    and a checkpoint of the old features is not resumed."""
+    utts, truth = planted(30, CENTERS, 10, spread=3.0)
+    store = make_store("feats", utts)
+    shifted = [CENTERS[(t + 1) % 6] + 0.5 for t in truth]  # same utterances and lengths, other values
+    args = ["--store", store, "--k", "10", "--batch-size", "100", "--max-iter", "400", "--max-no-improvement", "0",
+            "--checkpoint-every", "50"]
+    cb = os.path.join(WORK, "cb.h5")
+    run([KMEANS] + args + ["--out", cb], env=QUIET)
+    old = open(cb, "rb").read()
+    fp_before = json.load(open(os.path.join(store, "index.json")))
+    make_store("feats", shifted)
+    fp_after = json.load(open(os.path.join(store, "index.json")))
+    check(fp_before["fingerprint"] == fp_after["fingerprint"] and fp_before["content_id"] != fp_after["content_id"],
+          "the redone store keeps its fingerprint and changes its content id")
+    p = run([KMEANS] + args + ["--out", cb], env=QUIET, expect=1)
+    check("nothing to do" not in p.stderr, "stale codebook not taken as done")
+    check(store in p.stderr and "other contents" in p.stderr and "--force" in p.stderr,
+          "the error names the store: " + p.stderr[-400:])
+    check(open(cb, "rb").read() == old, "the stale codebook is left alone without --force")
+    run([KMEANS] + args + ["--out", cb, "--force"], env=QUIET)
+    clean_new = os.path.join(WORK, "clean_new.h5")
+    run([KMEANS] + args + ["--out", clean_new], env=QUIET)
+    check(open(cb, "rb").read() == open(clean_new, "rb").read() != old, "--force redoes it on the new features")
+    # A checkpoint of the old features is not resumed: the run starts afresh on the new ones.
+    make_store("feats", utts)
+    out = os.path.join(WORK, "killed.h5")
+    check(kill_after_checkpoint([KMEANS] + args + ["--out", out], out + ".ckpt"), "killed before it finished")
+    make_store("feats", shifted)
+    p = run([KMEANS] + args + ["--out", out], env=QUIET)
+    check("resuming" not in p.stderr, "checkpoint of other contents not resumed: " + p.stderr[-300:])
+    check(open(out, "rb").read() == open(clean_new, "rb").read(), "afresh run on the new features equals a clean run")
+
+
+def case_logs():
+    """What slex-kmeans logs: one error, from the rank that had it; Lloyd passes' share of the
+    distances computed (all of them without bounds; none reported for passes a resumed run did not do)."""
+    utts, _ = planted(20, CENTERS, 11, spread=2.0)
+    store = make_store("feats", utts)
+    args = ["--store", store, "--k", "8", "--batch-size", "200", "--max-iter", "2", "--lloyd-passes", "2"]
+    out = os.path.join(WORK, "cb.h5")
+    os.makedirs(out + ".ckpt.history")  # the checkpoint cannot be written
+    p = run(mpi(MPIEXEC, 2, [KMEANS] + args + ["--out", out]), env=QUIET, expect=1)
+    errors = [line for line in p.stderr.splitlines() if "error" in line]
+    check(len(errors) == 1 and out + ".ckpt.history" in errors[0], "one error naming the file: " + repr(errors))
+    check(not any(line.rstrip().endswith("checkpoint:") for line in p.stderr.splitlines()),
+          "no empty checkpoint error: " + p.stderr[-400:])
+    os.rmdir(out + ".ckpt.history")
+    p = run([KMEANS] + args + ["--out", out, "--bounds-mb", "0"], env=QUIET)
+    passes = [line for line in p.stderr.splitlines() if re.search(r"Lloyd pass \d", line)]
+    check(len(passes) == 2 and all("100.0% of the distances computed" in line for line in passes),
+          "without bounds every distance is computed: " + repr(passes))
+    # The codebook's .npy cannot be written (a directory is in the way): the finished state stays
+    # as the checkpoint; with the codebook gone the re-run resumes it and reports no pass it did not do.
+    os.remove(out)
+    npy = os.path.join(WORK, "centres.npy")
+    os.makedirs(npy)
+    run([KMEANS] + args + ["--out", out, "--export-npy", npy], env=QUIET, expect=1)
+    check(os.path.exists(out + ".ckpt"), "the finished state is kept as the checkpoint")
+    clean = open(out, "rb").read()
+    os.remove(out)
+    p = run([KMEANS] + args + ["--out", out], env=QUIET)
+    check("resuming from" in p.stderr, "resumed the finished state: " + p.stderr[-300:])
+    check(not re.search(r"Lloyd pass \d", p.stderr), "no pass reported that this run did not do: " + p.stderr[-300:])
+    check(open(out, "rb").read() == clean, "the resumed codebook is the same")
+
+
 def case_shards():
     """A store of many more shards than a process may open files: frames read on demand."""
     import resource
@@ -303,6 +385,6 @@ def case_large():
     check(np.all(d[np.arange(len(x)), labels[3]] <= best + 1e-3 * np.abs(best)), "labels are nearest centres")
 
 
-{"large": case_large, "shards": case_shards, "stale": case_stale, "planted": case_planted, "ranks": case_ranks, "fairseq_km": case_fairseq_km, "pool": case_pool,
+{"stale_codebook": case_stale_codebook, "logs": case_logs, "large": case_large, "shards": case_shards, "stale": case_stale, "planted": case_planted, "ranks": case_ranks, "fairseq_km": case_fairseq_km, "pool": case_pool,
  "resume": case_resume, "bad": case_bad}[CASE]()
 finish("test_kmeans_stage " + CASE)

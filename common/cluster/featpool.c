@@ -274,6 +274,7 @@ char *slex_featpool_describe(const slex_featpool *p) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "store", slex_store_dir(in->store));
         cJSON_AddStringToObject(o, "fingerprint", slex_store_fingerprint(in->store));
+        cJSON_AddStringToObject(o, "content_id", slex_store_content_id(in->store));
         cJSON_AddNumberToObject(o, "weight", in->weight);
         cJSON_AddNumberToObject(o, "percent", p->percent);
         cJSON_AddNumberToObject(o, "utterances", (double)in->n_utts);

@@ -40,7 +40,8 @@ double slex_featpool_frame_rate(const slex_featpool *p);
 /* Selected frames and utterances of input i (before weighting). */
 int64_t slex_featpool_input_frames(const slex_featpool *p, int i);
 int64_t slex_featpool_input_utterances(const slex_featpool *p, int i);
-/* The store fingerprints, weights and sample, as a JSON array (malloc'd). */
+/* The store fingerprints, content ids, weights and sample, as a JSON array (malloc'd): what the
+ * codebook and its checkpoint are keyed on, so features redone with other contents make them stale. */
 char *slex_featpool_describe(const slex_featpool *p);
 /* out (n, dim) = the frames with the given pool indices (any order, repeats allowed). */
 int slex_featpool_fetch(slex_featpool *p, const int64_t *index, int64_t n, float *out, slex_error *err);

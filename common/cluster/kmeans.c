@@ -1051,7 +1051,9 @@ static int call_checkpoint(slex_kmeans_checkpoint_fn cb, void *ctx, const slex_k
                            slex_error *err) {
     if (!cb) return 0;
     int rc = cb(ctx, st, err);
-    if (rc < 0) return slex_fail_wrap(err, "kmeans: checkpoint");
+    /* A rank that failed only because another rank did has no message of its own: it stays
+     * silent (the stage logs non-empty messages), instead of logging an empty "checkpoint:". */
+    if (rc < 0) return err && err->msg[0] ? slex_fail_wrap(err, "kmeans: checkpoint") : -1;
     return rc ? 1 : 0;
 }
 
@@ -1113,6 +1115,7 @@ int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const 
             rc = -1;
             break;
         }
+        st->last_computed_fraction = 1; /* without bounds every distance is computed */
         if (bounds) {
             slex_lloyd_stats stats;
             slex_lloyd_get_stats(bounds, &stats);
