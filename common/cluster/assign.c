@@ -119,7 +119,7 @@ double slex_assign_max_norm(const float *centers, int k, int dim) {
 }
 
 void slex_assign_nearest(const float *centers, int k, int dim, const float *x, int64_t n,
-                        int32_t *labels, double *dist, float *work) {
+                         int32_t *labels, double *dist, float *work) {
     float *xblock = work;                                  /* (BLOCK, D) */
     float *g = xblock + (size_t)SLEX_ASSIGN_BLOCK * dim;   /* (BLOCK, K) */
     float *cc = g + (size_t)SLEX_ASSIGN_BLOCK * k;         /* (K) */

@@ -13,10 +13,8 @@ void slex_kmeans_slice(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) 
     *hi = b1 * SLEX_ASSIGN_BLOCK < n ? b1 * SLEX_ASSIGN_BLOCK : n;
 }
 
-
-/* Fetches frames and rejects non-finite values (reported with their global frame index). */
 int slex_kmeans_fetch_checked(const slex_kmeans_source *src, const int64_t *frames, int64_t n, float *out,
-                         slex_error *err) {
+                              slex_error *err) {
     if (n == 0) return 0;
     if (src->fetch(src->ctx, frames, n, out, err)) return slex_fail_wrap(err, "kmeans: fetching frames");
     const int dim = src->dim;
@@ -73,7 +71,7 @@ void slex_kmeans_draw_frames(slex_kmeans_state *st, int64_t n, int draw, int64_t
 }
 
 int slex_kmeans_sample_make(slex_kmeans_sample *s, slex_kmeans_state *st, const slex_kmeans_source *src,
-                       const slex_exact_comm *comm, int64_t n, int draw, slex_error *err) {
+                            const slex_exact_comm *comm, int64_t n, int draw, slex_error *err) {
     int rank, size;
     slex_exact_comm_rank_size(comm, &rank, &size);
     memset(s, 0, sizeof *s);

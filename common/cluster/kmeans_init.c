@@ -195,7 +195,7 @@ static int random_init(slex_kmeans_state *st, const slex_kmeans_source *src, int
 }
 
 int slex_kmeans_initialise(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
-                    slex_error *err) {
+                           slex_error *err) {
     const int k = st->k, dim = st->dim;
     slex_kmeans_sample valid = {0}, init = {0};
     size_t nc = (size_t)k * (size_t)dim;
