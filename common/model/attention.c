@@ -34,8 +34,8 @@ void slex_softmax_forward(float *att, int64_t R, int64_t T) {
     }
 }
 
-void slex_attention_forward(float *out, float *att, int64_t att_head_stride, const float *qkv, int B, int64_t T, int C,
-                            int H) {
+void slex_attention_forward(float *out, float *att, int64_t att_head_stride, const float *qkv, const float *dropout,
+                            int B, int64_t T, int C, int H, float *scratch) {
     int hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
     for (int b = 0; b < B; b++) {
@@ -47,8 +47,56 @@ void slex_attention_forward(float *out, float *att, int64_t att_head_stride, con
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, scale, q, 3 * C, k, 3 * C, 0.0f,
                         a, (int)T);
             slex_softmax_forward(a, T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, a, (int)T, v, 3 * C,
+            const float *p = a;
+            if (dropout) {
+                const float *d = dropout + ((int64_t)b * H + h) * T * T;
+                for (int64_t i = 0; i < T * T; i++) scratch[i] = a[i] * d[i];
+                p = scratch;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, p, (int)T, v, 3 * C,
                         0.0f, y + h * hd, C);
+        }
+    }
+}
+
+/* Per head, with P the probabilities and P' = P * D after dropout, Y = P' V:
+ * dV = P'^T dY, dP = (dY V^T) * D, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+ * dK = scale dS^T Q. */
+void slex_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const float *dropout,
+                             int B, int64_t T, int C, int H, float *scratch) {
+    int hd = C / H, ld = 3 * C;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *pd = scratch, *dp = scratch + T * T;
+    for (int b = 0; b < B; b++) {
+        const float *x = qkv + (int64_t)b * T * ld, *dy = dout + (int64_t)b * T * C;
+        float *dx = dqkv + (int64_t)b * T * ld;
+        for (int h = 0; h < H; h++) {
+            const float *p = att + ((int64_t)b * H + h) * T * T;
+            const float *d = dropout ? dropout + ((int64_t)b * H + h) * T * T : NULL;
+            const float *q = x + h * hd, *k = x + C + h * hd, *v = x + 2 * C + h * hd;
+            float *dq = dx + h * hd, *dk = dx + C + h * hd, *dv = dx + 2 * C + h * hd;
+            const float *pdrop = p;
+            if (d) {
+                for (int64_t i = 0; i < T * T; i++) pd[i] = p[i] * d[i];
+                pdrop = pd;
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, pdrop, (int)T, dy + h * hd,
+                        C, 0.0f, dv, ld);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, dy + h * hd, C, v, ld, 0.0f,
+                        dp, (int)T);
+            for (int64_t i = 0; i < T; i++) {
+                float *row = dp + i * T;
+                const float *pr = p + i * T;
+                if (d)
+                    for (int64_t j = 0; j < T; j++) row[j] *= d[i * T + j];
+                double s = 0.0;
+                for (int64_t j = 0; j < T; j++) s += (double)row[j] * pr[j];
+                for (int64_t j = 0; j < T; j++) row[j] = pr[j] * (row[j] - (float)s);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, scale, dp, (int)T, k, ld, 0.0f,
+                        dq, ld);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, hd, (int)T, scale, dp, (int)T, q, ld, 0.0f,
+                        dk, ld);
         }
     }
 }

@@ -58,6 +58,63 @@ void slex_conv1d_forward(float *out, const float *inp, const float *w, const flo
         conv1d_one(out + b * To * Co, inp + b * Ti * Ci, w, bias, Ti, Ci, Co, K, S, scratch);
 }
 
+/* One utterance; the same three cases as the forward. */
+static void conv1d_backward_one(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                const float *w, int64_t Ti, int Ci, int Co, int K, int S, float *scratch) {
+    int64_t To = slex_conv_out_len(Ti, K, S);
+    int window = K * Ci;
+    if (dbias)
+        for (int64_t t = 0; t < To; t++)
+            for (int o = 0; o < Co; o++) dbias[o] += dout[t * Co + o];
+    /* dw (Co, K*Ci) += dout^T (Co, To) @ windows (To, K*Ci) */
+    if (dw && S >= K) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, window, (int)To, 1.0f, dout, Co, inp, S * Ci, 1.0f,
+                    dw, window);
+    } else if (dw && Ci < MIN_CHANNELS_PER_TAP) {
+        for (int64_t t0 = 0; t0 < To; t0 += IM2COL_ROWS) {
+            int rows = (int)(To - t0 < IM2COL_ROWS ? To - t0 : IM2COL_ROWS);
+            for (int r = 0; r < rows; r++)
+                memcpy(scratch + (int64_t)r * window, inp + (t0 + r) * S * Ci, (size_t)window * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, window, rows, 1.0f, dout + t0 * Co, Co, scratch,
+                        window, 1.0f, dw, window);
+        }
+    } else if (dw) {
+        for (int k = 0; k < K; k++)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, Ci, (int)To, 1.0f, dout, Co, inp + (int64_t)k * Ci,
+                        S * Ci, 1.0f, dw + (int64_t)k * Ci, window);
+    }
+    if (!dinp) return;
+    /* windows (To, K*Ci) of dinp += dout (To, Co) @ w (Co, K*Ci); windows overlap when S < K */
+    memset(dinp, 0, (size_t)(Ti * Ci) * sizeof(float));
+    if (S >= K) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)To, window, Co, 1.0f, dout, Co, w, window, 1.0f,
+                    dinp, S * Ci);
+    } else if (Ci < MIN_CHANNELS_PER_TAP) {
+        for (int64_t t0 = 0; t0 < To; t0 += IM2COL_ROWS) {
+            int rows = (int)(To - t0 < IM2COL_ROWS ? To - t0 : IM2COL_ROWS);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, window, Co, 1.0f, dout + t0 * Co, Co, w,
+                        window, 0.0f, scratch, window);
+            for (int r = 0; r < rows; r++) {
+                float *d = dinp + (t0 + r) * S * Ci;
+                const float *g = scratch + (int64_t)r * window;
+                for (int j = 0; j < window; j++) d[j] += g[j];
+            }
+        }
+    } else {
+        for (int k = 0; k < K; k++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)To, Ci, Co, 1.0f, dout, Co, w + (int64_t)k * Ci,
+                        window, 1.0f, dinp + (int64_t)k * Ci, S * Ci);
+    }
+}
+
+void slex_conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                          int B, int64_t Ti, int Ci, int Co, int K, int S, float *scratch) {
+    int64_t To = slex_conv_out_len(Ti, K, S);
+    for (int b = 0; b < B; b++)
+        conv1d_backward_one(dinp ? dinp + b * Ti * Ci : NULL, dw, dbias, dout + b * To * Co, inp + b * Ti * Ci, w, Ti,
+                            Ci, Co, K, S, scratch);
+}
+
 /* One utterance.  Sums run in float over blocks of ROWS frames and are carried across blocks
  * in double. */
 static void groupnorm_one(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
@@ -109,4 +166,45 @@ void slex_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
                             int B, int64_t T, int C, float eps) {
     for (int i = 0; i < B; i++)
         groupnorm_one(out + i * T * C, mean + (int64_t)i * C, rstd + (int64_t)i * C, inp + i * T * C, w, b, T, C, eps);
+}
+
+/* One utterance, channels in blocks: per channel n = (x - mean) rstd, dn = dout w,
+ * dx = rstd (dn - mean_t(dn) - n mean_t(dn n)), dw += sum_t dout n, db += sum_t dout. */
+static void groupnorm_backward_one(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                   const float *w, const float *mean, const float *rstd, int64_t T, int C) {
+    enum { BLOCK = 256 };
+    for (int c0 = 0; c0 < C; c0 += BLOCK) {
+        int nc = C - c0 < BLOCK ? C - c0 : BLOCK;
+        double sdn[BLOCK] = {0}, sdnn[BLOCK] = {0}, sdo[BLOCK] = {0}, sdon[BLOCK] = {0};
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = inp + t * C + c0, *g = dout + t * C + c0;
+            for (int c = 0; c < nc; c++) {
+                double n = ((double)x[c] - mean[c0 + c]) * rstd[c0 + c], dn = (double)g[c] * w[c0 + c];
+                sdn[c] += dn;
+                sdnn[c] += dn * n;
+                sdo[c] += g[c];
+                sdon[c] += g[c] * n;
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            if (dw) dw[c0 + c] += (float)sdon[c];
+            if (db) db[c0 + c] += (float)sdo[c];
+        }
+        if (!dinp) continue;
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = inp + t * C + c0, *g = dout + t * C + c0;
+            float *d = dinp + t * C + c0;
+            for (int c = 0; c < nc; c++) {
+                double n = ((double)x[c] - mean[c0 + c]) * rstd[c0 + c], dn = (double)g[c] * w[c0 + c];
+                d[c] = (float)(rstd[c0 + c] * (dn - sdn[c] / (double)T - n * sdnn[c] / (double)T));
+            }
+        }
+    }
+}
+
+void slex_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int B, int64_t T, int C) {
+    for (int i = 0; i < B; i++)
+        groupnorm_backward_one(dinp ? dinp + i * T * C : NULL, dw, db, dout + i * T * C, inp + i * T * C, w,
+                               mean + (int64_t)i * C, rstd + (int64_t)i * C, T, C);
 }

@@ -18,9 +18,20 @@ int64_t slex_conv1d_scratch_floats(int Ci, int K, int S);
 void slex_conv1d_forward(float *out, const float *inp, const float *w, const float *bias, int B, int64_t Ti, int Ci,
                          int Co, int K, int S, float *scratch);
 
+/* Backward of slex_conv1d_forward for dout (B, To, Co): dinp (B, Ti, Ci) is written (samples
+ * past the last window get 0), dw (Co, K, Ci) and dbias (Co) accumulate.  A NULL gradient is
+ * not computed (NULL dw: a frozen weight; NULL dinp: nothing below needs it). */
+void slex_conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                          int B, int64_t Ti, int Ci, int Co, int K, int S, float *scratch);
+
 /* GroupNorm with one group per channel: each channel of each utterance normalised over its T
  * frames.  out (B, T, C), mean (B, C), rstd (B, C), inp (B, T, C), w/b (C); out may alias inp. */
 void slex_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int B, int64_t T, int C, float eps);
+
+/* Backward of slex_groupnorm_forward, from its inp, w, mean and rstd: dinp (B, T, C) written
+ * (may alias dout), dw/db (C) accumulate; NULL gradients are skipped. */
+void slex_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int B, int64_t T, int C);
 
 #endif

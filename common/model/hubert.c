@@ -340,7 +340,7 @@ static int64_t forward_chunk(slex_hubert *m, int64_t n, int layer, float *out) {
             /* pre-LN: res1 = x + attn(LN1(x)); res2 = res1 + ffn(LN2(res1)) */
             slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1_w, ln1_b, T, C, c->layer_norm_eps);
             slex_linear_forward(qkv, ln1, qkv_w, qkv_b, T, C, 3 * C);
-            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, 1, T, C, H);
+            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, 1, T, C, H, NULL);
             slex_linear_forward(attproj, atty, attproj_w, attproj_b, T, C, C);
             slex_residual_forward(res1, x, attproj, T * C);
             slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res1, ln2_w, ln2_b, T, C, c->layer_norm_eps);
@@ -352,7 +352,7 @@ static int64_t forward_chunk(slex_hubert *m, int64_t n, int layer, float *out) {
         } else {
             /* post-LN: ln1 = LN1(x + attn(x)); ln2 = LN2(ln1 + ffn(ln1)) */
             slex_linear_forward(qkv, x, qkv_w, qkv_b, T, C, 3 * C);
-            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, 1, T, C, H);
+            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, 1, T, C, H, NULL);
             slex_linear_forward(attproj, atty, attproj_w, attproj_b, T, C, C);
             slex_residual_forward(res1, x, attproj, T * C);
             slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, res1, ln1_w, ln1_b, T, C, c->layer_norm_eps);

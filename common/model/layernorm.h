@@ -10,4 +10,9 @@
 void slex_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int64_t N, int C, float eps);
 
+/* Backward from the forward's inp, w, mean and rstd: dinp (N, C) written (may alias dout),
+ * dw/db (C) accumulate; NULL gradients are skipped (NULL dw and db: a frozen norm). */
+void slex_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int64_t N, int C);
+
 #endif

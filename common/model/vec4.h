@@ -59,4 +59,11 @@ static inline v4f v4_erf(v4f x) {
 /* Exact (erf) GELU; NaN through the outer factor x. */
 static inline v4f v4_gelu(v4f x) { return 0.5f * x * (1.0f + v4_erf(x * (float)M_SQRT1_2)); }
 
+/* GELU'(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
+static inline v4f v4_gelu_grad(v4f x) {
+    const float inv_sqrt_2pi = 0.398942280401432678f;
+    v4f cdf = 0.5f * (1.0f + v4_erf(x * (float)M_SQRT1_2));
+    return cdf + x * inv_sqrt_2pi * v4_exp_nonpos(-0.5f * x * x);
+}
+
 #endif

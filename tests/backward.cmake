@@ -1,0 +1,5 @@
+# Backward kernels of common/model against finite differences of double-precision references.
+add_executable(test_backward tests/test_backward.c)
+target_link_libraries(test_backward PRIVATE slexcommon)
+add_test(NAME backward COMMAND test_backward)
+set_tests_properties(backward PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1" LABELS unit)
