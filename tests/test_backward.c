@@ -101,6 +101,14 @@ static void check_grad(const char *what, loss_ctx *l, double *x, int64_t n, cons
     fprintf(stderr, "  %-44s rel err %.2e\n", what, rel);
 }
 
+/* check_grad for "<what> <part>". */
+static void check_part(const char *what, const char *part, loss_ctx *l, double *x, int64_t n, const float *g,
+                        float offset) {
+    char name[160];
+    snprintf(name, sizeof name, "%s %s", what, part);
+    check_grad(name, l, x, n, g, offset);
+}
+
 /* The float forward out agrees with the double reference. */
 static void check_forward(const char *what, loss_ctx *l, const float *out) {
     l->f(l->ctx, l->out);
@@ -154,14 +162,10 @@ static void test_conv1d(int Ci, int Co, int K, int S, int64_t Ti, const char *wh
     slex_conv1d_backward(dinp, dw, db, R, inp, w, B, Ti, Ci, Co, K, S, scratch);
     conv_ref c = {B, Ci, Co, K, S, Ti, To, to_double(inp, ni), to_double(w, nw), to_double(bias, Co)};
     loss_ctx l = {conv_ref_fn, &c, no, R, malloc((size_t)no * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dinp", what);
-    check_grad(name, &l, c.inp, ni, dinp, 0.0f);
-    snprintf(name, sizeof name, "%s dw", what);
-    check_grad(name, &l, c.w, nw, dw, ACCUM);
-    snprintf(name, sizeof name, "%s dbias", what);
-    check_grad(name, &l, c.bias, Co, db, ACCUM);
+    check_part(what, "dinp", &l, c.inp, ni, dinp, 0.0f);
+    check_part(what, "dw", &l, c.w, nw, dw, ACCUM);
+    check_part(what, "dbias", &l, c.bias, Co, db, ACCUM);
     /* NULL weight gradients (a frozen conv) leave the input gradient as it was. */
     float *dinp2 = filled(ni, GARBAGE);
     slex_conv1d_backward(dinp2, NULL, NULL, R, inp, w, B, Ti, Ci, Co, K, S, scratch);
@@ -218,14 +222,10 @@ static void test_norm(int group) {
     }
     norm_ref n = {B, C, group, T, to_double(inp, N), to_double(w, C), to_double(b, C), eps};
     loss_ctx l = {norm_ref_fn, &n, N, R, malloc((size_t)N * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dinp", what);
-    check_grad(name, &l, n.inp, N, dinp, 0.0f);
-    snprintf(name, sizeof name, "%s dw", what);
-    check_grad(name, &l, n.w, C, dw, ACCUM);
-    snprintf(name, sizeof name, "%s db", what);
-    check_grad(name, &l, n.b, C, db, ACCUM);
+    check_part(what, "dinp", &l, n.inp, N, dinp, 0.0f);
+    check_part(what, "dw", &l, n.w, C, dw, ACCUM);
+    check_part(what, "db", &l, n.b, C, db, ACCUM);
     /* In place: dinp may alias dout. */
     float *inplace = malloc((size_t)N * sizeof(float));
     memcpy(inplace, R, (size_t)N * sizeof(float));
@@ -267,10 +267,8 @@ static void test_pointwise(int dropout) {
     }
     pointwise_ref r = {n, to_double(inp, n), dropout ? mask : NULL};
     loss_ctx l = {pointwise_ref_fn, &r, n, R, malloc((size_t)n * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dinp", what);
-    check_grad(name, &l, r.inp, n, dinp, 0.0f);
+    check_part(what, "dinp", &l, r.inp, n, dinp, 0.0f);
     free(inp), free(R), free(out), free(dinp), free(mask), free(r.inp), free(l.out);
 }
 
@@ -328,26 +326,20 @@ static void test_linear(int lora) {
     linear_ref L = {N, IC, OC, r, s, to_double(inp, N * IC), to_double(w, (int64_t)OC * IC), to_double(bias, OC),
                     lora ? to_double(A, (int64_t)r * IC) : NULL, lora ? to_double(B, (int64_t)OC * r) : NULL};
     loss_ctx l = {linear_ref_fn, &L, N * OC, R, malloc((size_t)(N * OC) * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dinp", what);
-    check_grad(name, &l, L.inp, N * IC, dinp, 0.0f);
-    snprintf(name, sizeof name, "%s dbias", what);
-    check_grad(name, &l, L.bias, OC, db, ACCUM);
+    check_part(what, "dinp", &l, L.inp, N * IC, dinp, 0.0f);
+    check_part(what, "dbias", &l, L.bias, OC, db, ACCUM);
     if (lora) {
         CHECK(all_equal(dw, (int64_t)OC * IC, ACCUM), "%s: a frozen weight got a gradient", what);
-        snprintf(name, sizeof name, "%s dA", what);
-        check_grad(name, &l, L.A, (int64_t)r * IC, dA, ACCUM);
-        snprintf(name, sizeof name, "%s dB", what);
-        check_grad(name, &l, L.B, (int64_t)OC * r, dB, ACCUM);
+        check_part(what, "dA", &l, L.A, (int64_t)r * IC, dA, ACCUM);
+        check_part(what, "dB", &l, L.B, (int64_t)OC * r, dB, ACCUM);
         /* Columns outside the slice are untouched. */
         int outside = 1;
         for (int64_t t = 0; t < N; t++)
             outside &= all_equal(wide + t * ldo, OC, GARBAGE) && all_equal(wide + t * ldo + 2 * OC, OC, GARBAGE);
         CHECK(outside, "%s: wrote outside its column slice", what);
     } else {
-        snprintf(name, sizeof name, "%s dw", what);
-        check_grad(name, &l, L.w, (int64_t)OC * IC, dw, ACCUM);
+        check_part(what, "dw", &l, L.w, (int64_t)OC * IC, dw, ACCUM);
     }
     free(inp), free(w), free(bias), free(A), free(B), free(h), free(dh), free(R), free(out), free(wide), free(dwide);
     free(dinp), free(dw), free(db), free(dA), free(dB), free(L.inp), free(L.w), free(L.bias), free(L.A), free(L.B);
@@ -406,10 +398,8 @@ static void test_attention(int dropout) {
     slex_attention_backward(dqkv, R, qkv, att, dropout ? mask : NULL, B, T, C, H, scratch);
     att_ref a = {B, C, H, T, to_double(qkv, nqkv), dropout ? mask : NULL};
     loss_ctx l = {att_ref_fn, &a, no, R, malloc((size_t)no * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dqkv", what);
-    check_grad(name, &l, a.qkv, nqkv, dqkv, 0.0f);
+    check_part(what, "dqkv", &l, a.qkv, nqkv, dqkv, 0.0f);
     free(qkv), free(R), free(out), free(att), free(scratch), free(dqkv), free(mask), free(a.qkv), free(l.out);
 }
 
@@ -464,16 +454,11 @@ static void test_posconv(int K, int64_t T, int C) {
     slex_weightnorm_backward(dg, dv, dw, g, v, C, Cg, K);
     pos_ref r = {B, C, K, G, T, to_double(inp, n), to_double(g, K), to_double(v, nv), to_double(bias, C)};
     loss_ctx l = {pos_ref_fn, &r, n, R, malloc((size_t)n * sizeof(double))};
-    char name[128];
     check_forward(what, &l, out);
-    snprintf(name, sizeof name, "%s dinp", what);
-    check_grad(name, &l, r.inp, n, dinp, 0.0f);
-    snprintf(name, sizeof name, "%s dbias", what);
-    check_grad(name, &l, r.bias, C, db, ACCUM);
-    snprintf(name, sizeof name, "%s dg (weight norm)", what);
-    check_grad(name, &l, r.g, K, dg, ACCUM);
-    snprintf(name, sizeof name, "%s dv (weight norm)", what);
-    check_grad(name, &l, r.v, nv, dv, ACCUM);
+    check_part(what, "dinp", &l, r.inp, n, dinp, 0.0f);
+    check_part(what, "dbias", &l, r.bias, C, db, ACCUM);
+    check_part(what, "dg (weight norm)", &l, r.g, K, dg, ACCUM);
+    check_part(what, "dv (weight norm)", &l, r.v, nv, dv, ACCUM);
     free(inp), free(g), free(v), free(bias), free(R), free(out), free(w), free(dw), free(dinp), free(db), free(dg);
     free(dv), free(scratch), free(r.inp), free(r.g), free(r.v), free(r.bias), free(l.out);
 }
