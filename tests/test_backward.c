@@ -25,6 +25,7 @@
 #include "check.h"
 #include "model/attention.h"
 #include "model/conv.h"
+#include "model/hubert.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
 #include "model/posconv.h"
@@ -484,7 +485,185 @@ static void test_nan(void) {
     CHECK(isnan(wn[0]) && isnan(wn[2]) && !isnan(wn[1]), "weight norm: a NaN in v makes its tap NaN");
 }
 
-int main(void) {
+/* ---- the whole model --------------------------------------------------------------------------
+ * The forward is float, so the finite differences are directional (gradcheck-style): for each
+ * tensor of the HF table (and each LoRA A and B) a random +-1 direction v at the tensor's own
+ * RMS, central differences of L = sum(R * out) + sum(Q * features) (in double) at steps
+ * h = 1e-2 and 2h along v, extrapolated (Richardson, error O(h^4)), against sum(grad * v).
+ * The float forward's rounding puts ~5e-5 of noise on a directional derivative (measured: the
+ * k_proj biases, whose true gradient is 0, read up to 5e-5), so the error is taken relative to
+ * max(|fd|, 5e-2) and must be <= 1e-2; measured <= 2.5e-3.  The kernels themselves are checked
+ * to 1e-5 above; what this checks is the wiring, where a missed residual or a gradient taken at
+ * the wrong activation gives errors of order 1 (and a wrong last frame of 18, ~5e-2). */
+
+#define MODEL_TOL 1e-2
+#define MODEL_STEP 1e-2
+#define MODEL_FLOOR 5e-2
+#define MODEL_B 2
+#define MODEL_N 400
+
+typedef struct {
+    slex_hubert *m;
+    const float *wave, *R, *Q;
+    slex_hubert_batch batch;
+    int64_t n_out, n_feat;
+    float *out;
+} model_case;
+
+static double model_loss(model_case *mc) {
+    slex_error err = {{0}};
+    int rc = slex_hubert_forward_train(mc->m, mc->wave, &mc->batch, mc->out, &err);
+    CHECK(rc == 0, "training forward: %s", err.msg);
+    const float *feat = slex_hubert_get_acts(mc->m)->conv_gelu[slex_hubert_get_config(mc->m)->num_conv - 1];
+    double s = 0.0;
+    for (int64_t i = 0; i < mc->n_out; i++) s += (double)mc->R[i] * mc->out[i];
+    for (int64_t i = 0; i < mc->n_feat; i++) s += (double)mc->Q[i] * feat[i];
+    return s;
+}
+
+/* Directional check of grad (minus `offset`, scaled by 1/scale) for the n floats at x. */
+static void check_direction(const char *what, model_case *mc, float *x, const float *grad, int64_t n, float offset,
+                            double scale) {
+    double rms = 0.0;
+    for (int64_t i = 0; i < n; i++) rms += (double)x[i] * x[i];
+    rms = sqrt(rms / (double)n);
+    if (rms < 1e-3) rms = 0.1;
+    float *save = malloc((size_t)n * sizeof(float)), *v = malloc((size_t)n * sizeof(float));
+    memcpy(save, x, (size_t)n * sizeof(float));
+    double an = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = (float)((uniform() < 0.5 ? -1.0 : 1.0) * rms);
+        an += ((double)grad[i] - offset) / scale * v[i];
+    }
+    /* Central differences at h and 2h, extrapolated (Richardson): error O(h^4). */
+    double d[2];
+    for (int k = 0; k < 2; k++) {
+        double step = MODEL_STEP * (k + 1);
+        for (int64_t i = 0; i < n; i++) x[i] = (float)(save[i] + step * v[i]);
+        double lp = model_loss(mc);
+        for (int64_t i = 0; i < n; i++) x[i] = (float)(save[i] - step * v[i]);
+        double lm = model_loss(mc);
+        d[k] = (lp - lm) / (2 * step);
+    }
+    memcpy(x, save, (size_t)n * sizeof(float));
+    double fd = (4 * d[0] - d[1]) / 3, rel = fabs(an - fd) / fmax(fabs(fd), MODEL_FLOOR);
+    CHECK(rel <= MODEL_TOL, "%s: directional derivative %.6g, backward %.6g (rel %.3g)", what, fd, an, rel);
+    if (rel > 1e-4 || getenv("SLEX_TEST_VERBOSE"))
+        fprintf(stderr, "  %-58s fd %+.5e rel %.1e\n", what, fd, rel);
+    free(save);
+    free(v);
+}
+
+typedef enum { FULL, LORA } train_mode;
+
+/* One configuration: the fixture model `variant`, in full or LoRA mode, with a mask, one
+ * layer dropped (full mode) and feature_grad_mult 0.5 with a feature-penalty gradient. */
+static void test_model_backward(const char *data, const char *variant, train_mode mode) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", data, variant);
+    slex_hubert_load_options o;
+    slex_hubert_load_options_default(&o);
+    o.keep_activations = 1;
+    o.keep_cnn_activations = mode == FULL;
+    o.max_batch = MODEL_B;
+    o.max_chunk_samples = MODEL_N;
+    slex_error err = {{0}};
+    slex_hubert *m = slex_hubert_load(dir, &o, &err);
+    CHECK(m != NULL, "%s: %s", dir, err.msg);
+    if (!m) return;
+    const slex_hubert_config *c = slex_hubert_get_config(m);
+    int C = c->hidden_size, L = c->num_hidden_layers, Cf = c->conv_dim[c->num_conv - 1];
+    int64_t T = slex_hubert_chunk_frames(m, MODEL_N), BT = MODEL_B * T;
+    float *wave = rand_floats(MODEL_B * MODEL_N, -0.5, 0.5), *R = rand_floats(BT * C, -1, 1);
+    float *Q = rand_floats(BT * Cf, -0.1, 0.1), *out = filled(BT * C, 0.0f);
+    uint8_t *mask = calloc((size_t)BT, 1), *skip = calloc((size_t)L, 1);
+    for (int64_t t = 0; t < BT; t++) mask[t] = t % 3 == 1;
+    if (mode == FULL) skip[1] = 1; /* layerdrop: layer 1 is left out */
+    /* Random mask embedding (the fixtures have zeros). */
+    slex_hubert_params *p = slex_hubert_get_params(m);
+    for (int i = 0; i < C; i++) p->mask_emb[i] = (float)(uniform() - 0.5);
+    /* LoRA mode: adapters on q, v, out and fc1 of the last layer and k of layer 1, rsLoRA. */
+    int r = 3;
+    slex_hubert_lora_site *sites = calloc((size_t)L * SLEX_HUBERT_LINEARS, sizeof *sites);
+    float *lora_mem = NULL, *lora_grad = NULL;
+    int64_t lora_n = 0;
+    static const struct {
+        int layer_from_top, which;
+    } adapted[] = {{0, SLEX_HUBERT_Q}, {0, SLEX_HUBERT_V}, {0, SLEX_HUBERT_OUT}, {0, SLEX_HUBERT_FC1}, {1, SLEX_HUBERT_K}};
+    int n_adapted = mode == LORA ? (int)(sizeof adapted / sizeof adapted[0]) : 0;
+    int64_t per = 0;
+    for (int k = 0; k < n_adapted; k++) {
+        int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
+        per += (int64_t)r * in + (int64_t)outd * r;
+    }
+    lora_n = per;
+    lora_mem = rand_floats(lora_n, -0.3, 0.3);
+    lora_grad = filled(lora_n, ACCUM);
+    int64_t off = 0;
+    for (int k = 0; k < n_adapted; k++) {
+        slex_hubert_lora_site *s = &sites[(int64_t)(L - 1 - adapted[k].layer_from_top) * SLEX_HUBERT_LINEARS +
+                                          adapted[k].which];
+        int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
+        *s = (slex_hubert_lora_site){.A = lora_mem + off, .dA = lora_grad + off, .scale = (float)(8.0 / sqrt(r)), .r = r};
+        off += (int64_t)r * in;
+        s->B = lora_mem + off;
+        s->dB = lora_grad + off;
+        off += (int64_t)outd * r;
+    }
+    model_case mc = {m, wave, R, Q, {.B = MODEL_B, .N = MODEL_N, .mask = mask, .skip_layer = skip,
+                                     .lora = mode == LORA ? sites : NULL}, BT * C, BT * Cf, out};
+    /* Gradients: every tensor in full mode; LoRA mode trains only the adapters and mask_emb. */
+    slex_hubert_params g;
+    int64_t ng = slex_hubert_params_layout(c, NULL, NULL);
+    float *gmem = filled(ng, ACCUM);
+    slex_hubert_params_layout(c, gmem, &g);
+    if (mode == LORA) {
+        float *keep_mask = g.mask_emb;
+        memset(&g, 0, sizeof g);
+        g.mask_emb = keep_mask;
+    }
+    float mult = mode == FULL ? 0.5f : 0.0f;
+    model_loss(&mc);
+    int rc = slex_hubert_backward(m, R, Q, mult, &g, &err);
+    CHECK(rc == 0, "%s: backward: %s", variant, err.msg);
+    int n = slex_hubert_tensors(c, p, NULL);
+    slex_hubert_tensor *pt = malloc((size_t)n * sizeof *pt), *gt = malloc((size_t)n * sizeof *gt);
+    slex_hubert_tensors(c, p, pt);
+    slex_hubert_tensors(c, &g, gt);
+    char what[200];
+    for (int i = 0; i < n; i++) {
+        if (!gt[i].data) continue;
+        snprintf(what, sizeof what, "%s %s %s", variant, mode == FULL ? "full" : "lora", pt[i].name);
+        if (pt[i].layer == 1 && mode == FULL) {
+            CHECK(all_equal(gt[i].data, gt[i].numel, ACCUM), "%s: a dropped layer got a gradient", what);
+            continue;
+        }
+        /* The CNN's gradient is scaled by feature_grad_mult (fairseq's GradMultiply). */
+        int cnn = strncmp(pt[i].name, "feature_extractor.", 18) == 0;
+        /* Conv weights are re-laid out in memory; a direction over the same floats is the same. */
+        check_direction(what, &mc, pt[i].data, gt[i].data, pt[i].numel, ACCUM, cnn ? mult : 1.0);
+    }
+    for (int k = 0; k < n_adapted; k++) {
+        slex_hubert_lora_site *s = &sites[(int64_t)(L - 1 - adapted[k].layer_from_top) * SLEX_HUBERT_LINEARS +
+                                          adapted[k].which];
+        int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
+        snprintf(what, sizeof what, "%s lora layer %d linear %d A", variant, L - 1 - adapted[k].layer_from_top,
+                 adapted[k].which);
+        check_direction(what, &mc, (float *)s->A, s->dA, (int64_t)r * in, ACCUM, 1.0);
+        snprintf(what, sizeof what, "%s lora layer %d linear %d B", variant, L - 1 - adapted[k].layer_from_top,
+                 adapted[k].which);
+        check_direction(what, &mc, (float *)s->B, s->dB, (int64_t)outd * r, ACCUM, 1.0);
+    }
+    free(pt), free(gt), free(gmem), free(wave), free(R), free(Q), free(out), free(mask), free(skip), free(sites);
+    free(lora_mem), free(lora_grad);
+    slex_hubert_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_backward MODEL_DATA_DIR (tests/data/model)\n");
+        return 2;
+    }
     test_conv1d(3, 5, 4, 2, 23, "conv1d im2col (2, 23, 3) k4 s2");
     test_conv1d(3, 5, 2, 3, 20, "conv1d stride>=kernel (2, 20, 3) k2 s3");
     test_conv1d(33, 5, 3, 2, 9, "conv1d per tap (2, 9, 33) k3 s2");
@@ -501,5 +680,9 @@ int main(void) {
     test_posconv(5, 9, 8);
     test_posconv(4, 517, 4);
     test_nan();
+    test_model_backward(argv[1], "post_ln_group", FULL);
+    test_model_backward(argv[1], "pre_ln_layer", FULL);
+    test_model_backward(argv[1], "post_ln_group", LORA);
+    test_model_backward(argv[1], "pre_ln_layer", LORA);
     return check_finish("test_backward");
 }

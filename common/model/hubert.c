@@ -31,7 +31,19 @@ struct slex_hubert {
     slex_hubert_acts acts;
     float *acts_memory;
     int64_t max_samples;                 /* activations are sized for this many samples */
+    int max_batch;                       /* ... and this many utterances */
     int64_t scratch_floats;
+    /* With keep_activations: gradient buffers of the backward (in the activation allocation),
+     * the input of every layer in the last training forward, and that forward's batch. */
+    float *dx, *dy, *dz;                 /* (B, T, max(C, Cf)) */
+    float *dqkv, *dffn;                  /* (B, T, 3C), (B, T, F) */
+    float *datt;                         /* 2 T*T attention backward scratch */
+    float *dposw;                        /* (C, Kp, Cg) positional conv effective weight gradient */
+    float *dconv[2];                     /* (B, T_i, C_i) CNN gradients, with keep_cnn_activations */
+    const float **layer_in;              /* (L) */
+    const float *top_in;                 /* input of the pre-LN final LayerNorm */
+    slex_hubert_batch batch;
+    int64_t T;                           /* frames of the last training forward; 0: none */
 };
 
 #define T slex_hubert_load_options
@@ -46,6 +58,9 @@ static const slex_option load_rows[] = {
     {SLEX_OPT_FLAG_FIELD(T, ignore_unexpected), .name = "ignore-unexpected", .param = "ignore_unexpected",
      .help = "skip checkpoint tensors HubertModel does not use (e.g. HubertForCTC's lm_head)"},
     {SLEX_OPT_FLAG_FIELD(T, keep_activations), .name = "keep-activations", .flags = SLEX_OPTF_INTERNAL},
+    {SLEX_OPT_FLAG_FIELD(T, keep_cnn_activations), .name = "keep-cnn-activations", .flags = SLEX_OPTF_INTERNAL},
+    {SLEX_OPT_INT_FIELD(T, max_batch), .name = "max-batch", .def = 1, .min = 1, .max = 1 << 20,
+     .flags = SLEX_OPTF_INTERNAL},
 };
 #undef T
 const slex_option_table slex_hubert_load_option_table = SLEX_OPTION_TABLE(load_rows);
@@ -128,15 +143,17 @@ static float *alloc_params(slex_hubert *m) {
 static float *alloc_acts(slex_hubert *m, int64_t N) {
     const slex_hubert_config *c = &m->cfg;
     slex_hubert_acts *a = &m->acts;
-    int keep = m->opts.keep_activations;
+    int keep = m->opts.keep_activations, keep_cnn = keep && m->opts.keep_cnn_activations;
+    int64_t B = keep ? m->max_batch : 1;
     int64_t C = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads;
     int64_t Lk = keep ? c->num_hidden_layers : 1, Hk = keep ? H : 1;
     int64_t T = slex_hubert_chunk_frames(m, N), Cf = c->conv_dim[c->num_conv - 1];
-    int64_t len[SLEX_HUBERT_MAX_CONV], ping = 0, pong = 0, scratch = 0;
+    int64_t Kp = c->num_conv_pos_embeddings, Cg = C / c->num_conv_pos_embedding_groups;
+    int64_t len[SLEX_HUBERT_MAX_CONV], ping = 0, pong = 0, scratch = 0, conv_max = 0;
     float *conv_ping = NULL, *conv_pong = NULL;
     slot s[MAX_SLOTS];
     int n = 0;
-    s[n++] = (slot){&a->wave, N};
+    s[n++] = (slot){&a->wave, B * N};
     int64_t tin = N;
     for (int i = 0; i < c->num_conv; i++) {
         int64_t cin = i ? c->conv_dim[i - 1] : 1, cout = c->conv_dim[i];
@@ -144,61 +161,75 @@ static float *alloc_acts(slex_hubert *m, int64_t N) {
         len[i] = slex_conv_out_len(tin, c->conv_kernel[i], c->conv_stride[i]);
         int64_t need = slex_conv1d_scratch_floats((int)cin, c->conv_kernel[i], c->conv_stride[i]);
         scratch = need > scratch ? need : scratch;
-        if (keep) {
-            s[n++] = (slot){&a->conv_out[i], len[i] * cout};
-            s[n++] = (slot){&a->conv_norm[i], has_norm ? len[i] * cout : 0};
-            s[n++] = (slot){&a->conv_gelu[i], len[i] * cout};
+        conv_max = B * len[i] * cout > conv_max ? B * len[i] * cout : conv_max;
+        if (keep_cnn) {
+            s[n++] = (slot){&a->conv_out[i], B * len[i] * cout};
+            s[n++] = (slot){&a->conv_norm[i], has_norm ? B * len[i] * cout : 0};
+            s[n++] = (slot){&a->conv_gelu[i], B * len[i] * cout};
         } else if (i % 2 == 0) {
-            ping = len[i] * cout > ping ? len[i] * cout : ping;
+            ping = B * len[i] * cout > ping ? B * len[i] * cout : ping;
         } else {
-            pong = len[i] * cout > pong ? len[i] * cout : pong;
+            pong = B * len[i] * cout > pong ? B * len[i] * cout : pong;
         }
         int64_t stats = !has_norm ? 0 : c->feat_extract_norm == SLEX_FEAT_NORM_GROUP ? cout : len[i];
-        s[n++] = (slot){&a->conv_norm_mean[i], stats};
-        s[n++] = (slot){&a->conv_norm_rstd[i], stats};
+        s[n++] = (slot){&a->conv_norm_mean[i], B * stats};
+        s[n++] = (slot){&a->conv_norm_rstd[i], B * stats};
         tin = len[i];
     }
-    if (!keep) {
+    if (!keep_cnn) {
         s[n++] = (slot){&conv_ping, ping};
         s[n++] = (slot){&conv_pong, pong};
     }
     int64_t pos_scratch = slex_posconv_scratch_floats((int)C, c->num_conv_pos_embeddings, c->num_conv_pos_embedding_groups);
     scratch = pos_scratch > scratch ? pos_scratch : scratch;
-    s[n++] = (slot){&a->proj_ln, keep && c->feat_proj_layer_norm ? T * Cf : 0};
-    s[n++] = (slot){&a->proj_ln_mean, c->feat_proj_layer_norm ? T : 0};
-    s[n++] = (slot){&a->proj_ln_rstd, c->feat_proj_layer_norm ? T : 0};
-    s[n++] = (slot){&a->proj, T * C};
-    s[n++] = (slot){&a->pos_conv, T * C};
-    s[n++] = (slot){&a->enc_in, T * C};
-    s[n++] = (slot){&a->enc_ln, T * C};
-    s[n++] = (slot){&a->enc_ln_mean, T};
-    s[n++] = (slot){&a->enc_ln_rstd, T};
-    s[n++] = (slot){&a->ln1, Lk * T * C};
-    s[n++] = (slot){&a->ln1_mean, Lk * T};
-    s[n++] = (slot){&a->ln1_rstd, Lk * T};
-    s[n++] = (slot){&a->qkv, Lk * T * 3 * C};
-    s[n++] = (slot){&a->att, Lk * Hk * T * T};
-    s[n++] = (slot){&a->atty, Lk * T * C};
-    s[n++] = (slot){&a->attproj, Lk * T * C};
-    s[n++] = (slot){&a->res1, Lk * T * C};
-    s[n++] = (slot){&a->ln2, Lk * T * C};
-    s[n++] = (slot){&a->ln2_mean, Lk * T};
-    s[n++] = (slot){&a->ln2_rstd, Lk * T};
-    s[n++] = (slot){&a->fch, Lk * T * F};
-    s[n++] = (slot){&a->fch_gelu, keep ? Lk * T * F : 0};
-    s[n++] = (slot){&a->fcproj, Lk * T * C};
-    s[n++] = (slot){&a->res2, Lk * T * C};
+    /* Attention dropout needs one (T, T) product buffer. */
+    if (keep) scratch = T * T > scratch ? T * T : scratch;
+    int64_t BT = B * T, Cmax = C > Cf ? C : Cf;
+    s[n++] = (slot){&a->proj_ln, keep && c->feat_proj_layer_norm ? BT * Cf : 0};
+    s[n++] = (slot){&a->proj_ln_mean, c->feat_proj_layer_norm ? BT : 0};
+    s[n++] = (slot){&a->proj_ln_rstd, c->feat_proj_layer_norm ? BT : 0};
+    s[n++] = (slot){&a->proj, BT * C};
+    s[n++] = (slot){&a->pos_conv, BT * C};
+    s[n++] = (slot){&a->enc_in, BT * C};
+    s[n++] = (slot){&a->enc_ln, BT * C};
+    s[n++] = (slot){&a->enc_ln_mean, BT};
+    s[n++] = (slot){&a->enc_ln_rstd, BT};
+    s[n++] = (slot){&a->ln1, Lk * BT * C};
+    s[n++] = (slot){&a->ln1_mean, Lk * BT};
+    s[n++] = (slot){&a->ln1_rstd, Lk * BT};
+    s[n++] = (slot){&a->qkv, Lk * BT * 3 * C};
+    s[n++] = (slot){&a->att, Lk * Hk * B * T * T};
+    s[n++] = (slot){&a->atty, Lk * BT * C};
+    s[n++] = (slot){&a->attproj, Lk * BT * C};
+    s[n++] = (slot){&a->res1, Lk * BT * C};
+    s[n++] = (slot){&a->ln2, Lk * BT * C};
+    s[n++] = (slot){&a->ln2_mean, Lk * BT};
+    s[n++] = (slot){&a->ln2_rstd, Lk * BT};
+    s[n++] = (slot){&a->fch, Lk * BT * F};
+    s[n++] = (slot){&a->fch_gelu, keep ? Lk * BT * F : 0};
+    s[n++] = (slot){&a->fcproj, Lk * BT * C};
+    s[n++] = (slot){&a->res2, Lk * BT * C};
     s[n++] = (slot){&a->scratch, scratch};
+    s[n++] = (slot){&m->dx, keep ? BT * Cmax : 0};
+    s[n++] = (slot){&m->dy, keep ? BT * Cmax : 0};
+    s[n++] = (slot){&m->dz, keep ? BT * Cmax : 0};
+    s[n++] = (slot){&m->dqkv, keep ? BT * 3 * C : 0};
+    s[n++] = (slot){&m->dffn, keep ? BT * F : 0};
+    s[n++] = (slot){&m->datt, keep ? 2 * T * T : 0};
+    s[n++] = (slot){&m->dposw, keep ? C * Kp * Cg : 0};
+    s[n++] = (slot){&m->dconv[0], keep_cnn ? conv_max : 0};
+    s[n++] = (slot){&m->dconv[1], keep_cnn ? conv_max : 0};
     int64_t total;
     float *mem = alloc_slots(s, n, &total);
     if (!mem) return NULL;
     m->scratch_floats = scratch;
-    /* Without keep_activations the norm and GELU of each conv run in place and consecutive
-     * convs alternate between two buffers; the projection LN and the FFN GELU run in place. */
+    /* Without keep_cnn_activations the norm and GELU of each conv run in place and consecutive
+     * convs alternate between two buffers; without keep_activations the projection LN and the
+     * FFN GELU run in place too. */
     for (int i = 0; i < c->num_conv; i++) {
         int has_norm = c->feat_extract_norm == SLEX_FEAT_NORM_LAYER || i == 0;
-        if (!keep) a->conv_out[i] = a->conv_gelu[i] = i % 2 == 0 ? conv_ping : conv_pong;
-        a->conv_norm[i] = has_norm ? (keep ? a->conv_norm[i] : a->conv_out[i]) : a->conv_out[i];
+        if (!keep_cnn) a->conv_out[i] = a->conv_gelu[i] = i % 2 == 0 ? conv_ping : conv_pong;
+        a->conv_norm[i] = has_norm ? (keep_cnn ? a->conv_norm[i] : a->conv_out[i]) : a->conv_out[i];
     }
     if (!keep) {
         a->proj_ln = c->feat_proj_layer_norm ? a->conv_gelu[c->num_conv - 1] : NULL;
@@ -212,6 +243,7 @@ void slex_hubert_free(slex_hubert *m) {
     free(m->params_memory);
     free(m->pos_conv_w);
     free(m->acts_memory);
+    free(m->layer_in);
     free(m);
 }
 
@@ -255,8 +287,10 @@ slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *o
     slex_weightnorm_forward(m->pos_conv_w, m->params.pos_conv_g, m->params.pos_conv_v, c->hidden_size, (int)Cg,
                         c->num_conv_pos_embeddings);
     m->max_samples = m->opts.max_chunk_samples;
+    m->max_batch = m->opts.keep_activations && m->opts.max_batch > 1 ? m->opts.max_batch : 1;
     m->acts_memory = alloc_acts(m, m->max_samples);
-    if (!m->acts_memory) {
+    m->layer_in = calloc((size_t)c->num_hidden_layers, sizeof *m->layer_in);
+    if (!m->acts_memory || !m->layer_in) {
         slex_fail(err, "%s: out of memory for the activations of %lld samples%s", dir, (long long)m->max_samples,
                   m->opts.keep_activations ? " (keep_activations keeps every layer's attention: use a "
                                              "max_chunk_samples sized for training crops)" : "");
@@ -268,64 +302,85 @@ fail:
     return NULL;
 }
 
+void slex_hubert_params_changed(slex_hubert *m) {
+    const slex_hubert_config *c = &m->cfg;
+    slex_weightnorm_forward(m->pos_conv_w, m->params.pos_conv_g, m->params.pos_conv_v, c->hidden_size,
+                            c->hidden_size / c->num_conv_pos_embedding_groups, c->num_conv_pos_embeddings);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Forward */
 
-/* One chunk of n samples (already normalised if asked) through the model up to `layer`;
- * writes (T, C) to out and returns T. */
-static int64_t forward_chunk(slex_hubert *m, int64_t n, int layer, float *out) {
+/* The LoRA branch of site s (if any) on a linear whose output out has row stride ldo. */
+static void lora_forward_site(const slex_hubert_lora_site *s, float *out, int64_t ldo, const float *inp, int64_t N,
+                              int IC, int OC, float *h) {
+    if (s && s->A) slex_lora_forward(out, ldo, h, inp, s->A, s->B, s->scale, N, IC, OC, s->r);
+}
+
+/* B utterances of n samples each (in acts->wave, already normalised if asked) through the
+ * model up to `layer`; returns the (B, T, C) output, T in *T_out.  train: the batch's mask,
+ * layerdrop and adapters (NULL for inference); lora_h: (B*T, r) scratch for the adapters. */
+static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, const slex_hubert_batch *train,
+                                  float *lora_h, int64_t *T_out) {
     const slex_hubert_config *c = &m->cfg;
     const slex_hubert_params *p = &m->params;
     slex_hubert_acts *a = &m->acts;
     int keep = m->opts.keep_activations;
     int C = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads, L = c->num_hidden_layers;
 
-    /* Feature extractor: (N) -> (T, Cf) */
+    /* Feature extractor: (B, N) -> (B, T, Cf) */
     const float *x = a->wave;
     int64_t T = n;
     int cin = 1;
     for (int i = 0; i < c->num_conv; i++) {
         int cout = c->conv_dim[i];
         int64_t To = slex_conv_out_len(T, c->conv_kernel[i], c->conv_stride[i]);
-        slex_conv1d_forward(a->conv_out[i], x, p->conv_w[i], p->conv_b[i], 1, T, cin, cout, c->conv_kernel[i],
-                       c->conv_stride[i], a->scratch);
+        slex_conv1d_forward(a->conv_out[i], x, p->conv_w[i], p->conv_b[i], B, T, cin, cout, c->conv_kernel[i],
+                            c->conv_stride[i], a->scratch);
         if (p->conv_norm_w[i] && c->feat_extract_norm == SLEX_FEAT_NORM_GROUP)
             slex_groupnorm_forward(a->conv_norm[i], a->conv_norm_mean[i], a->conv_norm_rstd[i], a->conv_out[i],
-                                   p->conv_norm_w[i], p->conv_norm_b[i], 1, To, cout, CONV_NORM_EPS);
+                                   p->conv_norm_w[i], p->conv_norm_b[i], B, To, cout, CONV_NORM_EPS);
         else if (p->conv_norm_w[i])
             slex_layernorm_forward(a->conv_norm[i], a->conv_norm_mean[i], a->conv_norm_rstd[i], a->conv_out[i],
-                              p->conv_norm_w[i], p->conv_norm_b[i], To, cout, CONV_NORM_EPS);
-        slex_gelu_forward(a->conv_gelu[i], a->conv_norm[i], To * cout);
+                                   p->conv_norm_w[i], p->conv_norm_b[i], B * To, cout, CONV_NORM_EPS);
+        slex_gelu_forward(a->conv_gelu[i], a->conv_norm[i], B * To * cout);
         x = a->conv_gelu[i];
         T = To;
         cin = cout;
     }
+    int64_t BT = B * T;
 
-    /* Feature projection: (T, Cf) -> (T, C) */
+    /* Feature projection: (B, T, Cf) -> (B, T, C), then the masked frames */
     if (c->feat_proj_layer_norm) {
-        slex_layernorm_forward(a->proj_ln, a->proj_ln_mean, a->proj_ln_rstd, x, p->proj_ln_w, p->proj_ln_b, T, cin,
-                          c->layer_norm_eps);
+        slex_layernorm_forward(a->proj_ln, a->proj_ln_mean, a->proj_ln_rstd, x, p->proj_ln_w, p->proj_ln_b, BT, cin,
+                               c->layer_norm_eps);
         x = a->proj_ln;
     }
-    slex_linear_forward(a->proj, x, p->proj_w, p->proj_b, T, cin, C);
+    slex_linear_forward(a->proj, x, p->proj_w, p->proj_b, BT, cin, C);
+    if (train && train->mask)
+        for (int64_t t = 0; t < BT; t++)
+            if (train->mask[t]) memcpy(a->proj + t * C, p->mask_emb, (size_t)C * sizeof(float));
 
-    /* Positional conv embedding: enc_in = proj + gelu(posconv(proj)) (T, C) */
-    slex_posconv_forward(a->pos_conv, a->proj, m->pos_conv_w, p->pos_conv_b, 1, T, C, c->num_conv_pos_embeddings,
+    /* Positional conv embedding: enc_in = proj + gelu(posconv(proj)) (B, T, C) */
+    slex_posconv_forward(a->pos_conv, a->proj, m->pos_conv_w, p->pos_conv_b, B, T, C, c->num_conv_pos_embeddings,
                          c->num_conv_pos_embedding_groups, a->scratch);
-    slex_gelu_forward(a->enc_in, a->pos_conv, T * C);
-    slex_residual_forward(a->enc_in, a->enc_in, a->proj, T * C);
+    slex_gelu_forward(a->enc_in, a->pos_conv, BT * C);
+    slex_residual_forward(a->enc_in, a->enc_in, a->proj, BT * C);
     x = a->enc_in;
     if (!c->do_stable_layer_norm) {
-        slex_layernorm_forward(a->enc_ln, a->enc_ln_mean, a->enc_ln_rstd, x, p->enc_ln_w, p->enc_ln_b, T, C,
-                          c->layer_norm_eps);
+        slex_layernorm_forward(a->enc_ln, a->enc_ln_mean, a->enc_ln_rstd, x, p->enc_ln_w, p->enc_ln_b, BT, C,
+                               c->layer_norm_eps);
         x = a->enc_ln;
     }
 
     int last = layer == SLEX_HUBERT_LAST_HIDDEN_STATE ? L : layer;
-    int64_t sTC = keep ? T * C : 0, sT = keep ? T : 0, sTF = keep ? T * F : 0;
+    int64_t sTC = keep ? BT * C : 0, sT = keep ? BT : 0, sTF = keep ? BT * F : 0;
     for (int l = 0; l < last; l++) {
+        if (train) m->layer_in[l] = x;
+        if (train && train->skip_layer && train->skip_layer[l]) continue;
+        const slex_hubert_lora_site *site = train && train->lora ? train->lora + (int64_t)l * SLEX_HUBERT_LINEARS : NULL;
         float *ln1 = a->ln1 + l * sTC, *ln1_mean = a->ln1_mean + l * sT, *ln1_rstd = a->ln1_rstd + l * sT;
-        float *qkv = a->qkv + 3 * l * sTC, *att = a->att + l * (keep ? (int64_t)H * T * T : 0);
+        float *qkv = a->qkv + 3 * l * sTC, *att = a->att + l * (keep ? (int64_t)H * B * T * T : 0);
         float *atty = a->atty + l * sTC, *attproj = a->attproj + l * sTC, *res1 = a->res1 + l * sTC;
         float *ln2 = a->ln2 + l * sTC, *ln2_mean = a->ln2_mean + l * sT, *ln2_rstd = a->ln2_rstd + l * sT;
         float *fch = a->fch + l * sTF, *fch_gelu = a->fch_gelu + l * sTF, *fcproj = a->fcproj + l * sTC;
@@ -336,40 +391,46 @@ static int64_t forward_chunk(slex_hubert *m, int64_t n, int layer, float *out) {
         const float *attproj_w = p->attproj_w + (int64_t)l * C * C, *attproj_b = p->attproj_b + (int64_t)l * C;
         const float *fc_w = p->fc_w + (int64_t)l * F * C, *fc_b = p->fc_b + (int64_t)l * F;
         const float *fcproj_w = p->fcproj_w + (int64_t)l * C * F, *fcproj_b = p->fcproj_b + (int64_t)l * C;
-        if (c->do_stable_layer_norm) {
-            /* pre-LN: res1 = x + attn(LN1(x)); res2 = res1 + ffn(LN2(res1)) */
-            slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1_w, ln1_b, T, C, c->layer_norm_eps);
-            slex_linear_forward(qkv, ln1, qkv_w, qkv_b, T, C, 3 * C);
-            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, 1, T, C, H, NULL);
-            slex_linear_forward(attproj, atty, attproj_w, attproj_b, T, C, C);
-            slex_residual_forward(res1, x, attproj, T * C);
-            slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res1, ln2_w, ln2_b, T, C, c->layer_norm_eps);
-            slex_linear_forward(fch, ln2, fc_w, fc_b, T, C, F);
-            slex_gelu_forward(fch_gelu, fch, T * F);
-            slex_linear_forward(fcproj, fch_gelu, fcproj_w, fcproj_b, T, F, C);
-            slex_residual_forward(res2, res1, fcproj, T * C);
-            x = res2;
-        } else {
-            /* post-LN: ln1 = LN1(x + attn(x)); ln2 = LN2(ln1 + ffn(ln1)) */
-            slex_linear_forward(qkv, x, qkv_w, qkv_b, T, C, 3 * C);
-            slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, 1, T, C, H, NULL);
-            slex_linear_forward(attproj, atty, attproj_w, attproj_b, T, C, C);
-            slex_residual_forward(res1, x, attproj, T * C);
-            slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, res1, ln1_w, ln1_b, T, C, c->layer_norm_eps);
-            slex_linear_forward(fch, ln1, fc_w, fc_b, T, C, F);
-            slex_gelu_forward(fch_gelu, fch, T * F);
-            slex_linear_forward(fcproj, fch_gelu, fcproj_w, fcproj_b, T, F, C);
-            slex_residual_forward(res2, ln1, fcproj, T * C);
-            slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, ln2_w, ln2_b, T, C, c->layer_norm_eps);
-            x = ln2;
-        }
+        /* pre-LN: res1 = x + attn(LN1(x)); res2 = res1 + ffn(LN2(res1))
+         * post-LN: ln1 = LN1(x + attn(x)); ln2 = LN2(ln1 + ffn(ln1)) */
+        int pre = c->do_stable_layer_norm;
+        if (pre) slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1_w, ln1_b, BT, C, c->layer_norm_eps);
+        const float *att_in = pre ? ln1 : x;
+        slex_linear_forward(qkv, att_in, qkv_w, qkv_b, BT, C, 3 * C);
+        for (int j = 0; j < 3; j++)
+            lora_forward_site(site ? &site[SLEX_HUBERT_Q + j] : NULL, qkv + j * C, 3 * C, att_in, BT, C, C, lora_h);
+        slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, B, T, C, H, NULL);
+        slex_linear_forward(attproj, atty, attproj_w, attproj_b, BT, C, C);
+        lora_forward_site(site ? &site[SLEX_HUBERT_OUT] : NULL, attproj, C, atty, BT, C, C, lora_h);
+        slex_residual_forward(res1, x, attproj, BT * C);
+        if (!pre) slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, res1, ln1_w, ln1_b, BT, C, c->layer_norm_eps);
+        if (pre) slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res1, ln2_w, ln2_b, BT, C, c->layer_norm_eps);
+        const float *ffn_in = pre ? ln2 : ln1;
+        slex_linear_forward(fch, ffn_in, fc_w, fc_b, BT, C, F);
+        lora_forward_site(site ? &site[SLEX_HUBERT_FC1] : NULL, fch, F, ffn_in, BT, C, F, lora_h);
+        slex_gelu_forward(fch_gelu, fch, BT * F);
+        slex_linear_forward(fcproj, fch_gelu, fcproj_w, fcproj_b, BT, F, C);
+        lora_forward_site(site ? &site[SLEX_HUBERT_FC2] : NULL, fcproj, C, fch_gelu, BT, F, C, lora_h);
+        slex_residual_forward(res2, pre ? res1 : ln1, fcproj, BT * C);
+        if (!pre) slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, ln2_w, ln2_b, BT, C, c->layer_norm_eps);
+        x = pre ? res2 : ln2;
     }
+    if (train) m->top_in = x;
     if (layer == SLEX_HUBERT_LAST_HIDDEN_STATE && c->do_stable_layer_norm) {
-        slex_layernorm_forward(a->enc_ln, a->enc_ln_mean, a->enc_ln_rstd, x, p->enc_ln_w, p->enc_ln_b, T, C,
-                          c->layer_norm_eps);
+        slex_layernorm_forward(a->enc_ln, a->enc_ln_mean, a->enc_ln_rstd, x, p->enc_ln_w, p->enc_ln_b, BT, C,
+                               c->layer_norm_eps);
         x = a->enc_ln;
     }
-    memcpy(out, x, (size_t)(T * C) * sizeof(float));
+    *T_out = T;
+    return x;
+}
+
+/* One chunk of n samples (already normalised if asked) through the model up to `layer`;
+ * writes (T, C) to out and returns T. */
+static int64_t forward_chunk(slex_hubert *m, int64_t n, int layer, float *out) {
+    int64_t T;
+    const float *x = forward_batch(m, 1, n, layer, NULL, NULL, &T);
+    memcpy(out, x, (size_t)(T * m->cfg.hidden_size) * sizeof(float));
     return T;
 }
 
@@ -405,5 +466,274 @@ int slex_hubert_forward(slex_hubert *m, const float *wave, int64_t n, int layer,
         frames += forward_chunk(m, len, layer, out + frames * c->hidden_size);
     }
     *T_out = frames;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Training: forward of a batch with everything kept, and its backward */
+
+static int max_lora_rank(const slex_hubert *m, const slex_hubert_batch *b) {
+    int r = 0;
+    if (b->lora)
+        for (int64_t i = 0; i < (int64_t)m->cfg.num_hidden_layers * SLEX_HUBERT_LINEARS; i++)
+            if (b->lora[i].A && b->lora[i].r > r) r = b->lora[i].r;
+    return r;
+}
+
+int slex_hubert_forward_train(slex_hubert *m, const float *wave, const slex_hubert_batch *batch, float *out,
+                              slex_error *err) {
+    const slex_hubert_config *c = &m->cfg;
+    m->T = 0;
+    if (!m->opts.keep_activations)
+        return slex_fail(err, "training forward: the model was loaded without keep_activations");
+    if (batch->B < 1 || batch->B > m->max_batch)
+        return slex_fail(err, "training forward: batch of %d utterances, the activations hold 1..%d (max_batch)",
+                         batch->B, m->max_batch);
+    if (batch->N < slex_hubert_receptive_field(m) || batch->N > m->max_samples)
+        return slex_fail(err, "training forward: utterances of %lld samples, the model takes %lld..%lld "
+                              "(receptive field .. max_chunk_samples)", (long long)batch->N,
+                         (long long)slex_hubert_receptive_field(m), (long long)m->max_samples);
+    int64_t T = slex_hubert_chunk_frames(m, batch->N), r = max_lora_rank(m, batch);
+    float *h = r ? malloc((size_t)(batch->B * T * r) * sizeof(float)) : NULL;
+    if (r && !h) return slex_fail(err, "training forward: out of memory for the LoRA activations");
+    slex_hubert_params_changed(m);
+    memcpy(m->acts.wave, wave, (size_t)(batch->B * batch->N) * sizeof(float));
+    const float *x = forward_batch(m, batch->B, batch->N, SLEX_HUBERT_LAST_HIDDEN_STATE, batch, h, &T);
+    memcpy(out, x, (size_t)(batch->B * T * c->hidden_size) * sizeof(float));
+    free(h);
+    m->batch = *batch;
+    m->T = T;
+    return 0;
+}
+
+/* One transformer layer's parameters (or gradients: NULL fields stay NULL). */
+typedef struct {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attproj_w, *attproj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+} layer_params;
+
+static float *at(float *base, int64_t off) { return base ? base + off : NULL; }
+
+static layer_params layer_slice(const slex_hubert_params *p, int l, int64_t C, int64_t F) {
+    return (layer_params){
+        .ln1_w = at(p->ln1_w, l * C), .ln1_b = at(p->ln1_b, l * C),
+        .qkv_w = at(p->qkv_w, l * 3 * C * C), .qkv_b = at(p->qkv_b, l * 3 * C),
+        .attproj_w = at(p->attproj_w, l * C * C), .attproj_b = at(p->attproj_b, l * C),
+        .ln2_w = at(p->ln2_w, l * C), .ln2_b = at(p->ln2_b, l * C),
+        .fc_w = at(p->fc_w, l * F * C), .fc_b = at(p->fc_b, l * F),
+        .fcproj_w = at(p->fcproj_w, l * C * F), .fcproj_b = at(p->fcproj_b, l * C),
+    };
+}
+
+/* One layer's kept activations in the last training forward. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res1, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *res2;
+} layer_acts;
+
+static layer_acts layer_view(const slex_hubert *m, int l) {
+    const slex_hubert_acts *a = &m->acts;
+    int64_t BT = m->batch.B * m->T, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
+    int64_t H = m->cfg.num_attention_heads;
+    return (layer_acts){
+        .ln1 = a->ln1 + l * BT * C, .ln1_mean = a->ln1_mean + l * BT, .ln1_rstd = a->ln1_rstd + l * BT,
+        .qkv = a->qkv + l * BT * 3 * C, .att = a->att + l * H * BT * m->T, .atty = a->atty + l * BT * C,
+        .res1 = a->res1 + l * BT * C, .ln2 = a->ln2 + l * BT * C, .ln2_mean = a->ln2_mean + l * BT,
+        .ln2_rstd = a->ln2_rstd + l * BT, .fch = a->fch + l * BT * F, .fch_gelu = a->fch_gelu + l * BT * F,
+        .res2 = a->res2 + l * BT * C,
+    };
+}
+
+static int any_grad(const layer_params *g) {
+    return g->ln1_w || g->ln1_b || g->qkv_w || g->qkv_b || g->attproj_w || g->attproj_b || g->ln2_w || g->ln2_b ||
+           g->fc_w || g->fc_b || g->fcproj_w || g->fcproj_b;
+}
+
+static const slex_hubert_lora_site *site_of(const slex_hubert *m, int l, int which) {
+    return m->batch.lora ? &m->batch.lora[(int64_t)l * SLEX_HUBERT_LINEARS + which] : NULL;
+}
+
+static int layer_trainable(const slex_hubert *m, const slex_hubert_params *g, int l) {
+    layer_params lg = layer_slice(g, l, m->cfg.hidden_size, m->cfg.intermediate_size);
+    if (any_grad(&lg)) return 1;
+    for (int j = 0; j < SLEX_HUBERT_LINEARS; j++) {
+        const slex_hubert_lora_site *s = site_of(m, l, j);
+        if (s && s->A && (s->dA || s->dB)) return 1;
+    }
+    return 0;
+}
+
+/* Backward of the LoRA branch of site s (if any) on top of slex_linear_backward. */
+static void lora_backward_site(const slex_hubert_lora_site *s, float *dinp, const float *dout, int64_t ldo,
+                               const float *inp, int64_t N, int IC, int OC, float *h, float *dh) {
+    if (!s || !s->A || (!s->dA && !s->dB && !dinp)) return;
+    slex_lora_hidden(h, inp, s->A, N, IC, s->r);
+    slex_lora_backward(dinp, s->dA, s->dB, dh, dout, ldo, inp, h, s->A, s->B, s->scale, N, IC, OC, s->r);
+}
+
+/* A linear with its LoRA branch: dinp written (NULL: not needed), weight gradients accumulate. */
+static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                    const float *w, int64_t N, int IC, int OC, const slex_hubert_lora_site *s,
+                                    float *h, float *dh) {
+    slex_linear_backward(dinp, dw, db, dout, inp, w, N, IC, OC);
+    lora_backward_site(s, dinp, dout, OC, inp, N, IC, OC, h, dh);
+}
+
+/* Layer l: m->dx holds the gradient of its output on entry and that of its input on return
+ * (when need_dinp).  Buffers dy, dz, dqkv, dffn are scratch. */
+static void layer_backward(slex_hubert *m, int l, slex_hubert_params *grads, int need_dinp, float *h, float *dh) {
+    const slex_hubert_config *c = &m->cfg;
+    int C = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads, B = m->batch.B;
+    int64_t T = m->T, BT = B * T;
+    layer_params p = layer_slice(&m->params, l, C, F), g = layer_slice(grads, l, C, F);
+    layer_acts a = layer_view(m, l);
+    const float *x = m->layer_in[l];
+    float *dx = m->dx, *dy = m->dy, *dz = m->dz, *dqkv = m->dqkv, *dffn = m->dffn;
+    if (c->do_stable_layer_norm) {
+        /* res2 = res1 + fc2(gelu(fc1(LN2(res1)))); res1 = x + out(attn(qkv(LN1(x)))) */
+        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dx, a.fch_gelu, p.fcproj_w, BT, F, C,
+                                site_of(m, l, SLEX_HUBERT_FC2), h, dh);
+        slex_gelu_backward(dffn, dffn, a.fch, BT * F);
+        adapted_linear_backward(dz, g.fc_w, g.fc_b, dffn, a.ln2, p.fc_w, BT, C, F, site_of(m, l, SLEX_HUBERT_FC1), h,
+                                dh);
+        slex_layernorm_backward(dy, g.ln2_w, g.ln2_b, dz, a.res1, p.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C);
+        slex_residual_forward(dy, dy, dx, BT * C);
+    } else {
+        /* ln2 = LN2(ln1 + fc2(gelu(fc1(ln1)))); ln1 = LN1(x + out(attn(qkv(x)))) */
+        slex_layernorm_backward(dy, g.ln2_w, g.ln2_b, dx, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C);
+        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dy, a.fch_gelu, p.fcproj_w, BT, F, C,
+                                site_of(m, l, SLEX_HUBERT_FC2), h, dh);
+        slex_gelu_backward(dffn, dffn, a.fch, BT * F);
+        adapted_linear_backward(dz, g.fc_w, g.fc_b, dffn, a.ln1, p.fc_w, BT, C, F, site_of(m, l, SLEX_HUBERT_FC1), h,
+                                dh);
+        slex_residual_forward(dz, dz, dy, BT * C);
+        slex_layernorm_backward(dy, g.ln1_w, g.ln1_b, dz, a.res1, p.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C);
+    }
+    /* dy: gradient of res1 = x + attproj */
+    adapted_linear_backward(dz, g.attproj_w, g.attproj_b, dy, a.atty, p.attproj_w, BT, C, C,
+                            site_of(m, l, SLEX_HUBERT_OUT), h, dh);
+    slex_attention_backward(dqkv, dz, a.qkv, a.att, NULL, B, T, C, H, m->datt);
+    const float *att_in = c->do_stable_layer_norm ? a.ln1 : x;
+    int pre_ln_norm = c->do_stable_layer_norm && (need_dinp || g.ln1_w || g.ln1_b);
+    float *datt_in = c->do_stable_layer_norm ? (pre_ln_norm ? dz : NULL) : (need_dinp ? dx : NULL);
+    slex_linear_backward(datt_in, g.qkv_w, g.qkv_b, dqkv, att_in, p.qkv_w, BT, C, 3 * C);
+    for (int j = 0; j < 3; j++)
+        lora_backward_site(site_of(m, l, SLEX_HUBERT_Q + j), datt_in, dqkv + j * C, 3 * C, att_in, BT, C, C, h, dh);
+    if (pre_ln_norm)
+        slex_layernorm_backward(need_dinp ? dx : NULL, g.ln1_w, g.ln1_b, dz, x, p.ln1_w, a.ln1_mean, a.ln1_rstd, BT,
+                                C);
+    if (need_dinp) slex_residual_forward(dx, dx, dy, BT * C);
+}
+
+static int any_conv_grad(const slex_hubert_params *g, int i) {
+    return g->conv_w[i] || g->conv_b[i] || g->conv_norm_w[i] || g->conv_norm_b[i];
+}
+
+/* CNN backward from the gradient of the features in m->dconv[0]. */
+static void cnn_backward(slex_hubert *m, slex_hubert_params *g) {
+    const slex_hubert_config *c = &m->cfg;
+    const slex_hubert_params *p = &m->params;
+    const slex_hubert_acts *a = &m->acts;
+    int B = m->batch.B, lowest = c->num_conv;
+    for (int i = c->num_conv - 1; i >= 0; i--)
+        if (any_conv_grad(g, i)) lowest = i;
+    int64_t len[SLEX_HUBERT_MAX_CONV + 1];
+    len[0] = m->batch.N;
+    for (int i = 0; i < c->num_conv; i++) len[i + 1] = slex_conv_out_len(len[i], c->conv_kernel[i], c->conv_stride[i]);
+    float *cur = m->dconv[0], *next = m->dconv[1];
+    for (int i = c->num_conv - 1; i >= lowest; i--) {
+        int cout = c->conv_dim[i], cin = i ? c->conv_dim[i - 1] : 1;
+        int64_t To = len[i + 1];
+        slex_gelu_backward(cur, cur, a->conv_norm[i], B * To * cout);
+        if (p->conv_norm_w[i] && c->feat_extract_norm == SLEX_FEAT_NORM_GROUP)
+            slex_groupnorm_backward(cur, g->conv_norm_w[i], g->conv_norm_b[i], cur, a->conv_out[i], p->conv_norm_w[i],
+                                    a->conv_norm_mean[i], a->conv_norm_rstd[i], B, To, cout);
+        else if (p->conv_norm_w[i])
+            slex_layernorm_backward(cur, g->conv_norm_w[i], g->conv_norm_b[i], cur, a->conv_out[i], p->conv_norm_w[i],
+                                    a->conv_norm_mean[i], a->conv_norm_rstd[i], B * To, cout);
+        slex_conv1d_backward(i > lowest ? next : NULL, g->conv_w[i], g->conv_b[i], cur, i ? a->conv_gelu[i - 1] : a->wave,
+                             p->conv_w[i], B, len[i], cin, cout, c->conv_kernel[i], c->conv_stride[i], a->scratch);
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+}
+
+int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatures, float feature_grad_mult,
+                         slex_hubert_params *g, slex_error *err) {
+    const slex_hubert_config *c = &m->cfg;
+    const slex_hubert_params *p = &m->params;
+    const slex_hubert_acts *a = &m->acts;
+    if (m->T == 0) return slex_fail(err, "backward: no training forward to differentiate");
+    int C = c->hidden_size, L = c->num_hidden_layers, B = m->batch.B, pre = c->do_stable_layer_norm;
+    int Cf = c->conv_dim[c->num_conv - 1], Kp = c->num_conv_pos_embeddings, G = c->num_conv_pos_embedding_groups;
+    int64_t T = m->T, BT = B * T;
+    /* What needs a gradient, from the bottom up. */
+    int cnn = 0;
+    for (int i = 0; i < c->num_conv; i++) cnn |= any_conv_grad(g, i);
+    cnn = cnn && feature_grad_mult != 0.0f;
+    if (cnn && !m->opts.keep_cnn_activations)
+        return slex_fail(err, "backward: CNN gradients need the model loaded with keep_cnn_activations");
+    int proj = cnn || g->proj_w || g->proj_b || g->proj_ln_w || g->proj_ln_b;
+    int enc_in = proj || g->mask_emb || g->pos_conv_g || g->pos_conv_v || g->pos_conv_b ||
+                 (!pre && (g->enc_ln_w || g->enc_ln_b));
+    int lowest = L; /* lowest layer with a trainable tensor */
+    for (int l = L - 1; l >= 0; l--)
+        if (layer_trainable(m, g, l)) lowest = l;
+    int r = max_lora_rank(m, &m->batch);
+    float *h = r ? malloc((size_t)(2 * BT * r) * sizeof(float)) : NULL;
+    if (r && !h) return slex_fail(err, "backward: out of memory for the LoRA activations");
+    float *dh = h ? h + BT * r : NULL;
+
+    /* Encoder output -> last layer (pre-LN: through the final LayerNorm). */
+    if (pre)
+        slex_layernorm_backward(m->dx, g->enc_ln_w, g->enc_ln_b, dout, m->top_in, p->enc_ln_w, a->enc_ln_mean,
+                                a->enc_ln_rstd, BT, C);
+    else
+        memcpy(m->dx, dout, (size_t)(BT * C) * sizeof(float));
+    for (int l = L - 1; l >= 0 && (l >= lowest || enc_in); l--) {
+        if (m->batch.skip_layer && m->batch.skip_layer[l]) continue;
+        layer_backward(m, l, g, enc_in || l > lowest, h, dh);
+    }
+    free(h);
+    if (!enc_in) return 0;
+
+    /* m->dx: gradient of the layers' input.  Post-LN: through the encoder LayerNorm; then
+     * enc_in = proj + gelu(posconv(proj)). */
+    float *dx = m->dx, *dy = m->dy, *dz = m->dz;
+    if (!pre)
+        slex_layernorm_backward(dy, g->enc_ln_w, g->enc_ln_b, dx, a->enc_in, p->enc_ln_w, a->enc_ln_mean,
+                                a->enc_ln_rstd, BT, C);
+    else
+        memcpy(dy, dx, (size_t)(BT * C) * sizeof(float));
+    slex_gelu_backward(dz, dy, a->pos_conv, BT * C);
+    int pos_w = g->pos_conv_g || g->pos_conv_v;
+    if (pos_w) memset(m->dposw, 0, (size_t)C * (size_t)Kp * (size_t)(C / G) * sizeof(float));
+    slex_posconv_backward(dx, pos_w ? m->dposw : NULL, g->pos_conv_b, dz, a->proj, m->pos_conv_w, B, T, C, Kp, G,
+                          a->scratch);
+    if (pos_w) slex_weightnorm_backward(g->pos_conv_g, g->pos_conv_v, m->dposw, p->pos_conv_g, p->pos_conv_v, C, C / G, Kp);
+    slex_residual_forward(dx, dx, dy, BT * C);
+    /* Masked frames took mask_emb instead of the projection. */
+    if (m->batch.mask)
+        for (int64_t t = 0; t < BT; t++) {
+            if (!m->batch.mask[t]) continue;
+            if (g->mask_emb) slex_residual_forward(g->mask_emb, g->mask_emb, dx + t * C, C);
+            memset(dx + t * C, 0, (size_t)C * sizeof(float));
+        }
+    if (!proj) return 0;
+
+    /* Feature projection: proj = Linear(LN(features)). */
+    const float *features = a->conv_gelu[c->num_conv - 1];
+    int ln = c->feat_proj_layer_norm;
+    float *dfeat = cnn ? m->dconv[0] : NULL;
+    slex_linear_backward(ln ? (cnn || g->proj_ln_w || g->proj_ln_b ? dy : NULL) : dfeat, g->proj_w, g->proj_b, dx,
+                         ln ? a->proj_ln : features, p->proj_w, BT, Cf, C);
+    if (ln)
+        slex_layernorm_backward(dfeat, g->proj_ln_w, g->proj_ln_b, dy, features, p->proj_ln_w, a->proj_ln_mean,
+                                a->proj_ln_rstd, BT, Cf);
+    if (!cnn) return 0;
+
+    /* fairseq's GradMultiply on the features, after the feature penalty's gradient joined. */
+    if (dfeatures) slex_residual_forward(dfeat, dfeat, dfeatures, BT * Cf);
+    for (int64_t i = 0; i < BT * Cf; i++) dfeat[i] *= feature_grad_mult;
+    cnn_backward(m, g);
     return 0;
 }

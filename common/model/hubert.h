@@ -46,46 +46,55 @@ typedef struct slex_hubert_load_options {
     /* Samples per forward chunk (fairseq dump_hubert_feature.py max_chunk); default
      * 1,600,000.  Activations are allocated for this many samples. */
     int64_t max_chunk_samples;
-    /* 1: keep every layer's intermediates for a backward pass; default 0. */
+    /* 1: keep every intermediate of the feature projection and the encoder that a backward
+     * pass needs, for max_batch utterances of max_chunk_samples (slex_hubert_forward_train);
+     * default 0. */
     int keep_activations;
+    /* 1 (with keep_activations): keep the conv stack's intermediates too, needed to train the
+     * CNN (feature_grad_mult > 0); default 0, which keeps only its output. */
+    int keep_cnn_activations;
+    /* Utterances of one training batch (with keep_activations); default 1. */
+    int max_batch;
 } slex_hubert_load_options;
 
 void slex_hubert_load_options_default(slex_hubert_load_options *opts);
 
 /* The load options registered once (defaults, ranges, --help, and the dump parameters
  * normalize_waveform_option, max_chunk_samples, ignore_unexpected in that order);
- * keep_activations is internal. */
+ * keep_activations, keep_cnn_activations and max_batch are internal. */
 extern const slex_option_table slex_hubert_load_option_table;
 
-/* Activations of one chunk of at most max_chunk_samples; N samples -> T_i frames after conv i,
- * T frames in the transformer.  With keep_activations the per-layer buffers have one slice per
- * layer (layer stride T*C etc.); without, all layers share slice 0 and the conv stack
- * alternates between two buffers in place (conv_norm == conv_gelu == conv_out). */
+/* Activations of one forward: B utterances (1 outside training) of N samples each -> T_i frames
+ * after conv i, T frames in the transformer.  With keep_activations the per-layer buffers have
+ * one slice per layer (layer stride B*T*C etc.); without, all layers share slice 0.  Without
+ * keep_cnn_activations the conv stack alternates between two buffers in place
+ * (conv_norm == conv_gelu == conv_out; the last holds the features). */
 typedef struct slex_hubert_acts {
-    float *wave;                                 /* (N) */
-    float *conv_out[SLEX_HUBERT_MAX_CONV];       /* (T_i, C_i) conv output */
-    float *conv_norm[SLEX_HUBERT_MAX_CONV];      /* (T_i, C_i) normalised (== conv_out if no norm) */
-    float *conv_norm_mean[SLEX_HUBERT_MAX_CONV]; /* group: (C_i); layer: (T_i); NULL if no norm */
+    float *wave;                                 /* (B, N) */
+    float *conv_out[SLEX_HUBERT_MAX_CONV];       /* (B, T_i, C_i) conv output */
+    float *conv_norm[SLEX_HUBERT_MAX_CONV];      /* (B, T_i, C_i) normalised (== conv_out if no norm) */
+    float *conv_norm_mean[SLEX_HUBERT_MAX_CONV]; /* group: (B, C_i); layer: (B, T_i); NULL if no norm */
     float *conv_norm_rstd[SLEX_HUBERT_MAX_CONV];
-    float *conv_gelu[SLEX_HUBERT_MAX_CONV];      /* (T_i, C_i) GELU output; last = features */
-    float *proj_ln, *proj_ln_mean, *proj_ln_rstd; /* (T, Cf), (T), (T) */
-    float *proj;                                 /* (T, C) feature projection output */
-    float *pos_conv;                             /* (T, C) positional conv output before GELU */
-    float *enc_in;                               /* (T, C) proj + GELU(pos_conv) */
-    float *enc_ln, *enc_ln_mean, *enc_ln_rstd;   /* (T, C), (T), (T) encoder LN (post-LN input
-                                                    LN, pre-LN final LN) */
-    float *ln1, *ln1_mean, *ln1_rstd;            /* (L, T, C), (L, T), (L, T) */
-    float *qkv;                                  /* (L, T, 3C) */
-    float *att;                                  /* (L, H, T, T) softmax probabilities */
-    float *atty;                                 /* (L, T, C) attention output before out_proj */
-    float *attproj;                              /* (L, T, C) */
-    float *res1;                                 /* (L, T, C) input + attention */
-    float *ln2, *ln2_mean, *ln2_rstd;            /* (L, T, C), (L, T), (L, T) */
-    float *fch;                                  /* (L, T, F) fc1 output before GELU */
-    float *fch_gelu;                             /* (L, T, F) (== fch without keep_activations) */
-    float *fcproj;                               /* (L, T, C) */
-    float *res2;                                 /* (L, T, C) */
-    float *scratch;                              /* im2col blocks */
+    float *conv_gelu[SLEX_HUBERT_MAX_CONV];      /* (B, T_i, C_i) GELU output; last = features */
+    float *proj_ln, *proj_ln_mean, *proj_ln_rstd; /* (B, T, Cf), (B, T), (B, T) */
+    float *proj;                                 /* (B, T, C) feature projection output (masked
+                                                    frames replaced by mask_emb in training) */
+    float *pos_conv;                             /* (B, T, C) positional conv output before GELU */
+    float *enc_in;                               /* (B, T, C) proj + GELU(pos_conv) */
+    float *enc_ln, *enc_ln_mean, *enc_ln_rstd;   /* (B, T, C), (B, T), (B, T) encoder LN (post-LN
+                                                    input LN, pre-LN final LN) */
+    float *ln1, *ln1_mean, *ln1_rstd;            /* (L, B, T, C), (L, B, T), (L, B, T) */
+    float *qkv;                                  /* (L, B, T, 3C) */
+    float *att;                                  /* (L, B, H, T, T) softmax probabilities */
+    float *atty;                                 /* (L, B, T, C) attention output before out_proj */
+    float *attproj;                              /* (L, B, T, C) */
+    float *res1;                                 /* (L, B, T, C) input + attention */
+    float *ln2, *ln2_mean, *ln2_rstd;            /* (L, B, T, C), (L, B, T), (L, B, T) */
+    float *fch;                                  /* (L, B, T, F) fc1 output before GELU */
+    float *fch_gelu;                             /* (L, B, T, F) (== fch without keep_activations) */
+    float *fcproj;                               /* (L, B, T, C) */
+    float *res2;                                 /* (L, B, T, C) */
+    float *scratch;                              /* im2col blocks, attention dropout */
 } slex_hubert_acts;
 
 typedef struct slex_hubert slex_hubert;
@@ -101,6 +110,10 @@ const slex_hubert_config *slex_hubert_get_config(const slex_hubert *model);
 const slex_hubert_load_options *slex_hubert_get_options(const slex_hubert *model);
 /* The parameter block (for training code) and its size in floats. */
 slex_hubert_params *slex_hubert_get_params(slex_hubert *model);
+/* After the parameters were changed in place: recomputes what is derived from them (the
+ * positional conv's effective weight from g and v) for slex_hubert_forward.
+ * slex_hubert_forward_train does this itself. */
+void slex_hubert_params_changed(slex_hubert *model);
 /* The same, for code that only reads the parameters. */
 const slex_hubert_params *slex_hubert_get_params_const(const slex_hubert *model);
 int64_t slex_hubert_num_parameters(const slex_hubert *model);
@@ -128,5 +141,51 @@ int64_t slex_hubert_num_frames(const slex_hubert *model, int64_t n_samples);
  * Fails when n is shorter than the receptive field or layer is out of range. */
 int slex_hubert_forward(slex_hubert *model, const float *wave, int64_t n, int layer, float *out, int64_t *T,
                         slex_error *err);
+
+/* ---- training ------------------------------------------------------------------------------ */
+
+/* The nn.Linear modules of a transformer layer that can carry a LoRA adapter. */
+typedef enum {
+    SLEX_HUBERT_Q, SLEX_HUBERT_K, SLEX_HUBERT_V, SLEX_HUBERT_OUT, SLEX_HUBERT_FC1, SLEX_HUBERT_FC2,
+    SLEX_HUBERT_LINEARS
+} slex_hubert_linear;
+
+/* A LoRA branch on one linear (model/linear.h slex_lora_forward): y += scale * B (A x). */
+typedef struct slex_hubert_lora_site {
+    const float *A; /* (r, in); NULL: no adapter on this linear */
+    const float *B; /* (out, r) */
+    float *dA, *dB; /* gradients (accumulate); NULL: not computed */
+    float scale;    /* alpha / r, or alpha / sqrt(r) (rsLoRA) */
+    int r;
+} slex_hubert_lora_site;
+
+/* One training batch: B utterances of N samples each (fairseq crops a batch to its shortest
+ * utterance), wave (B, N), already normalised when the model wants it. */
+typedef struct slex_hubert_batch {
+    int B;
+    int64_t N;
+    const uint8_t *mask;       /* (B, T): 1 = frame replaced by mask_emb after the feature
+                                  projection (masked prediction); NULL: none */
+    const uint8_t *skip_layer; /* (L): 1 = layer left out of this step (layerdrop); NULL: none */
+    const slex_hubert_lora_site *lora; /* (L, SLEX_HUBERT_LINEARS) adapters; NULL: none */
+} slex_hubert_batch;
+
+/* Forward of a training batch with every activation the backward needs kept (the model was
+ * loaded with keep_activations, max_batch >= B, max_chunk_samples >= N).  out (B, T, C) is the
+ * encoder output: the last layer's output (post-LN), after the final LayerNorm (pre-LN).  The
+ * positional conv weight is recomputed from g and v first, so parameters may change between
+ * steps.  The CNN features (B, T, Cf) stay in acts->conv_gelu[num_conv - 1]. */
+int slex_hubert_forward_train(slex_hubert *model, const float *wave, const slex_hubert_batch *batch, float *out,
+                              slex_error *err);
+
+/* Backward of the last slex_hubert_forward_train, for dout (B, T, C).  Parameter gradients
+ * accumulate into grads (laid out like the parameters, slex_hubert_params_layout); a NULL
+ * field is a frozen tensor and is skipped, and the pass stops below the lowest tensor that
+ * needs a gradient.  dfeatures (B, T, Cf) or NULL: a gradient at the CNN features from other
+ * terms of the loss (fairseq's feature penalty), added before feature_grad_mult scales the
+ * gradient that enters the CNN (0: the CNN gets none).  LoRA gradients go to the batch's
+ * sites.  CNN gradients need keep_cnn_activations. */
+int slex_hubert_backward(slex_hubert *model, const float *dout, const float *dfeatures, float feature_grad_mult,
+                         slex_hubert_params *grads, slex_error *err);
 
 #endif

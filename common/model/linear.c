@@ -21,9 +21,13 @@ void slex_linear_backward(float *dinp, float *dw, float *dbias, const float *dou
             for (int o = 0; o < OC; o++) dbias[o] += dout[t * OC + o];
 }
 
+void slex_lora_hidden(float *h, const float *inp, const float *A, int64_t N, int IC, int r) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, IC, 1.0f, inp, IC, A, IC, 0.0f, h, r);
+}
+
 void slex_lora_forward(float *out, int64_t ldo, float *h, const float *inp, const float *A, const float *B, float s,
                        int64_t N, int IC, int OC, int r) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, IC, 1.0f, inp, IC, A, IC, 0.0f, h, r);
+    slex_lora_hidden(h, inp, A, N, IC, r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, r, s, h, r, B, r, 1.0f, out, (int)ldo);
 }
 

@@ -22,6 +22,9 @@ void slex_linear_backward(float *dinp, float *dw, float *dbias, const float *dou
 void slex_lora_forward(float *out, int64_t ldo, float *h, const float *inp, const float *A, const float *B, float s,
                        int64_t N, int IC, int OC, int r);
 
+/* h (N, r) = inp (N, IC) @ A^T: the branch's hidden activations (recomputed for a backward). */
+void slex_lora_hidden(float *h, const float *inp, const float *A, int64_t N, int IC, int r);
+
 /* Backward of the branch for dout (N, OC; row stride ldo): dB (OC, r) += s dout^T h;
  * dh (N, r) = s dout B (scratch); dA (r, IC) += dh^T inp; dinp (N, IC) += dh A, ADDED to the
  * base weight's input gradient that slex_linear_backward wrote (NULL: skipped). */

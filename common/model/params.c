@@ -165,7 +165,8 @@ static void resolve(const slex_hubert_config *c, const float *const *slots, cons
     for (int d = 0; d < r->ndim; d++) t->shape[d] = dim_value(c, r->shape[d], i);
     /* Index of this tensor inside its field: (layer, part) for stacked layer fields. */
     int64_t index = (r->scope == PER_LAYER ? (int64_t)i * (r->parts ? r->parts : 1) : 0) + r->part;
-    t->data = slots ? (float *)slots[slot_of(r, i)] + index * t->numel : NULL;
+    const float *field = slots ? slots[slot_of(r, i)] : NULL;
+    t->data = field ? (float *)field + index * t->numel : NULL; /* NULL: absent (or a frozen gradient) */
     t->conv_taps = r->conv_taps;
     t->optional = r->optional;
     t->linear = r->linear;

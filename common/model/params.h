@@ -45,7 +45,8 @@ typedef struct slex_hubert_tensor {
     int ndim;
     int64_t shape[3];  /* the HF shape */
     int64_t numel;
-    float *data;       /* numel floats inside the parameter block */
+    float *data;       /* numel floats inside the parameter block (NULL where the block has
+                          NULL, e.g. the gradient of a frozen tensor) */
     int conv_taps;     /* 1: stored (C_out, K, C_in) in memory, (C_out, C_in, K) in HF files */
     int optional;      /* 1: a checkpoint may lack it (masked_spec_embed; the block keeps zeros) */
     int linear;        /* 1: the weight of an nn.Linear (a LoRA target); its module path is the
