@@ -28,6 +28,7 @@
 #include "model/hubert.h"
 #include "model/layernorm.h"
 #include "model/linear.h"
+#include "model/lora.h"
 #include "model/posconv.h"
 
 #define GRAD_TOL 1e-5
@@ -659,6 +660,74 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     slex_hubert_free(m);
 }
 
+/* The training forward with unmerged adapters (slex_lora_sites) equals the inference forward
+ * of the merged model (slex-dump --adapter), utterance by utterance, within 1e-5. */
+static void test_unmerged_lora(const char *data, const char *variant) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", data, variant);
+    slex_hubert_load_options o;
+    slex_hubert_load_options_default(&o);
+    o.normalize_waveform = 0;
+    o.max_chunk_samples = MODEL_N;
+    slex_error err = {{0}};
+    slex_hubert *merged = slex_hubert_load(dir, &o, &err);
+    o.keep_activations = 1;
+    o.max_batch = MODEL_B;
+    slex_hubert *train = slex_hubert_load(dir, &o, &err);
+    CHECK(merged && train, "%s: %s", dir, err.msg);
+    if (!merged || !train) {
+        slex_hubert_free(merged);
+        slex_hubert_free(train);
+        return;
+    }
+    const slex_hubert_config *c = slex_hubert_get_config(train);
+    char names[8][SLEX_LORA_MODULE_MAX];
+    const char *modules[8];
+    static const char *suffix[6] = {"attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj",
+                                    "feed_forward.intermediate_dense", "feed_forward.output_dense"};
+    int nm = 0;
+    for (int j = 0; j < 6; j++) {
+        snprintf(names[nm], sizeof names[nm], "encoder.layers.%d.%s", j % c->num_hidden_layers, suffix[j]);
+        modules[nm] = names[nm];
+        nm++;
+    }
+    slex_lora_config lc;
+    slex_lora_config_default(&lc);
+    lc.r = 4;
+    lc.lora_alpha = 8;
+    lc.use_rslora = 1;
+    slex_lora *lora = slex_lora_create(&lc, modules, nm, train, &err);
+    CHECK(lora != NULL, "lora create: %s", err.msg);
+    if (!lora) return;
+    for (int64_t i = 0; i < lora->num_params; i++) lora->params[i] = (float)(0.4 * (uniform() - 0.5));
+    slex_hubert_lora_site *sites = calloc((size_t)c->num_hidden_layers * SLEX_HUBERT_LINEARS, sizeof *sites);
+    CHECK(slex_lora_sites(lora, train, NULL, sites, &err) == 0, "sites: %s", err.msg);
+    CHECK(slex_lora_merge(lora, merged, &err) == 0, "merge: %s", err.msg);
+    slex_hubert_params_changed(merged);
+    int C = c->hidden_size;
+    int64_t T = slex_hubert_chunk_frames(train, MODEL_N);
+    float *wave = rand_floats(MODEL_B * MODEL_N, -0.5, 0.5), *out = filled(MODEL_B * T * C, 0.0f);
+    float *ref = filled(T * C, 0.0f);
+    slex_hubert_batch batch = {.B = MODEL_B, .N = MODEL_N, .lora = sites};
+    CHECK(slex_hubert_forward_train(train, wave, &batch, out, &err) == 0, "training forward: %s", err.msg);
+    double worst = 0.0;
+    for (int b = 0; b < MODEL_B; b++) {
+        int64_t Tr = 0;
+        CHECK(slex_hubert_forward(merged, wave + b * MODEL_N, MODEL_N, SLEX_HUBERT_LAST_HIDDEN_STATE, ref, &Tr, &err) ==
+                  0 && Tr == T, "merged forward: %s", err.msg);
+        for (int64_t i = 0; i < T * C; i++) {
+            double d = fabs((double)out[b * T * C + i] - ref[i]);
+            if (!(d <= worst)) worst = d;
+        }
+    }
+    CHECK(worst <= 1e-5, "%s: unmerged training forward vs merged inference: max abs diff %.3g", variant, worst);
+    fprintf(stderr, "  %-44s max abs diff %.2e\n", variant, worst);
+    free(sites), free(wave), free(out), free(ref);
+    slex_lora_free(lora);
+    slex_hubert_free(merged);
+    slex_hubert_free(train);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_backward MODEL_DATA_DIR (tests/data/model)\n");
@@ -680,6 +749,8 @@ int main(int argc, char **argv) {
     test_posconv(5, 9, 8);
     test_posconv(4, 517, 4);
     test_nan();
+    test_unmerged_lora(argv[1], "post_ln_group");
+    test_unmerged_lora(argv[1], "pre_ln_layer");
     test_model_backward(argv[1], "post_ln_group", FULL);
     test_model_backward(argv[1], "pre_ln_layer", FULL);
     test_model_backward(argv[1], "post_ln_group", LORA);

@@ -144,13 +144,8 @@ int slex_hubert_forward(slex_hubert *model, const float *wave, int64_t n, int la
 
 /* ---- training ------------------------------------------------------------------------------ */
 
-/* The nn.Linear modules of a transformer layer that can carry a LoRA adapter. */
-typedef enum {
-    SLEX_HUBERT_Q, SLEX_HUBERT_K, SLEX_HUBERT_V, SLEX_HUBERT_OUT, SLEX_HUBERT_FC1, SLEX_HUBERT_FC2,
-    SLEX_HUBERT_LINEARS
-} slex_hubert_linear;
-
-/* A LoRA branch on one linear (model/linear.h slex_lora_forward): y += scale * B (A x). */
+/* A LoRA branch on one linear (model/linear.h slex_lora_forward): y += scale * B (A x).
+ * Sites are indexed [layer * SLEX_HUBERT_LINEARS + slex_hubert_linear] (model/params.h). */
 typedef struct slex_hubert_lora_site {
     const float *A; /* (r, in); NULL: no adapter on this linear */
     const float *B; /* (out, r) */

@@ -477,6 +477,40 @@ int slex_lora_merge(const slex_lora *lora, slex_hubert *model, slex_error *err) 
     return 0;
 }
 
+int slex_lora_sites(const slex_lora *lora, const slex_hubert *model, float *grads, slex_hubert_lora_site *sites,
+                    slex_error *err) {
+    if (slex_lora_check(lora, model, err)) return -1;
+    const slex_hubert_config *c = slex_hubert_get_config(model);
+    memset(sites, 0, (size_t)c->num_hidden_layers * SLEX_HUBERT_LINEARS * sizeof *sites);
+    int n = slex_hubert_tensors(c, NULL, NULL);
+    slex_hubert_tensor *tensors = malloc((size_t)n * sizeof *tensors);
+    if (!tensors) return slex_fail(err, "%s: out of memory", source_of(lora));
+    slex_hubert_tensors(c, NULL, tensors);
+    int rc = 0;
+    for (int i = 0; i < lora->n_targets && rc == 0; i++) {
+        const slex_lora_target *t = &lora->targets[i];
+        const char *p = strncmp(t->module, CTC_PREFIX, strlen(CTC_PREFIX)) == 0 ? t->module + strlen(CTC_PREFIX)
+                                                                                 : t->module;
+        int k = find_linear(tensors, n, p); /* found: slex_lora_check passed */
+        if (tensors[k].site < 0) {
+            rc = slex_fail(err, "%s: module '%s' cannot be trained: slex trains adapters of the transformer layers",
+                           source_of(lora), t->module);
+            break;
+        }
+        slex_hubert_lora_site *s = &sites[(int64_t)tensors[k].layer * SLEX_HUBERT_LINEARS + tensors[k].site];
+        *s = (slex_hubert_lora_site){
+            .A = t->A,
+            .B = t->B,
+            .dA = grads ? grads + (t->A - lora->params) : NULL,
+            .dB = grads ? grads + (t->B - lora->params) : NULL,
+            .scale = t->scaling,
+            .r = t->r,
+        };
+    }
+    free(tensors);
+    return rc;
+}
+
 /* ---- writing ----------------------------------------------------------------------------- */
 
 /* rank_pattern / alpha_pattern keys are the module paths themselves, unescaped: every PEFT

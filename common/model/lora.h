@@ -94,6 +94,15 @@ int slex_lora_check(const slex_lora *lora, const slex_hubert *model, slex_error 
  * parameters.  Nothing is changed when the check fails. */
 int slex_lora_merge(const slex_lora *lora, slex_hubert *model, slex_error *err);
 
+/* Binds the adapter to the model's training forward and backward (model/hubert.h,
+ * slex_hubert_batch.lora): fills sites (num_hidden_layers * SLEX_HUBERT_LINEARS, indexed
+ * [layer * SLEX_HUBERT_LINEARS + slex_hubert_linear]) with every target's A, B, r and scaling;
+ * with grads (num_params floats, laid out like lora->params) dA and dB point into it, else
+ * they are NULL.  Checks the adapter against the model first; a target on
+ * feature_projection.projection is refused (training adapts the transformer layers). */
+int slex_lora_sites(const slex_lora *lora, const slex_hubert *model, float *grads, slex_hubert_lora_site *sites,
+                    slex_error *err);
+
 /* Writes dir/adapter_config.json and dir/adapter_model.safetensors (creating dir).  Targets
  * whose r or alpha differ from cfg's are written as rank_pattern / alpha_pattern entries. */
 int slex_lora_save(const slex_lora *lora, const char *dir, slex_error *err);

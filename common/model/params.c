@@ -23,6 +23,7 @@ typedef struct {
     dim shape[3];
     presence presence;
     int conv_taps, optional, linear;
+    int site; /* slex_hubert_linear + 1 of a layer's nn.Linear weight, 0 otherwise */
 } tensor_row;
 
 #define FIELD(f) offsetof(slex_hubert_params, f)
@@ -53,19 +54,19 @@ static const tensor_row rows[] = {
     {.name = "encoder.layer_norm.weight", .field = FIELD(enc_ln_w), .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layer_norm.bias", .field = FIELD(enc_ln_b), .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layers.%d.attention.k_proj.weight", .field = FIELD(qkv_w), .scope = PER_LAYER, .part = 1,
-     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1},
+     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1, .site = 1 + SLEX_HUBERT_K},
     {.name = "encoder.layers.%d.attention.k_proj.bias", .field = FIELD(qkv_b), .scope = PER_LAYER, .part = 1,
      .parts = 3, .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layers.%d.attention.v_proj.weight", .field = FIELD(qkv_w), .scope = PER_LAYER, .part = 2,
-     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1},
+     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1, .site = 1 + SLEX_HUBERT_V},
     {.name = "encoder.layers.%d.attention.v_proj.bias", .field = FIELD(qkv_b), .scope = PER_LAYER, .part = 2,
      .parts = 3, .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layers.%d.attention.q_proj.weight", .field = FIELD(qkv_w), .scope = PER_LAYER, .part = 0,
-     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1},
+     .parts = 3, .ndim = 2, .shape = {D_C, D_C}, .linear = 1, .site = 1 + SLEX_HUBERT_Q},
     {.name = "encoder.layers.%d.attention.q_proj.bias", .field = FIELD(qkv_b), .scope = PER_LAYER, .part = 0,
      .parts = 3, .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layers.%d.attention.out_proj.weight", .field = FIELD(attproj_w), .scope = PER_LAYER, .ndim = 2,
-     .shape = {D_C, D_C}, .linear = 1},
+     .shape = {D_C, D_C}, .linear = 1, .site = 1 + SLEX_HUBERT_OUT},
     {.name = "encoder.layers.%d.attention.out_proj.bias", .field = FIELD(attproj_b), .scope = PER_LAYER, .ndim = 1,
      .shape = {D_C}},
     {.name = "encoder.layers.%d.layer_norm.weight", .field = FIELD(ln1_w), .scope = PER_LAYER, .ndim = 1,
@@ -73,11 +74,11 @@ static const tensor_row rows[] = {
     {.name = "encoder.layers.%d.layer_norm.bias", .field = FIELD(ln1_b), .scope = PER_LAYER, .ndim = 1,
      .shape = {D_C}},
     {.name = "encoder.layers.%d.feed_forward.intermediate_dense.weight", .field = FIELD(fc_w), .scope = PER_LAYER,
-     .ndim = 2, .shape = {D_F, D_C}, .linear = 1},
+     .ndim = 2, .shape = {D_F, D_C}, .linear = 1, .site = 1 + SLEX_HUBERT_FC1},
     {.name = "encoder.layers.%d.feed_forward.intermediate_dense.bias", .field = FIELD(fc_b), .scope = PER_LAYER,
      .ndim = 1, .shape = {D_F}},
     {.name = "encoder.layers.%d.feed_forward.output_dense.weight", .field = FIELD(fcproj_w), .scope = PER_LAYER,
-     .ndim = 2, .shape = {D_C, D_F}, .linear = 1},
+     .ndim = 2, .shape = {D_C, D_F}, .linear = 1, .site = 1 + SLEX_HUBERT_FC2},
     {.name = "encoder.layers.%d.feed_forward.output_dense.bias", .field = FIELD(fcproj_b), .scope = PER_LAYER,
      .ndim = 1, .shape = {D_C}},
     {.name = "encoder.layers.%d.final_layer_norm.weight", .field = FIELD(ln2_w), .scope = PER_LAYER, .ndim = 1,
@@ -171,6 +172,7 @@ static void resolve(const slex_hubert_config *c, const float *const *slots, cons
     t->optional = r->optional;
     t->linear = r->linear;
     t->layer = r->scope == PER_LAYER ? i : -1;
+    t->site = r->site - 1;
 }
 
 int slex_hubert_tensors(const slex_hubert_config *c, const slex_hubert_params *p, slex_hubert_tensor *out) {

@@ -37,6 +37,12 @@ typedef struct slex_hubert_params {
     float *mask_emb;                          /* (C) masked_spec_embed (zeros when absent) */
 } slex_hubert_params;
 
+/* The nn.Linear modules of a transformer layer (the ones LoRA adapts). */
+typedef enum {
+    SLEX_HUBERT_Q, SLEX_HUBERT_K, SLEX_HUBERT_V, SLEX_HUBERT_OUT, SLEX_HUBERT_FC1, SLEX_HUBERT_FC2,
+    SLEX_HUBERT_LINEARS
+} slex_hubert_linear;
+
 #define SLEX_HUBERT_TENSOR_NAME_MAX 96
 
 /* One tensor of the HF checkpoint, resolved for a config and a parameter block. */
@@ -52,6 +58,8 @@ typedef struct slex_hubert_tensor {
     int linear;        /* 1: the weight of an nn.Linear (a LoRA target); its module path is the
                           name without ".weight", out = shape[0], in = shape[1] */
     int layer;         /* transformer layer of the tensor, -1 outside the layers */
+    int site;          /* the weight of linear slex_hubert_linear `site` of layer `layer`; -1 for
+                          every other tensor (the feature projection's included) */
 } slex_hubert_tensor;
 
 /* Lays the parameters of `cfg` out over `block` (which holds the returned number of floats)
