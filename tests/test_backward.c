@@ -555,7 +555,9 @@ static void check_direction(const char *what, model_case *mc, float *x, const fl
     free(v);
 }
 
-typedef enum { FULL, LORA } train_mode;
+/* LORA_TOP: only the adapters train (mask_emb frozen), and activations are kept from the lowest
+ * adapted layer up (first_trained_layer). */
+typedef enum { FULL, LORA, LORA_TOP } train_mode;
 
 /* One configuration: the fixture model `variant`, in full or LoRA mode, with a mask, one
  * layer dropped (full mode) and feature_grad_mult 0.5 with a feature-penalty gradient. */
@@ -566,6 +568,13 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     slex_hubert_load_options_default(&o);
     o.keep_activations = 1;
     o.keep_cnn_activations = mode == FULL;
+    /* LORA_TOP adapts the top layer only (the first four sites below) and keeps only it. */
+    char cfg_path[1100];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    slex_hubert_config fc;
+    slex_error cerr = {{0}};
+    CHECK(slex_hubert_config_load(cfg_path, &fc, &cerr) == 0, "%s", cerr.msg);
+    o.first_trained_layer = mode == LORA_TOP ? fc.num_hidden_layers - 1 : 0;
     o.max_batch = MODEL_B;
     o.max_chunk_samples = MODEL_N;
     slex_error err = {{0}};
@@ -591,7 +600,7 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     static const struct {
         int layer_from_top, which;
     } adapted[] = {{0, SLEX_HUBERT_Q}, {0, SLEX_HUBERT_V}, {0, SLEX_HUBERT_OUT}, {0, SLEX_HUBERT_FC1}, {1, SLEX_HUBERT_K}};
-    int n_adapted = mode == LORA ? (int)(sizeof adapted / sizeof adapted[0]) : 0;
+    int n_adapted = mode == LORA ? (int)(sizeof adapted / sizeof adapted[0]) : mode == LORA_TOP ? 4 : 0;
     int64_t per = 0;
     for (int k = 0; k < n_adapted; k++) {
         int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
@@ -612,16 +621,23 @@ static void test_model_backward(const char *data, const char *variant, train_mod
         off += (int64_t)outd * r;
     }
     model_case mc = {m, wave, R, Q, {.B = MODEL_B, .N = MODEL_N, .mask = mask, .skip_layer = skip,
-                                     .lora = mode == LORA ? sites : NULL}, BT * C, BT * Cf, out};
+                                     .lora = mode != FULL ? sites : NULL}, BT * C, BT * Cf, out};
     /* Gradients: every tensor in full mode; LoRA mode trains only the adapters and mask_emb. */
     slex_hubert_params g;
     int64_t ng = slex_hubert_params_layout(c, NULL, NULL);
     float *gmem = filled(ng, ACCUM);
     slex_hubert_params_layout(c, gmem, &g);
-    if (mode == LORA) {
+    if (mode != FULL) {
         float *keep_mask = g.mask_emb;
         memset(&g, 0, sizeof g);
         g.mask_emb = keep_mask;
+    }
+    if (mode == LORA_TOP) {
+        /* mask_emb sits below the kept layers: refused, then frozen. */
+        model_loss(&mc);
+        CHECK(slex_hubert_backward(m, R, Q, 0.0f, &g, &err) != 0 && strstr(err.msg, "first_trained_layer"),
+              "a gradient below first_trained_layer: %s", err.msg);
+        g.mask_emb = NULL;
     }
     float mult = mode == FULL ? 0.5f : 0.0f;
     model_loss(&mc);
@@ -755,5 +771,7 @@ int main(int argc, char **argv) {
     test_model_backward(argv[1], "pre_ln_layer", FULL);
     test_model_backward(argv[1], "post_ln_group", LORA);
     test_model_backward(argv[1], "pre_ln_layer", LORA);
+    test_model_backward(argv[1], "post_ln_group", LORA_TOP);
+    test_model_backward(argv[1], "pre_ln_layer", LORA_TOP);
     return check_finish("test_backward");
 }

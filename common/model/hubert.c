@@ -61,6 +61,8 @@ static const slex_option load_rows[] = {
     {SLEX_OPT_FLAG_FIELD(T, keep_cnn_activations), .name = "keep-cnn-activations", .flags = SLEX_OPTF_INTERNAL},
     {SLEX_OPT_INT_FIELD(T, max_batch), .name = "max-batch", .def = 1, .min = 1, .max = 1 << 20,
      .flags = SLEX_OPTF_INTERNAL},
+    {SLEX_OPT_INT_FIELD(T, first_trained_layer), .name = "first-trained-layer", .def = 0, .min = 0, .max = 1 << 20,
+     .flags = SLEX_OPTF_INTERNAL},
 };
 #undef T
 const slex_option_table slex_hubert_load_option_table = SLEX_OPTION_TABLE(load_rows);
@@ -140,13 +142,25 @@ static float *alloc_params(slex_hubert *m) {
     return mem;
 }
 
+/* With keep_activations, layers below first_trained_layer share slice 0 of the per-layer
+ * buffers and every other layer has its own. */
+static int layer_slices(const slex_hubert *m) {
+    int f = m->opts.first_trained_layer;
+    return m->cfg.num_hidden_layers - f + (f > 0);
+}
+
+static int64_t slice_of(const slex_hubert *m, int l) {
+    int f = m->opts.first_trained_layer;
+    return !m->opts.keep_activations || l < f ? 0 : l - f + (f > 0);
+}
+
 static float *alloc_acts(slex_hubert *m, int64_t N) {
     const slex_hubert_config *c = &m->cfg;
     slex_hubert_acts *a = &m->acts;
     int keep = m->opts.keep_activations, keep_cnn = keep && m->opts.keep_cnn_activations;
     int64_t B = keep ? m->max_batch : 1;
     int64_t C = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads;
-    int64_t Lk = keep ? c->num_hidden_layers : 1, Hk = keep ? H : 1;
+    int64_t Lk = keep ? layer_slices(m) : 1, Hk = keep ? H : 1;
     int64_t T = slex_hubert_chunk_frames(m, N), Cf = c->conv_dim[c->num_conv - 1];
     int64_t Kp = c->num_conv_pos_embeddings, Cg = C / c->num_conv_pos_embedding_groups;
     int64_t len[SLEX_HUBERT_MAX_CONV], ping = 0, pong = 0, scratch = 0, conv_max = 0;
@@ -266,6 +280,11 @@ slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *o
                   (long long)m->opts.max_chunk_samples, (long long)slex_hubert_receptive_field(m));
         goto fail;
     }
+    if (m->opts.first_trained_layer < 0 || m->opts.first_trained_layer >= c->num_hidden_layers) {
+        slex_fail(err, "%s: first_trained_layer %d is not a layer of the model (0..%d)", dir,
+                  m->opts.first_trained_layer, c->num_hidden_layers - 1);
+        goto fail;
+    }
     if (m->opts.normalize_waveform == SLEX_HUBERT_NORMALIZE_AUTO) {
         snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
         int do_normalize = 0;
@@ -379,12 +398,13 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         if (train) m->layer_in[l] = x;
         if (train && train->skip_layer && train->skip_layer[l]) continue;
         const slex_hubert_lora_site *site = train && train->lora ? train->lora + (int64_t)l * SLEX_HUBERT_LINEARS : NULL;
-        float *ln1 = a->ln1 + l * sTC, *ln1_mean = a->ln1_mean + l * sT, *ln1_rstd = a->ln1_rstd + l * sT;
-        float *qkv = a->qkv + 3 * l * sTC, *att = a->att + l * (keep ? (int64_t)H * B * T * T : 0);
-        float *atty = a->atty + l * sTC, *attproj = a->attproj + l * sTC, *res1 = a->res1 + l * sTC;
-        float *ln2 = a->ln2 + l * sTC, *ln2_mean = a->ln2_mean + l * sT, *ln2_rstd = a->ln2_rstd + l * sT;
-        float *fch = a->fch + l * sTF, *fch_gelu = a->fch_gelu + l * sTF, *fcproj = a->fcproj + l * sTC;
-        float *res2 = a->res2 + l * sTC;
+        int64_t sl = slice_of(m, l);
+        float *ln1 = a->ln1 + sl * sTC, *ln1_mean = a->ln1_mean + sl * sT, *ln1_rstd = a->ln1_rstd + sl * sT;
+        float *qkv = a->qkv + 3 * sl * sTC, *att = a->att + sl * (keep ? (int64_t)H * B * T * T : 0);
+        float *atty = a->atty + sl * sTC, *attproj = a->attproj + sl * sTC, *res1 = a->res1 + sl * sTC;
+        float *ln2 = a->ln2 + sl * sTC, *ln2_mean = a->ln2_mean + sl * sT, *ln2_rstd = a->ln2_rstd + sl * sT;
+        float *fch = a->fch + sl * sTF, *fch_gelu = a->fch_gelu + sl * sTF, *fcproj = a->fcproj + sl * sTC;
+        float *res2 = a->res2 + sl * sTC;
         const float *ln1_w = p->ln1_w + (int64_t)l * C, *ln1_b = p->ln1_b + (int64_t)l * C;
         const float *ln2_w = p->ln2_w + (int64_t)l * C, *ln2_b = p->ln2_b + (int64_t)l * C;
         const float *qkv_w = p->qkv_w + (int64_t)l * 3 * C * C, *qkv_b = p->qkv_b + (int64_t)l * 3 * C;
@@ -529,8 +549,9 @@ typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res1, *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *res2;
 } layer_acts;
 
-static layer_acts layer_view(const slex_hubert *m, int l) {
+static layer_acts layer_view(const slex_hubert *m, int layer) {
     const slex_hubert_acts *a = &m->acts;
+    int64_t l = slice_of(m, layer);
     int64_t BT = m->batch.B * m->T, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
     int64_t H = m->cfg.num_attention_heads;
     return (layer_acts){
@@ -678,6 +699,11 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
     int lowest = L; /* lowest layer with a trainable tensor */
     for (int l = L - 1; l >= 0; l--)
         if (layer_trainable(m, g, l)) lowest = l;
+    int f = m->opts.first_trained_layer;
+    if (f > 0 && (enc_in || lowest < f))
+        return slex_fail(err, "backward: a gradient below layer %d was asked for (%s), but the model keeps "
+                              "activations from first_trained_layer %d up", f,
+                         enc_in ? "below the encoder layers" : "a trainable layer", f);
     int r = max_lora_rank(m, &m->batch);
     float *h = r ? malloc((size_t)(2 * BT * r) * sizeof(float)) : NULL;
     if (r && !h) return slex_fail(err, "backward: out of memory for the LoRA activations");

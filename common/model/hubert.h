@@ -10,9 +10,10 @@
  * by the tensor table of model/params.h and read by model/weights.h) and all activations in
  * another, sized at load for max_chunk_samples.  With keep_activations every
  * intermediate the backward pass needs is kept per layer; without it the layers share one set
- * of buffers.  The kernels are modules of their own (model/conv.h, layernorm.h, linear.h,
- * attention.h, posconv.h); this module sequences them.  Every matrix product is a
- * cblas_sgemm.
+ * of buffers.  The kernels are modules of their own, each x_forward beside its x_backward
+ * (model/conv.h, layernorm.h, linear.h, attention.h, posconv.h); this module sequences them,
+ * for inference (slex_hubert_forward) and for training (slex_hubert_forward_train on a batch,
+ * then slex_hubert_backward).  Every matrix product is a cblas_sgemm.
  *
  * Layers are numbered like fairseq's output_layer: layer L (1..num_layers) is the output of
  * transformer layer L = torchaudio extract_features(x)[0][L-1] = HF hidden_states[L], except
@@ -55,13 +56,17 @@ typedef struct slex_hubert_load_options {
     int keep_cnn_activations;
     /* Utterances of one training batch (with keep_activations); default 1. */
     int max_batch;
+    /* With keep_activations: the lowest transformer layer whose activations are kept (LoRA
+     * training with nothing trainable below it: the layers underneath share one set of
+     * buffers, and a backward that needs them is an error); default 0 (all). */
+    int first_trained_layer;
 } slex_hubert_load_options;
 
 void slex_hubert_load_options_default(slex_hubert_load_options *opts);
 
 /* The load options registered once (defaults, ranges, --help, and the dump parameters
  * normalize_waveform_option, max_chunk_samples, ignore_unexpected in that order);
- * keep_activations, keep_cnn_activations and max_batch are internal. */
+ * keep_activations, keep_cnn_activations, max_batch and first_trained_layer are internal. */
 extern const slex_option_table slex_hubert_load_option_table;
 
 /* Activations of one forward: B utterances (1 outside training) of N samples each -> T_i frames
