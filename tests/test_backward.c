@@ -559,8 +559,8 @@ static void check_direction(const char *what, model_case *mc, float *x, const fl
  * adapted layer up (first_trained_layer). */
 typedef enum { FULL, LORA, LORA_TOP } train_mode;
 
-/* One configuration: the fixture model `variant`, in full or LoRA mode, with a mask, one
- * layer dropped (full mode) and feature_grad_mult 0.5 with a feature-penalty gradient. */
+/* One configuration: the fixture model `variant`, in full or LoRA mode, with a mask, dropout,
+ * one layer dropped (full mode) and feature_grad_mult 0.5 with a feature-penalty gradient. */
 static void test_model_backward(const char *data, const char *variant, train_mode mode) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", data, variant);
@@ -622,6 +622,13 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     }
     model_case mc = {m, wave, R, Q, {.B = MODEL_B, .N = MODEL_N, .mask = mask, .skip_layer = skip,
                                      .lora = mode != FULL ? sites : NULL}, BT * C, BT * Cf, out};
+    /* Dropout everywhere (fixed masks: the same seed in every forward of the differences). */
+    if (mode != LORA_TOP) {
+        mc.batch.dropout = 0.1f;
+        mc.batch.attention_dropout = 0.15f;
+        mc.batch.activation_dropout = 0.2f;
+        mc.batch.dropout_seed = 12345;
+    }
     /* Gradients: every tensor in full mode; LoRA mode trains only the adapters and mask_emb. */
     slex_hubert_params g;
     int64_t ng = slex_hubert_params_layout(c, NULL, NULL);

@@ -40,6 +40,7 @@ struct slex_hubert {
     float *datt;                         /* 2 T*T attention backward scratch */
     float *dposw;                        /* (C, Kp, Cg) positional conv effective weight gradient */
     float *dconv[2];                     /* (B, T_i, C_i) CNN gradients, with keep_cnn_activations */
+    float *att_drop;                     /* (B, H, T, T) attention dropout multipliers of one layer */
     const float **layer_in;              /* (L) */
     const float *top_in;                 /* input of the pre-LN final LayerNorm */
     slex_hubert_batch batch;
@@ -233,6 +234,7 @@ static float *alloc_acts(slex_hubert *m, int64_t N) {
     s[n++] = (slot){&m->dposw, keep ? C * Kp * Cg : 0};
     s[n++] = (slot){&m->dconv[0], keep_cnn ? conv_max : 0};
     s[n++] = (slot){&m->dconv[1], keep_cnn ? conv_max : 0};
+    s[n++] = (slot){&m->att_drop, keep ? H * B * T * T : 0};
     int64_t total;
     float *mem = alloc_slots(s, n, &total);
     if (!mem) return NULL;
@@ -330,6 +332,36 @@ void slex_hubert_params_changed(slex_hubert *m) {
 /* ---------------------------------------------------------------------------------------- */
 /* Forward */
 
+/* Dropout sites: per layer (DROP_LAYER * l + k) and two outside the layers. */
+enum { DROP_ATT, DROP_ATTPROJ, DROP_ACT, DROP_FFN_OUT, DROP_LAYER = 4 };
+#define DROP_PROJ (UINT64_C(1) << 40)
+#define DROP_ENC_IN (DROP_PROJ + 1)
+
+/* 1 when element i of dropout site `site` is dropped with probability p (splitmix64 of the
+ * seed, the site and the index: the same answer in the forward and the backward). */
+static int dropped(uint64_t seed, uint64_t site, uint64_t i, float p) {
+    uint64_t z = seed ^ (site * UINT64_C(0x9E3779B97F4A7C15)) ^ (i * UINT64_C(0xD1B54A32D192ED03));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0) < p;
+}
+
+/* x (n) *= the site's dropout multipliers (0 or 1 / (1 - p)); the same call is its backward. */
+static void apply_dropout(float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
+    if (p <= 0.0f) return;
+    float keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < n; i++) x[i] = dropped(seed, site, (uint64_t)i, p) ? 0.0f : x[i] * keep;
+}
+
+/* The attention dropout multipliers of layer l into m->att_drop; NULL when off. */
+static const float *attention_dropout(slex_hubert *m, const slex_hubert_batch *b, int l, int64_t n) {
+    if (!b || b->attention_dropout <= 0.0f) return NULL;
+    for (int64_t i = 0; i < n; i++) m->att_drop[i] = 1.0f;
+    apply_dropout(m->att_drop, n, b->attention_dropout, b->dropout_seed, (uint64_t)l * DROP_LAYER + DROP_ATT);
+    return m->att_drop;
+}
+
 /* The LoRA branch of site s (if any) on a linear whose output out has row stride ldo. */
 static void lora_forward_site(const slex_hubert_lora_site *s, float *out, int64_t ldo, const float *inp, int64_t N,
                               int IC, int OC, float *h) {
@@ -376,6 +408,9 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         x = a->proj_ln;
     }
     slex_linear_forward(a->proj, x, p->proj_w, p->proj_b, BT, cin, C);
+    float pd = train ? train->dropout : 0.0f, pa = train ? train->activation_dropout : 0.0f;
+    uint64_t seed = train ? train->dropout_seed : 0;
+    apply_dropout(a->proj, BT * C, pd, seed, DROP_PROJ);
     if (train && train->mask)
         for (int64_t t = 0; t < BT; t++)
             if (train->mask[t]) memcpy(a->proj + t * C, p->mask_emb, (size_t)C * sizeof(float));
@@ -391,6 +426,7 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
                                c->layer_norm_eps);
         x = a->enc_ln;
     }
+    apply_dropout((float *)x, BT * C, pd, seed, DROP_ENC_IN);
 
     int last = layer == SLEX_HUBERT_LAST_HIDDEN_STATE ? L : layer;
     int64_t sTC = keep ? BT * C : 0, sT = keep ? BT : 0, sTF = keep ? BT * F : 0;
@@ -419,9 +455,12 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         slex_linear_forward(qkv, att_in, qkv_w, qkv_b, BT, C, 3 * C);
         for (int j = 0; j < 3; j++)
             lora_forward_site(site ? &site[SLEX_HUBERT_Q + j] : NULL, qkv + j * C, 3 * C, att_in, BT, C, C, lora_h);
-        slex_attention_forward(atty, att, keep ? T * T : 0, qkv, NULL, B, T, C, H, NULL);
+        uint64_t ds = (uint64_t)l * DROP_LAYER;
+        const float *att_drop = attention_dropout(m, train, l, (int64_t)H * B * T * T);
+        slex_attention_forward(atty, att, keep ? T * T : 0, qkv, att_drop, B, T, C, H, a->scratch);
         slex_linear_forward(attproj, atty, attproj_w, attproj_b, BT, C, C);
         lora_forward_site(site ? &site[SLEX_HUBERT_OUT] : NULL, attproj, C, atty, BT, C, C, lora_h);
+        apply_dropout(attproj, BT * C, pd, seed, ds + DROP_ATTPROJ);
         slex_residual_forward(res1, x, attproj, BT * C);
         if (!pre) slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, res1, ln1_w, ln1_b, BT, C, c->layer_norm_eps);
         if (pre) slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res1, ln2_w, ln2_b, BT, C, c->layer_norm_eps);
@@ -429,8 +468,10 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         slex_linear_forward(fch, ffn_in, fc_w, fc_b, BT, C, F);
         lora_forward_site(site ? &site[SLEX_HUBERT_FC1] : NULL, fch, F, ffn_in, BT, C, F, lora_h);
         slex_gelu_forward(fch_gelu, fch, BT * F);
+        apply_dropout(fch_gelu, BT * F, pa, seed, ds + DROP_ACT);
         slex_linear_forward(fcproj, fch_gelu, fcproj_w, fcproj_b, BT, F, C);
         lora_forward_site(site ? &site[SLEX_HUBERT_FC2] : NULL, fcproj, C, fch_gelu, BT, F, C, lora_h);
+        apply_dropout(fcproj, BT * C, pd, seed, ds + DROP_FFN_OUT);
         slex_residual_forward(res2, pre ? res1 : ln1, fcproj, BT * C);
         if (!pre) slex_layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, ln2_w, ln2_b, BT, C, c->layer_norm_eps);
         x = pre ? res2 : ln2;
@@ -607,11 +648,16 @@ static void layer_backward(slex_hubert *m, int l, slex_hubert_params *grads, int
     layer_params p = layer_slice(&m->params, l, C, F), g = layer_slice(grads, l, C, F);
     layer_acts a = layer_view(m, l);
     const float *x = m->layer_in[l];
+    float pd = m->batch.dropout, pa = m->batch.activation_dropout;
+    uint64_t seed = m->batch.dropout_seed, ds = (uint64_t)l * DROP_LAYER;
     float *dx = m->dx, *dy = m->dy, *dz = m->dz, *dqkv = m->dqkv, *dffn = m->dffn;
     if (c->do_stable_layer_norm) {
         /* res2 = res1 + fc2(gelu(fc1(LN2(res1)))); res1 = x + out(attn(qkv(LN1(x)))) */
-        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dx, a.fch_gelu, p.fcproj_w, BT, F, C,
+        memcpy(dz, dx, (size_t)(BT * C) * sizeof(float));
+        apply_dropout(dz, BT * C, pd, seed, ds + DROP_FFN_OUT);
+        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dz, a.fch_gelu, p.fcproj_w, BT, F, C,
                                 site_of(m, l, SLEX_HUBERT_FC2), h, dh);
+        apply_dropout(dffn, BT * F, pa, seed, ds + DROP_ACT);
         slex_gelu_backward(dffn, dffn, a.fch, BT * F);
         adapted_linear_backward(dz, g.fc_w, g.fc_b, dffn, a.ln2, p.fc_w, BT, C, F, site_of(m, l, SLEX_HUBERT_FC1), h,
                                 dh);
@@ -620,18 +666,24 @@ static void layer_backward(slex_hubert *m, int l, slex_hubert_params *grads, int
     } else {
         /* ln2 = LN2(ln1 + fc2(gelu(fc1(ln1)))); ln1 = LN1(x + out(attn(qkv(x)))) */
         slex_layernorm_backward(dy, g.ln2_w, g.ln2_b, dx, a.res2, p.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C);
-        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dy, a.fch_gelu, p.fcproj_w, BT, F, C,
+        memcpy(dz, dy, (size_t)(BT * C) * sizeof(float));
+        apply_dropout(dz, BT * C, pd, seed, ds + DROP_FFN_OUT);
+        adapted_linear_backward(dffn, g.fcproj_w, g.fcproj_b, dz, a.fch_gelu, p.fcproj_w, BT, F, C,
                                 site_of(m, l, SLEX_HUBERT_FC2), h, dh);
+        apply_dropout(dffn, BT * F, pa, seed, ds + DROP_ACT);
         slex_gelu_backward(dffn, dffn, a.fch, BT * F);
         adapted_linear_backward(dz, g.fc_w, g.fc_b, dffn, a.ln1, p.fc_w, BT, C, F, site_of(m, l, SLEX_HUBERT_FC1), h,
                                 dh);
         slex_residual_forward(dz, dz, dy, BT * C);
         slex_layernorm_backward(dy, g.ln1_w, g.ln1_b, dz, a.res1, p.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C);
     }
-    /* dy: gradient of res1 = x + attproj */
-    adapted_linear_backward(dz, g.attproj_w, g.attproj_b, dy, a.atty, p.attproj_w, BT, C, C,
+    /* dy: gradient of res1 = x + drop(attproj) */
+    memcpy(dqkv, dy, (size_t)(BT * C) * sizeof(float));
+    apply_dropout(dqkv, BT * C, pd, seed, ds + DROP_ATTPROJ);
+    adapted_linear_backward(dz, g.attproj_w, g.attproj_b, dqkv, a.atty, p.attproj_w, BT, C, C,
                             site_of(m, l, SLEX_HUBERT_OUT), h, dh);
-    slex_attention_backward(dqkv, dz, a.qkv, a.att, NULL, B, T, C, H, m->datt);
+    const float *att_drop = attention_dropout(m, &m->batch, l, (int64_t)H * B * T * T);
+    slex_attention_backward(dqkv, dz, a.qkv, a.att, att_drop, B, T, C, H, m->datt);
     const float *att_in = c->do_stable_layer_norm ? a.ln1 : x;
     int pre_ln_norm = c->do_stable_layer_norm && (need_dinp || g.ln1_w || g.ln1_b);
     float *datt_in = c->do_stable_layer_norm ? (pre_ln_norm ? dz : NULL) : (need_dinp ? dx : NULL);
@@ -725,6 +777,7 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
     /* m->dx: gradient of the layers' input.  Post-LN: through the encoder LayerNorm; then
      * enc_in = proj + gelu(posconv(proj)). */
     float *dx = m->dx, *dy = m->dy, *dz = m->dz;
+    apply_dropout(dx, BT * C, m->batch.dropout, m->batch.dropout_seed, DROP_ENC_IN);
     if (!pre)
         slex_layernorm_backward(dy, g->enc_ln_w, g->enc_ln_b, dx, a->enc_in, p->enc_ln_w, a->enc_ln_mean,
                                 a->enc_ln_rstd, BT, C);
@@ -745,6 +798,7 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
             memset(dx + t * C, 0, (size_t)C * sizeof(float));
         }
     if (!proj) return 0;
+    apply_dropout(dx, BT * C, m->batch.dropout, m->batch.dropout_seed, DROP_PROJ);
 
     /* Feature projection: proj = Linear(LN(features)). */
     const float *features = a->conv_gelu[c->num_conv - 1];

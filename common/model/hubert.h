@@ -168,6 +168,13 @@ typedef struct slex_hubert_batch {
                                   projection (masked prediction); NULL: none */
     const uint8_t *skip_layer; /* (L): 1 = layer left out of this step (layerdrop); NULL: none */
     const slex_hubert_lora_site *lora; /* (L, SLEX_HUBERT_LINEARS) adapters; NULL: none */
+    /* Dropout as HF's HubertModel applies it in training (0: off): `dropout` after the feature
+     * projection, on the encoder input, after each attention out_proj and FFN output_dense;
+     * `attention_dropout` on the attention probabilities; `activation_dropout` after the FFN's
+     * GELU.  Masks come from a counter-based generator keyed by dropout_seed, the site and the
+     * element, so the backward regenerates them instead of storing them. */
+    float dropout, attention_dropout, activation_dropout;
+    uint64_t dropout_seed;
 } slex_hubert_batch;
 
 /* Forward of a training batch with every activation the backward needs kept (the model was
