@@ -180,8 +180,11 @@ def sklearn_fit(x, seed, **params):
     """sklearn MiniBatchKMeans(fairseq's settings, **params).fit(x) on slex's draws; returns the
     model and what fit does not keep: every init's centres and validation inertia, and the EWA
     inertia after every step."""
+    import sklearn
     import sklearn.cluster._kmeans as skk
     from sklearn.cluster import MiniBatchKMeans
+    # The hooks below follow sklearn 1.2's MiniBatchKMeans.fit and _kmeans_plusplus (Debian 12's).
+    check(sklearn.__version__.startswith("1.2."), f"sklearn {sklearn.__version__}: the hooks are for 1.2")
     rs = SlexDraws(seed)
     log = {"inits": [], "init_inertia": [], "ewa": [], "improved_by": []}
     saved = (skk.stable_cumsum, skk._labels_inertia_threadpool_limit, MiniBatchKMeans._init_centroids,
