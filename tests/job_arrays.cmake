@@ -7,3 +7,5 @@ foreach(case env resubmit)
                    ${CMAKE_BINARY_DIR}/bin $<TARGET_FILE:make_store> "${SLEX_MPIEXEC_STRING}"
                    ${CMAKE_BINARY_DIR}/test-work)
 endforeach()
+# Seven labellings of 100,000-frame shards: covered by the Release pass, too slow under ASan.
+set_tests_properties(job_arrays_resubmit PROPERTIES LABELS slow)
