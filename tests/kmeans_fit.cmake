@@ -8,3 +8,12 @@ foreach(case label_blocks sklearn ranges)
 endforeach()
 # ~300,000 frames labelled twice: covered by the Release pass, too slow under ASan.
 set_tests_properties(kmeans_fit_label_blocks PROPERTIES LABELS slow)
+# The whole fit over 2 and 3 real MPI ranks on data whose ranks' parts differ in range by 1000x
+# equals the single-process fit bit for bit (tests/test_kmeans_ranges.c).
+add_executable(test_kmeans_ranges tests/test_kmeans_ranges.c)
+target_link_libraries(test_kmeans_ranges PRIVATE slexcommon)
+foreach(ranks 2 3)
+  add_test(NAME kmeans_ranges_mpi_${ranks} COMMAND ${SLEX_MPIEXEC} -n ${ranks} $<TARGET_FILE:test_kmeans_ranges>)
+  set_tests_properties(kmeans_ranges_mpi_${ranks} PROPERTIES
+    ENVIRONMENT "OPENBLAS_NUM_THREADS=1;ASAN_OPTIONS=detect_leaks=0")
+endforeach()
