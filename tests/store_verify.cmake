@@ -7,3 +7,9 @@ foreach(case label export kmeans repair)
                    $<TARGET_FILE:make_store> "${SLEX_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
 endforeach()
 set_tests_properties(store_verify_label PROPERTIES PROCESSORS 2)
+# The verifying reader itself, leak-checked (unit): direct row reads, verify after whole,
+# partial and no reads, a changed byte, a truncated shard.
+add_executable(test_store_read ${CMAKE_SOURCE_DIR}/tests/test_store_read.c)
+target_link_libraries(test_store_read PRIVATE slexcommon)
+add_test(NAME store_read COMMAND test_store_read ${CMAKE_BINARY_DIR}/test-work)
+set_tests_properties(store_read PROPERTIES LABELS unit)
