@@ -172,6 +172,7 @@ static int read_store(source *s, slex_error *err) {
         }
         int64_t nf = slex_store_shard_num_frames(r);
         if (!rc && nf > 0 && slex_store_shard_read_rows(r, 0, nf, s->labels + row, err)) rc = -1;
+        if (!rc && slex_store_shard_verify(r, err)) rc = -1; /* the CRC-32 of the shard just read */
         row += nf;
         slex_store_shard_close(r);
     }
