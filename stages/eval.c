@@ -358,19 +358,12 @@ static int cmd_export_units(int argc, char **argv, const slex_mpi *mpi) {
     int rc = 0;
     if (mpi->rank == 0) {
         slex_store *s = slex_label_store_open(labels, &err);
-        char tmp[PATH_CAP];
-        rc = !s || slex_mkdirs_for_file(out, &err) || slex_tmp_name(out, tmp, sizeof tmp, &err);
-        export_walk w = {.f = rc ? NULL : fopen(tmp, "w"), .dedup = dedup};
-        if (!rc && !w.f) rc = slex_fail(&err, "%s: cannot create", tmp);
+        slex_atomic file = {.f = NULL};
+        rc = !s || slex_mkdirs_for_file(out, &err) || slex_atomic_fopen(&file, out, &err);
+        export_walk w = {.f = file.f, .dedup = dedup};
         if (!rc) rc = slex_labels_walk(s, 0, 1, export_utt, &w, &err);
-        if (w.f) {
-            int bad = ferror(w.f);
-            bad |= fclose(w.f) != 0;
-            if (!rc && bad) rc = slex_fail(&err, "%s: write failed (disk full?)", tmp);
-            if (!rc && (slex_fsync_path(tmp, &err) || rename(tmp, out)))
-                rc = rc ? rc : slex_fail(&err, "%s: cannot rename into place", out);
-            if (rc) remove(tmp);
-        }
+        if (rc) slex_atomic_abandon(&file);
+        else rc = slex_atomic_commit(&file, &err);
         if (!rc) slex_info("%s: %lld utterances%s", out, (long long)slex_store_utterances(s), dedup ? ", deduplicated" : "");
         slex_store_close(s);
     }

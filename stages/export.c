@@ -37,15 +37,6 @@ static const slex_option export_rows[] = {
 #undef T
 static const slex_option_table export_table = SLEX_OPTION_TABLE(export_rows);
 
-/* Closes a temporary file after checking every write reached the disk. */
-static int finish_file(FILE *f, const char *path, int rc, slex_error *err) {
-    if (!f) return rc;
-    int bad = ferror(f) || fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (bad && !rc) rc = slex_fail(err, "%s: write failed (disk full?)", path);
-    return rc;
-}
-
 static void export_file(const export_options *o, int shard, int nshard, const char *ext, char *buf, size_t size) {
     snprintf(buf, size, "%s/%s_%d_%d.%s", o->out, o->split, shard, nshard, ext);
 }
@@ -57,35 +48,30 @@ static int export_shard(const slex_store *s, int shard, const export_options *o,
     slex_store_shard *r = slex_store_shard_open(s, shard, err);
     if (!r) return -1;
     int nshard = slex_store_nshard(s), dim = slex_store_dim(s);
-    char npy[4200], len[4200], npy_tmp[4500], len_tmp[4500];
+    char npy[4200], len[4200];
     export_file(o, shard, nshard, "npy", npy, sizeof npy);
     export_file(o, shard, nshard, "len", len, sizeof len);
-    int rc = slex_tmp_name(npy, npy_tmp, sizeof npy_tmp, err) || slex_tmp_name(len, len_tmp, sizeof len_tmp, err);
-    FILE *fn = rc ? NULL : fopen(npy_tmp, "wb"), *fl = rc ? NULL : fopen(len_tmp, "w");
-    if (!rc && (!fn || !fl)) rc = slex_fail(err, "%s: cannot create: %s", !fn ? npy_tmp : len_tmp, strerror(errno));
+    slex_atomic fn = {.f = NULL}, fl = {.f = NULL};
+    int rc = slex_atomic_fopen(&fn, npy, err) || slex_atomic_fopen(&fl, len, err);
     int64_t frames = slex_store_shard_num_frames(r);
-    if (!rc) rc = slex_npy_write_header_f32(fn, frames, dim, npy_tmp, err);
+    if (!rc) rc = slex_npy_write_header_f32(fn.f, frames, dim, fn.tmp, err);
     const int64_t block = 8192;
     float *buf = rc ? NULL : malloc((size_t)block * (size_t)dim * sizeof *buf);
     if (!rc && !buf) rc = slex_fail(err, "out of memory");
     for (int64_t at = 0; !rc && at < frames; at += block) {
         int64_t n = frames - at < block ? frames - at : block;
         rc = slex_store_shard_read_rows(r, at, n, buf, err);
-        if (!rc && fwrite(buf, sizeof *buf * (size_t)dim, (size_t)n, fn) != (size_t)n)
-            rc = slex_fail(err, "%s: write failed", npy_tmp);
+        if (!rc && fwrite(buf, sizeof *buf * (size_t)dim, (size_t)n, fn.f) != (size_t)n)
+            rc = slex_fail(err, "%s: write failed (disk full?)", fn.tmp);
         if (!rc) *rows += n;
     }
     if (!rc) rc = slex_store_shard_verify(r, err);
     const int64_t *lengths = slex_store_shard_lengths(r);
-    for (int64_t i = 0; !rc && i < slex_store_shard_num_utts(r); i++) fprintf(fl, "%lld\n", (long long)lengths[i]);
+    for (int64_t i = 0; !rc && i < slex_store_shard_num_utts(r); i++) fprintf(fl.f, "%lld\n", (long long)lengths[i]);
     free(buf);
-    rc = finish_file(fn, npy_tmp, rc, err);
-    rc = finish_file(fl, len_tmp, rc, err);
-    if (!rc && (rename(npy_tmp, npy) || rename(len_tmp, len))) rc = slex_fail(err, "%s: cannot rename: %s", npy, strerror(errno));
-    if (rc) {
-        unlink(npy_tmp);
-        unlink(len_tmp);
-    }
+    if (!rc) rc = slex_atomic_commit(&fn, err) || slex_atomic_commit(&fl, err);
+    slex_atomic_abandon(&fn);
+    slex_atomic_abandon(&fl);
     slex_store_shard_close(r);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "corpus/align.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "corpus/manifest.h"
 #include "core/mpi_util.h"
@@ -87,7 +88,7 @@ static int import(const import_args *a, slex_error *err) {
     if (!m) return -1;
     int rc = -1;
     FILE *f = NULL;
-    char tmp[4200];
+    slex_atomic out = {.f = NULL};
     slex_label_vocab *vocab = slex_label_vocab_create();
     expected_paths = calloc((size_t)(m->n ? m->n : 1), sizeof *expected_paths);
     n_expected = 0;
@@ -117,11 +118,8 @@ static int import(const import_args *a, slex_error *err) {
         slex_fail(err, "%s: cannot read the directory: %s", a->textgrids, strerror(errno));
         goto done;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp", a->out);
-    if (!(f = fopen(tmp, "w"))) {
-        slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
+    if (slex_atomic_fopen(&out, a->out, err)) goto done;
+    f = out.f;
     slex_align_write_header(f);
     int64_t done_utts = 0, skipped = 0, phones = 0;
     for (int64_t i = 0; i < m->n; i++) {
@@ -159,26 +157,13 @@ static int import(const import_args *a, slex_error *err) {
         done_utts++;
         phones += n;
     }
-    int write_bad = ferror(f);
-    int close_bad = fclose(f);
-    f = NULL;
-    if (write_bad || close_bad) {
-        slex_fail(err, "%s: write error", tmp);
-        goto done;
-    }
-    if (rename(tmp, a->out)) {
-        slex_fail(err, "%s: cannot rename to %s: %s", tmp, a->out, strerror(errno));
-        goto done;
-    }
+    if (slex_atomic_commit(&out, err)) goto done;
     if (a->vocab && (slex_label_vocab_sort(vocab) || slex_label_vocab_write(vocab, a->vocab, err))) goto done;
     slex_info("%s: %lld utterances, %lld phones, %d labels%s", a->out, (long long)done_utts, (long long)phones,
               slex_label_vocab_size(vocab), skipped ? " (some skipped: see the warnings)" : "");
     rc = 0;
 done:
-    if (f) {
-        fclose(f);
-        remove(tmp);
-    }
+    slex_atomic_abandon(&out);
     for (int64_t i = 0; i < n_expected; i++) free(expected_paths[i]);
     free(expected_paths);
     expected_paths = NULL;

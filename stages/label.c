@@ -127,32 +127,18 @@ static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, sl
     return rc;
 }
 
-/* A text file written under a temporary name and renamed. */
-static FILE *open_tmp(const char *path, char *tmp, size_t size, slex_error *err) {
-    if (slex_tmp_name(path, tmp, size, err)) return NULL;
-    FILE *f = fopen(tmp, "w");
-    if (!f) slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    return f;
-}
-
-static int close_tmp(FILE *f, const char *tmp, const char *path, int rc, slex_error *err) {
-    int bad = ferror(f) || fflush(f) || fsync(fileno(f));
-    bad |= fclose(f) != 0;
-    if (!rc && (bad || rename(tmp, path))) rc = slex_fail(err, "%s: cannot write: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    return rc;
-}
 
 /* fairseq's layout: {split}.km (one line of unit ids per utterance, shards in order),
  * dict.km.txt ("i 1" for every unit) and {split}.tsv (the manifest the lines match). */
 static int write_km(const char *label_dir, const char *feature_dir, const label_options *o, int k, slex_error *err) {
     if (slex_mkdirs(o->km, err)) return -1;
-    char path[4200], tmp[4500];
+    char path[4200];
     slex_store *s = slex_store_open(label_dir, err);
     if (!s) return -1;
     snprintf(path, sizeof path, "%s/%s.km", o->km, o->split);
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    int rc = f ? 0 : -1;
+    slex_atomic out;
+    int rc = slex_atomic_fopen(&out, path, err);
+    FILE *f = out.f;
     int32_t *labels = NULL;
     int64_t cap = 0;
     for (int shard = 0; !rc && shard < slex_store_nshard(s); shard++) {
@@ -178,12 +164,12 @@ static int write_km(const char *label_dir, const char *feature_dir, const label_
     }
     free(labels);
     slex_store_close(s);
-    if (f) rc = close_tmp(f, tmp, path, rc, err);
-    if (rc) return -1;
+    if (rc) slex_atomic_abandon(&out);
+    if (rc || slex_atomic_commit(&out, err)) return -1;
     snprintf(path, sizeof path, "%s/dict.km.txt", o->km);
-    if (!(f = open_tmp(path, tmp, sizeof tmp, err))) return -1;
-    for (int i = 0; i < k; i++) fprintf(f, "%d 1\n", i);
-    if (close_tmp(f, tmp, path, 0, err)) return -1;
+    if (slex_atomic_fopen(&out, path, err)) return -1;
+    for (int i = 0; i < k; i++) fprintf(out.f, "%d 1\n", i);
+    if (slex_atomic_commit(&out, err)) return -1;
     /* The feature store's manifest lists exactly its utterances, in order. */
     char src[4200];
     snprintf(src, sizeof src, "%s/manifest.tsv", feature_dir);

@@ -28,6 +28,7 @@
 
 #include "corpus/align.h"
 #include "corpus/audio.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "core/mpi_util.h"
 #include "core/options.h"
@@ -103,13 +104,14 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
         fprintf(r->part, "R\t%lld\t%s: %s\n", (long long)k, plan.speaker.voice, why.msg);
         return ferror(r->part) ? slex_fail(err, "%s: write error", r->part_path) : 0;
     }
-    char rel[256], path[4352], tmp[4416];
+    char rel[256], path[4352];
     wav_relpath(r, k, rel, sizeof rel);
     snprintf(path, sizeof path, "%s/%s", r->out, rel);
-    snprintf(tmp, sizeof tmp, "%s/wav/.%s_%06lld.tmp", r->out, r->name, (long long)k);
     int64_t n = u.n;
-    if (slex_audio_write_wav16(tmp, u.samples, u.n, SLEX_ALIGN_SAMPLE_RATE, err) ||
-        (rename(tmp, path) && slex_fail(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno)))) {
+    slex_atomic wav;
+    if (slex_atomic_begin(&wav, path, err) ||
+        slex_audio_write_wav16(wav.tmp, u.samples, u.n, SLEX_ALIGN_SAMPLE_RATE, err) || slex_atomic_commit(&wav, err)) {
+        slex_atomic_abandon(&wav);
         slex_utterance_free(&u);
         return -1;
     }
@@ -122,29 +124,36 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
     return n;
 }
 
-/* Output files of rank 0's merge, written under temporary names; the manifest (two columns, for
- * fairseq) with its side file of columns lang and speaker (corpus/manifest.h). */
+/* Output files of rank 0's merge, written under temporary names (slex_atomic); the manifest (two
+ * columns, for fairseq) with its side file of columns lang and speaker (corpus/manifest.h). */
 typedef struct {
     slex_manifest_writer *tsv;
-    FILE *align, *utts, *rejected;
-    char final[5][4200], tmp[5][4200];
+    FILE *align, *utts, *rejected; /* file[i].f */
+    slex_atomic file[4];           /* 1..3: align, utts, rejected */
+    char phones[4200];
 } outputs;
 
 static const char *const out_ext[5] = {"tsv", "align", "utts", "rejected", "phones"};
 
 static int open_outputs(const synth_run *r, outputs *o, slex_error *err) {
     FILE **files[4] = {NULL, &o->align, &o->utts, &o->rejected};
-    for (int i = 0; i < 5; i++) {
-        snprintf(o->final[i], sizeof o->final[i], "%s/%s.%s", r->out, r->name, out_ext[i]);
-        snprintf(o->tmp[i], sizeof o->tmp[i], "%s/.%s.%s.tmp", r->out, r->name, out_ext[i]);
-        if (i > 0 && i < 4 && !(*files[i] = fopen(o->tmp[i], "w")))
-            return slex_fail(err, "%s: cannot create: %s", o->tmp[i], strerror(errno));
+    char path[4200];
+    for (int i = 1; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[i]);
+        if (slex_atomic_fopen(&o->file[i], path, err)) return -1;
+        *files[i] = o->file[i].f;
     }
+    snprintf(o->phones, sizeof o->phones, "%s/%s.%s", r->out, r->name, out_ext[4]);
+    snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[0]);
     char *root = realpath(r->out, NULL); /* fairseq roots are absolute */
     if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
-    o->tsv = slex_manifest_writer_open(o->final[0], root, "lang\tspeaker", err);
+    o->tsv = slex_manifest_writer_open(path, root, "lang\tspeaker", err);
     free(root);
     return o->tsv ? 0 : -1;
+}
+
+static void abandon_outputs(outputs *o) {
+    for (int i = 1; i < 4; i++) slex_atomic_abandon(&o->file[i]);
 }
 
 /* Reads one line of a part file into *line (no newline); fails at the end. */
@@ -302,15 +311,9 @@ static void remove_extra_wavs(const synth_run *r, int64_t n_utts) {
 }
 
 static int finish_outputs(outputs *o, const slex_label_vocab *vocab, slex_error *err) {
-    FILE *files[4] = {NULL, o->align, o->utts, o->rejected};
-    for (int i = 1; i < 4; i++) {
-        int bad = ferror(files[i]);
-        if (fclose(files[i]) || bad) return slex_fail(err, "%s: write error", o->tmp[i]);
-    }
-    if (slex_label_vocab_write(vocab, o->tmp[4], err)) return -1;
-    for (int i = 1; i < 5; i++)
-        if (rename(o->tmp[i], o->final[i]))
-            return slex_fail(err, "%s: cannot rename to %s: %s", o->tmp[i], o->final[i], strerror(errno));
+    for (int i = 1; i < 4; i++)
+        if (slex_atomic_commit(&o->file[i], err)) return -1;
+    if (slex_label_vocab_write(vocab, o->phones, err)) return -1;
     /* The manifest last: its presence says the corpus is complete. */
     slex_manifest_writer *tsv = o->tsv;
     o->tsv = NULL;
@@ -458,6 +461,7 @@ int main(int argc, char **argv) {
         slex_label_vocab *vocab = slex_label_vocab_create();
         ok = vocab && !open_outputs(&r, &o, &err) && !merge_parts(&r, n_utts, &o, vocab, &err) &&
              !slex_label_vocab_sort(vocab) && !finish_outputs(&o, vocab, &err);
+        abandon_outputs(&o);
         if (ok) remove_extra_wavs(&r, n_utts);
         slex_manifest_writer_abort(o.tsv); /* left only after a failure */
         slex_label_vocab_free(vocab);

@@ -195,20 +195,20 @@ def case_resume():
     proc = subprocess.Popen([MFCC, "--manifest", manifest, "--out", out, "--nshard", "4"],
                             env=dict(os.environ, **QUIET), stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while time.time() < deadline and not os.path.exists(os.path.join(out, "part-00002-of-00004.h5.tmp")):
+    while time.time() < deadline and not glob.glob(os.path.join(out, "part-00002-of-00004.h5.tmp-*")):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     names = sorted(os.listdir(out))
     check("part-00001-of-00004.json" in names, f"shard 1 finished before the kill: {names}")
-    check(not any(n.startswith("part-00002-of-00004") and not n.endswith(".tmp") for n in names),
+    check(not any(n.startswith("part-00002-of-00004") and ".tmp-" not in n for n in names),
           f"the killed shard left something that looks complete: {names}")
     check("index.json" not in names, "no index after a kill")
     os.unlink(target)
     open(target, "wb").write(saved)
     p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "4"], env=QUIET)
     check("2 finished shard(s) skipped" in p.stderr, "resume skipped shards 0 and 1: " + p.stderr[-300:])
-    for f in glob.glob(os.path.join(out, "*.tmp")):
+    for f in glob.glob(os.path.join(out, "*.tmp-*")):
         os.unlink(f)  # the killed run's temporary file; the re-run truncated and replaced it
     same_tree(clean, out, "resumed vs clean")
     # A finished shard whose file was damaged is redone, not trusted.

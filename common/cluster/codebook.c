@@ -14,10 +14,10 @@
 
 int slex_codebook_write(const char *path, const slex_codebook *cb, slex_error *err) {
     slex_h5_quiet();
-    char tmp[4400];
-    if (slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
-    hid_t file = slex_h5_create(tmp);
-    if (file < 0) return slex_fail(err, "%s: cannot create HDF5 file", tmp);
+    slex_atomic out;
+    if (slex_atomic_begin(&out, path, err)) return -1;
+    hid_t file = slex_h5_create(out.tmp);
+    if (file < 0) return slex_fail(err, "%s: cannot create HDF5 file", out.tmp);
     hsize_t centers[2] = {(hsize_t)cb->k, (hsize_t)cb->dim}, counts[1] = {(hsize_t)cb->k};
     hsize_t history[2] = {(hsize_t)cb->n_history, 3};
     int bad = slex_h5_write_array(file, "centers", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, centers, cb->centers) ||
@@ -33,11 +33,12 @@ int slex_codebook_write(const char *path, const slex_codebook *cb, slex_error *e
               slex_h5_set_double(file, "final_inertia", cb->final_inertia) ||
               slex_h5_set_int(file, "steps", cb->steps) ||
               slex_h5_set_string(file, "stop_reason", cb->stop_reason ? cb->stop_reason : "");
-    if (H5Fclose(file) < 0) bad = 1;
-    if (bad || slex_fsync_path(tmp, err) || rename(tmp, path)) {
-        unlink(tmp);
+    if (slex_h5_close_written(file)) bad = 1;
+    if (bad) {
+        slex_atomic_abandon(&out);
         return slex_fail(err, "%s: cannot write the codebook (disk full or no permission?)", path);
     }
+    if (slex_atomic_commit(&out, err)) return -1;
     return 0;
 }
 
@@ -97,15 +98,11 @@ int slex_codebook_read(const char *path, slex_codebook *cb, slex_error *err) {
 }
 
 int slex_codebook_export_npy(const char *path, const slex_codebook *cb, slex_error *err) {
-    char tmp[4400];
-    if (slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    int rc = slex_npy_write_header_f32(f, cb->k, cb->dim, tmp, err);
+    slex_atomic out;
+    if (slex_atomic_fopen(&out, path, err)) return -1;
+    int rc = slex_npy_write_header_f32(out.f, cb->k, cb->dim, out.tmp, err);
     size_t n = (size_t)cb->k * (size_t)cb->dim;
-    if (!rc && fwrite(cb->centers, sizeof(float), n, f) != n) rc = slex_fail(err, "%s: write failed", tmp);
-    if (fclose(f) && !rc) rc = slex_fail(err, "%s: write failed", tmp);
-    if (!rc && rename(tmp, path)) rc = slex_fail(err, "%s: cannot rename: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    return rc;
+    if (!rc && fwrite(cb->centers, sizeof(float), n, out.f) != n) rc = slex_fail(err, "%s: write failed", out.tmp);
+    if (rc) slex_atomic_abandon(&out);
+    return rc ? -1 : slex_atomic_commit(&out, err);
 }

@@ -27,7 +27,7 @@ typedef struct slex_codebook {
     char *params;           /* JSON */
 } slex_codebook;
 
-/* Writes atomically (path.tmp, fsync, rename); the same codebook gives the same bytes. */
+/* Writes atomically (slex_atomic: temporary name, fsync, rename); the same codebook gives the same bytes. */
 int slex_codebook_write(const char *path, const slex_codebook *cb, slex_error *err);
 /* Reads a codebook; *cb is filled with new allocations (slex_codebook_free). */
 int slex_codebook_read(const char *path, slex_codebook *cb, slex_error *err);

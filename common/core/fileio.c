@@ -57,34 +57,82 @@ int slex_tmp_name(const char *path, char *buf, size_t size, slex_error *err) {
     return 0;
 }
 
-int slex_write_file_atomic(const char *path, const char *text, size_t len, slex_error *err) {
-    char tmp[4400];
-    if (slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int saved = errno;
-            close(fd);
-            unlink(tmp);
-            return slex_fail(err, "%s: write failed: %s", tmp, strerror(saved));
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) || close(fd)) {
-        int saved = errno;
-        unlink(tmp);
-        return slex_fail(err, "%s: cannot flush: %s", tmp, strerror(saved));
-    }
-    if (rename(tmp, path)) {
-        int saved = errno;
-        unlink(tmp);
-        return slex_fail(err, "%s: cannot rename into place: %s", path, strerror(saved));
-    }
+int slex_fsync_parent(const char *path, slex_error *err) {
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) return slex_fail(err, "%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    /* Some file systems cannot fsync a directory (EINVAL): their renames are as durable as they get. */
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return slex_fail(err, "%s: cannot open for fsync: %s", dir, strerror(errno));
+    int rc = fsync(fd) && errno != EINVAL;
+    int saved = errno;
+    close(fd);
+    if (rc) return slex_fail(err, "%s: fsync of the directory failed: %s", dir, strerror(saved));
     return 0;
+}
+
+int slex_atomic_begin(slex_atomic *a, const char *path, slex_error *err) {
+    a->f = NULL;
+    a->tmp[0] = '\0';
+    if (snprintf(a->path, sizeof a->path, "%s", path) >= (int)sizeof a->path)
+        return slex_fail(err, "%s: path too long", path);
+    return slex_tmp_name(path, a->tmp, sizeof a->tmp, err);
+}
+
+int slex_atomic_fopen(slex_atomic *a, const char *path, slex_error *err) {
+    if (slex_atomic_begin(a, path, err)) return -1;
+    if (!(a->f = fopen(a->tmp, "wb"))) return slex_fail(err, "%s: cannot create: %s", a->tmp, strerror(errno));
+    return 0;
+}
+
+int slex_atomic_commit(slex_atomic *a, slex_error *err) {
+    if (a->f) {
+        errno = 0;
+        int bad = ferror(a->f) || fflush(a->f);
+        int saved = errno;
+        if (fclose(a->f)) {
+            bad = 1;
+            if (!saved) saved = errno;
+        }
+        a->f = NULL;
+        if (bad) {
+            unlink(a->tmp);
+            return slex_fail(err, "%s: write failed (disk full?)%s%s", a->tmp, saved ? ": " : "",
+                             saved ? strerror(saved) : "");
+        }
+    }
+    if (slex_fsync_path(a->tmp, err)) {
+        unlink(a->tmp);
+        return -1;
+    }
+    if (rename(a->tmp, a->path)) {
+        int saved = errno;
+        unlink(a->tmp);
+        return slex_fail(err, "%s: cannot rename into place: %s", a->path, strerror(saved));
+    }
+    a->tmp[0] = '\0';
+    return slex_fsync_parent(a->path, err);
+}
+
+void slex_atomic_abandon(slex_atomic *a) {
+    if (a->f) fclose(a->f);
+    a->f = NULL;
+    if (a->tmp[0]) unlink(a->tmp);
+    a->tmp[0] = '\0';
+}
+
+int slex_write_file_atomic(const char *path, const char *text, size_t len, slex_error *err) {
+    slex_atomic a;
+    if (slex_atomic_fopen(&a, path, err)) return -1;
+    if (fwrite(text, 1, len, a.f) != len) {
+        slex_fail(err, "%s: write failed (disk full?): %s", a.tmp, strerror(errno));
+        slex_atomic_abandon(&a);
+        return -1;
+    }
+    return slex_atomic_commit(&a, err);
 }
 
 char *slex_read_text_file(const char *path, size_t *len, slex_error *err) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 
 /* ---- frames ---- */
@@ -214,12 +215,10 @@ int slex_label_vocab_sort(slex_label_vocab *v) {
 }
 
 int slex_label_vocab_write(const slex_label_vocab *v, const char *path, slex_error *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return slex_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    for (int32_t i = 0; i < v->n; i++) fprintf(f, "%s\t%lld\n", v->labels[i], (long long)v->counts[i]);
-    int bad = ferror(f);
-    if (fclose(f) || bad) return slex_fail(err, "%s: write error", path);
-    return 0;
+    slex_atomic out;
+    if (slex_atomic_fopen(&out, path, err)) return -1;
+    for (int32_t i = 0; i < v->n; i++) fprintf(out.f, "%s\t%lld\n", v->labels[i], (long long)v->counts[i]);
+    return slex_atomic_commit(&out, err);
 }
 
 slex_label_vocab *slex_label_vocab_read(const char *path, slex_error *err) {

@@ -80,7 +80,7 @@ int64_t slex_label_vocab_occurrences(const slex_label_vocab *v, int32_t id);
 int32_t slex_label_vocab_count(slex_label_vocab *v, const char *label, size_t len);
 /* Reorders ids so that labels are in byte order (deterministic ids whatever the input order). */
 int slex_label_vocab_sort(slex_label_vocab *v);
-/* File: one line per id, "label<TAB>occurrences". */
+/* File: one line per id, "label<TAB>occurrences"; written atomically (slex_atomic). */
 int slex_label_vocab_write(const slex_label_vocab *v, const char *path, slex_error *err);
 slex_label_vocab *slex_label_vocab_read(const char *path, slex_error *err);
 

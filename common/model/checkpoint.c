@@ -432,7 +432,7 @@ static int check_checkpoint_dir(const char *dir, const char *manifest, slex_erro
         return slex_fail(err, "%s: not a directory (a slex checkpoint is a directory)", dir);
     if (!slex_path_exists(manifest))
         return slex_fail(err, "%s: not a complete slex checkpoint: no %s (an interrupted save leaves only "
-                              "%s.tmp-<pid>)", dir, MANIFEST_NAME, dir);
+                              "%s.tmp-<host>-<pid>)", dir, MANIFEST_NAME, dir);
     return 0;
 }
 
@@ -584,7 +584,7 @@ int slex_checkpoint_save(const char *dir_arg, const slex_hubert *model, const sl
         opts = *opts_arg;
     else
         slex_checkpoint_save_options_default(&opts);
-    char dir[PATH_CAP], tmp[PATH_CAP + 32], old[PATH_CAP + 32], parent[PATH_CAP], path[PATH_CAP];
+    char dir[PATH_CAP], tmp[PATH_CAP + 300], old[PATH_CAP + 300], parent[PATH_CAP], path[PATH_CAP];
     if (snprintf(dir, sizeof dir, "%s", dir_arg) >= (int)sizeof dir - 64)
         return slex_fail(err, "%s: path too long", dir_arg);
     size_t len = strlen(dir);
@@ -604,9 +604,10 @@ int slex_checkpoint_save(const char *dir_arg, const slex_hubert *model, const sl
     }
     parent_dir(dir, parent);
     if (slex_mkdirs(parent, err)) return -1;
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
-    snprintf(old, sizeof old, "%s.old-%ld", dir, (long)getpid());
-    /* A leftover of an earlier process that had this pid and was killed mid-save. */
+    /* DIR.tmp-<host>-<pid> and DIR.old-<host>-<pid>: the atomic-write temporaries (core/fileio.h). */
+    if (slex_tmp_name(dir, tmp, sizeof tmp, err)) return -1;
+    snprintf(old, sizeof old, "%s.old-%s", dir, tmp + strlen(dir) + strlen(".tmp-"));
+    /* A leftover of an earlier process that had this host and pid and was killed mid-save. */
     if (remove_tree(tmp, err)) return -1;
     if (mkdir(tmp, 0777)) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
     if (write_contents(tmp, model, head, lora, &opts, err)) goto fail;

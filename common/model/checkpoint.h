@@ -9,7 +9,7 @@
  *   DIR/adapter/                 PEFT LoRA adapter directory (optional)
  *   DIR/slex_checkpoint.json     what the directory holds, producer, step, CRC-32 of each file
  *
- * A save writes everything into DIR.tmp-<pid>, fsyncs every file and the directory, and renames
+ * A save writes everything into DIR.tmp-<host>-<pid>, fsyncs every file and the directory, and renames
  * it to DIR (exchanging it atomically with an older checkpoint when overwriting), so DIR is
  * either the complete old checkpoint, the complete new one, or absent.  A load checks the
  * manifest's CRCs and sizes before reading anything, then every shape against config.json.

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
+
 struct slex_safetensors {
     char *path;
     FILE *file;
@@ -401,8 +403,8 @@ int slex_safetensors_read_f32(slex_safetensors *st, const char *name, float *dst
 int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors, int n_tensors,
                            const slex_st_metadata *metadata, int n_metadata, slex_error *err) {
     cJSON *root = cJSON_CreateObject();
-    char *json = NULL, *tmp = NULL;
-    FILE *f = NULL;
+    char *json = NULL;
+    slex_atomic out = {.f = NULL};
     int rc = -1;
     if (!root) return slex_fail(err, "%s: out of memory", path);
     if (n_metadata > 0) {
@@ -455,18 +457,8 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
         goto done;
     }
     size_t len = strlen(json), padded = (len + 7) / 8 * 8;
-    size_t tmp_len = strlen(path) + 32;
-    tmp = malloc(tmp_len);
-    if (!tmp) {
-        slex_fail(err, "%s: out of memory", path);
-        goto done;
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
+    if (slex_atomic_fopen(&out, path, err)) goto done;
+    FILE *f = out.f;
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) len_bytes[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len_bytes, 1, 8, f) == 8 && fwrite(json, 1, len, f) == len;
@@ -476,25 +468,13 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
         for (int d = 0; d < tensors[i].ndim; d++) numel *= (uint64_t)tensors[i].shape[d];
         ok = fwrite(tensors[i].data, 4, (size_t)numel, f) == (size_t)numel;
     }
-    if (fclose(f) != 0) ok = 0;
-    f = NULL;
     if (!ok) {
-        slex_fail(err, "%s: write failed: %s", tmp, strerror(errno));
-        unlink(tmp);
+        slex_fail(err, "%s: write failed: %s", out.tmp, strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
-        slex_fail(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    rc = 0;
+    rc = slex_atomic_commit(&out, err);
 done:
-    if (f) {
-        fclose(f);
-        unlink(tmp);
-    }
-    free(tmp);
+    if (rc) slex_atomic_abandon(&out);
     cJSON_free(json);
     cJSON_Delete(root);
     return rc;

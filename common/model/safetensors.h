@@ -96,7 +96,7 @@ typedef struct slex_st_metadata {
 } slex_st_metadata;
 
 /* Writes tensors (in the given order) as F32 with optional string metadata.  The file is
- * written to "<path>.tmp.<pid>" and renamed into place, so a file at `path` is complete.
+ * written atomically (slex_atomic: temporary name, fsync, rename), so a file at `path` is complete.
  * The header is padded with spaces to a multiple of 8 bytes, as the reference writer does. */
 int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors, int n_tensors,
                            const slex_st_metadata *metadata, int n_metadata, slex_error *err);

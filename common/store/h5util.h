@@ -11,6 +11,14 @@
 void slex_h5_quiet(void);
 /* H5Fcreate (truncating) with object timestamps off for the root group. */
 hid_t slex_h5_create(const char *path);
+/* Closes a file slex wrote (and every object of it still open): 0 when all its data reached the
+ * file, -1 when not (disk full, quota, file size limit); the caller then removes the file.
+ * Also the way to close a file being given up after a failed write.
+ * HDF5 1.10 cannot survive a failed H5Fclose (or H5Fflush): it frees the file but keeps its id,
+ * and its exit handler then crashes on it (HDFGroup/hdf5 #2257, CVE-2020-10812).  After such a
+ * failure the process therefore ends without HDF5's exit handler, with the status given to
+ * exit(): a stage exits cleanly with its error; it must not use HDF5 for long afterwards. */
+int slex_h5_close_written(hid_t file);
 /* Dataset creation properties with timestamps off (chunk may be NULL for contiguous). */
 hid_t slex_h5_dcpl(int rank, const hsize_t *chunk);
 /* Scalar attributes on any object. */

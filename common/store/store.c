@@ -209,7 +209,8 @@ struct slex_store_writer {
     int shard, nshard;
     slex_store_meta meta;
     char fingerprint[17];
-    char tmp_path[4200], final_path[4200], rejects_tmp[4200], rejects_path[4200], record_path[4200];
+    slex_atomic h5, rej;  /* the shard file and its rejects, under temporary names until commit */
+    char record_path[4200];
     hid_t file, rows;
     int64_t rows_written;
     int64_t chunk_rows;   /* rows per HDF5 chunk = rows per buffered write */
@@ -218,7 +219,6 @@ struct slex_store_writer {
     int64_t *lengths;
     char **utt_ids;
     int64_t n_utts, cap_utts;
-    FILE *rejects;
     int64_t n_rejected;
     slex_error err;
 };
@@ -267,33 +267,36 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
     w->nshard = nshard;
     w->meta = *meta;
     snprintf(w->fingerprint, sizeof w->fingerprint, "%s", fingerprint);
-    if (shard_path(dir, shard, nshard, ".h5.tmp", w->tmp_path, sizeof w->tmp_path, err) ||
-        shard_path(dir, shard, nshard, ".h5", w->final_path, sizeof w->final_path, err) ||
-        shard_path(dir, shard, nshard, ".rejects.tsv.tmp", w->rejects_tmp, sizeof w->rejects_tmp, err) ||
-        shard_path(dir, shard, nshard, ".rejects.tsv", w->rejects_path, sizeof w->rejects_path, err) ||
-        shard_path(dir, shard, nshard, ".json", w->record_path, sizeof w->record_path, err)) {
+    char h5_path[4200], rejects_path[4200];
+    if (shard_path(dir, shard, nshard, ".h5", h5_path, sizeof h5_path, err) ||
+        shard_path(dir, shard, nshard, ".rejects.tsv", rejects_path, sizeof rejects_path, err) ||
+        shard_path(dir, shard, nshard, ".json", w->record_path, sizeof w->record_path, err) ||
+        slex_atomic_begin(&w->h5, h5_path, err)) {
         free(w);
         return NULL;
     }
     /* The record goes first: from here on the shard no longer counts as done. */
     unlink(w->record_path);
-    unlink(w->final_path);
-    unlink(w->rejects_path);
+    unlink(h5_path);
+    unlink(rejects_path);
     remove_store_summary(dir);
 
     size_t row_bytes = (size_t)meta->dim * dtype_size(meta->dtype);
     w->chunk_rows = CHUNK_BYTES / row_bytes > 0 ? (int64_t)(CHUNK_BYTES / row_bytes) : 1;
     w->buf = malloc((size_t)w->chunk_rows * row_bytes);
-    w->rejects = fopen(w->rejects_tmp, "w");
-    if (!w->buf || !w->rejects) {
-        slex_fail(err, "%s: cannot create: %s", w->rejects_tmp, w->buf ? strerror(errno) : "out of memory");
+    if (!w->buf) {
+        slex_fail(err, "%s: out of memory", dir);
+        slex_store_writer_abort(w);
+        return NULL;
+    }
+    if (slex_atomic_fopen(&w->rej, rejects_path, err)) {
         slex_store_writer_abort(w);
         return NULL;
     }
     errno = 0;
-    w->file = slex_h5_create(w->tmp_path);
+    w->file = slex_h5_create(w->h5.tmp);
     if (w->file < 0) {
-        slex_fail(err, "%s: cannot create HDF5 file: %s", w->tmp_path, errno ? strerror(errno) : "HDF5 error");
+        slex_fail(err, "%s: cannot create HDF5 file: %s", w->h5.tmp, errno ? strerror(errno) : "HDF5 error");
         slex_store_writer_abort(w);
         return NULL;
     }
@@ -309,7 +312,7 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
         slex_h5_set_string(w->file, "producer", meta->producer) ||
         slex_h5_set_string(w->file, "version", SLEX_VERSION) ||
         slex_h5_set_string(w->file, "fingerprint", fingerprint) || slex_h5_set_string(w->file, "params", params)) {
-        slex_fail(err, "%s: cannot create the datasets", w->tmp_path);
+        slex_fail(err, "%s: cannot create the datasets", w->h5.tmp);
         slex_store_writer_abort(w);
         return NULL;
     }
@@ -320,7 +323,7 @@ static int flush_rows(slex_store_writer *w) {
     hid_t mem = w->meta.dtype == SLEX_STORE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
     int cols = w->meta.dtype == SLEX_STORE_F32 ? w->meta.dim : 0;
     if (append_rows(w->rows, mem, w->rows_written, w->buf_rows, cols, w->buf))
-        return slex_fail(&w->err, "%s: write of %lld rows failed (disk full?)", w->tmp_path, (long long)w->buf_rows);
+        return slex_fail(&w->err, "%s: write of %lld rows failed (disk full?)", w->h5.tmp, (long long)w->buf_rows);
     w->rows_written += w->buf_rows;
     w->buf_rows = 0;
     return 0;
@@ -333,10 +336,10 @@ int slex_store_writer_append(slex_store_writer *w, const char *utt_id, const voi
         if (lengths) w->lengths = lengths;
         char **ids = realloc(w->utt_ids, (size_t)cap * sizeof *ids);
         if (ids) w->utt_ids = ids;
-        if (!lengths || !ids) return slex_fail(&w->err, "%s: out of memory", w->tmp_path);
+        if (!lengths || !ids) return slex_fail(&w->err, "%s: out of memory", w->h5.tmp);
         w->cap_utts = cap;
     }
-    if (!(w->utt_ids[w->n_utts] = strdup(utt_id))) return slex_fail(&w->err, "%s: out of memory", w->tmp_path);
+    if (!(w->utt_ids[w->n_utts] = strdup(utt_id))) return slex_fail(&w->err, "%s: out of memory", w->h5.tmp);
     w->lengths[w->n_utts++] = n_rows;
     /* Rows go to the file in whole chunks, so the write pattern (and the file) does not depend
      * on utterance boundaries. */
@@ -362,11 +365,11 @@ static void put_tsv_field(FILE *f, const char *text, char end) {
 }
 
 int slex_store_writer_reject(slex_store_writer *w, int64_t manifest_line, const char *utt_id, const char *reason) {
-    fprintf(w->rejects, "%lld\t", (long long)manifest_line);
-    put_tsv_field(w->rejects, utt_id, '\t');
-    put_tsv_field(w->rejects, reason, '\n');
+    fprintf(w->rej.f, "%lld\t", (long long)manifest_line);
+    put_tsv_field(w->rej.f, utt_id, '\t');
+    put_tsv_field(w->rej.f, reason, '\n');
     w->n_rejected++;
-    if (ferror(w->rejects)) return slex_fail(&w->err, "%s: write failed", w->rejects_tmp);
+    if (ferror(w->rej.f)) return slex_fail(&w->err, "%s: write failed", w->rej.tmp);
     return 0;
 }
 
@@ -425,30 +428,22 @@ int slex_store_writer_commit(slex_store_writer *w, slex_error *err) {
         return -1;
     }
     if ((w->buf_rows && flush_rows(w)) || write_index_datasets(w)) {
-        slex_fail(err, "%s: %s", w->tmp_path, w->err.msg[0] ? w->err.msg : "cannot write lengths and utt_ids");
+        if (w->err.msg[0]) slex_fail(err, "%s", w->err.msg);
+        else slex_fail(err, "%s: cannot write lengths and utt_ids (disk full?)", w->h5.tmp);
         slex_store_writer_abort(w);
         return -1;
     }
-    H5Dclose(w->rows);
-    w->rows = -1;
-    herr_t closed = H5Fclose(w->file);
-    w->file = -1;
-    int rejects_bad = fflush(w->rejects) || fsync(fileno(w->rejects));
-    rejects_bad |= fclose(w->rejects) != 0;
-    w->rejects = NULL;
-    if (closed < 0 || rejects_bad) {
-        slex_fail(err, "%s: cannot close (disk full?)", closed < 0 ? w->tmp_path : w->rejects_tmp);
+    int closed = slex_h5_close_written(w->file);
+    w->file = w->rows = -1;
+    if (closed) {
+        slex_fail(err, "%s: cannot write the shard (disk full?)", w->h5.tmp);
         slex_store_writer_abort(w);
         return -1;
     }
     uint32_t crc;
     int64_t bytes;
-    if (slex_fsync_path(w->tmp_path, err) || slex_file_crc32(w->tmp_path, &crc, &bytes, err)) {
-        slex_store_writer_abort(w);
-        return -1;
-    }
-    if (rename(w->tmp_path, w->final_path) || rename(w->rejects_tmp, w->rejects_path)) {
-        slex_fail(err, "%s: cannot rename into place: %s", w->final_path, strerror(errno));
+    if (slex_file_crc32(w->h5.tmp, &crc, &bytes, err) || slex_atomic_commit(&w->h5, err) ||
+        slex_atomic_commit(&w->rej, err)) {
         slex_store_writer_abort(w);
         return -1;
     }
@@ -459,11 +454,10 @@ int slex_store_writer_commit(slex_store_writer *w, slex_error *err) {
 
 void slex_store_writer_abort(slex_store_writer *w) {
     if (!w) return;
-    if (w->rows >= 0) H5Dclose(w->rows);
-    if (w->file >= 0) H5Fclose(w->file);
-    if (w->rejects) fclose(w->rejects);
-    unlink(w->tmp_path);
-    unlink(w->rejects_tmp);
+    /* The file is given up (after a failed write its close may fail: slex_h5_close_written). */
+    if (w->file >= 0) slex_h5_close_written(w->file);
+    slex_atomic_abandon(&w->h5);
+    slex_atomic_abandon(&w->rej);
     free_writer(w);
 }
 
@@ -563,21 +557,15 @@ int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, co
         free(recs);
         return 0;
     }
-    char path[4200], tmp[4500];
-    if (join_path(dir, "rejects.tsv", path, sizeof path, err)) goto fail;
-    if (slex_tmp_name(path, tmp, sizeof tmp, err)) goto fail;
-    FILE *rej = fopen(tmp, "w");
-    if (!rej) {
-        slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    fprintf(rej, "line\tutt_id\treason\n");
+    char path[4200];
+    slex_atomic rej;
+    if (join_path(dir, "rejects.tsv", path, sizeof path, err) || slex_atomic_fopen(&rej, path, err)) goto fail;
+    fprintf(rej.f, "line\tutt_id\treason\n");
     int64_t *lines = NULL, n_lines = 0, cap_lines = 0;
     int rc = 0;
-    for (int s = 0; s < nshard && !rc; s++) rc = gather_rejects(dir, s, nshard, rej, &lines, &n_lines, &cap_lines, err);
-    int bad = ferror(rej) || fflush(rej) || fsync(fileno(rej));
-    bad |= fclose(rej) != 0;
-    if (!rc && (bad || rename(tmp, path))) rc = slex_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    for (int s = 0; s < nshard && !rc; s++) rc = gather_rejects(dir, s, nshard, rej.f, &lines, &n_lines, &cap_lines, err);
+    if (rc) slex_atomic_abandon(&rej);
+    else rc = slex_atomic_commit(&rej, err);
     for (int s = 0; s < nshard; s++) {
         summary->utterances += recs[s].utterances;
         summary->frames += recs[s].frames;
