@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
     free(params);
     slex_hubert_free(model);
     slex_cli_free(&cli);
+    exit_code = slex_mpi_exit_code(exit_code, &err);
     slex_mpi_stop();
     return exit_code;
 }

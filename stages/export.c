@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/lock.h"
 #include "core/log.h"
 #include "core/mpi_util.h"
 #include "store/npy.h"
@@ -173,7 +174,9 @@ int main(int argc, char **argv) {
             }
         ok = slex_mpi_all_ok(ok);
         rows = slex_mpi_sum_i64(rows);
-        if (state == 0 && ok && mpi.rank == 0 && write_marker(s, &o, marker, rows, &err)) {
+        /* A killed export's temporaries can be whole shards: gone once an export is done. */
+        if (state == 0 && ok && mpi.rank == 0 &&
+            (write_marker(s, &o, marker, rows, &err) || slex_sweep_dead_temporaries(o.out, &err) < 0)) {
             slex_error_log("%s", err.msg);
             ok = 0;
         }
@@ -184,6 +187,7 @@ int main(int argc, char **argv) {
     }
     slex_store_close(s);
     slex_cli_free(&cli);
+    exit_code = slex_mpi_exit_code(exit_code, &err);
     slex_mpi_stop();
     return exit_code;
 }

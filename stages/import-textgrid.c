@@ -209,6 +209,7 @@ int main(int argc, char **argv) {
     if (status != 2 && !slex_mpi_all_ok(status == 0)) status = 1;
     if (status && err.msg[0] && (status != 2 || mpi.rank == 0)) slex_error_log("%s", err.msg);
     slex_cli_free(&cli);
+    status = slex_mpi_exit_code(status, &err);
     slex_mpi_stop();
     return status;
 }

@@ -12,6 +12,7 @@
 #include "cluster/codebook.h"
 #include "core/fileio.h"
 #include "cluster/assign.h"
+#include "core/lock.h"
 #include "core/log.h"
 #include "corpus/manifest.h"
 #include "core/mpi_util.h"
@@ -131,7 +132,8 @@ static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, sl
 /* fairseq's layout: {split}.km (one line of unit ids per utterance, shards in order),
  * dict.km.txt ("i 1" for every unit) and {split}.tsv (the manifest the lines match). */
 static int write_km(const char *label_dir, const char *feature_dir, const label_options *o, int k, slex_error *err) {
-    if (slex_mkdirs(o->km, err)) return -1;
+    /* The temporaries of killed runs of this host (the labels are complete once this run is). */
+    if (slex_mkdirs(o->km, err) || slex_sweep_dead_temporaries(o->km, err) < 0) return -1;
     char path[4200];
     slex_store *s = slex_store_open(label_dir, err);
     if (!s) return -1;
@@ -272,6 +274,7 @@ int main(int argc, char **argv) {
     slex_codebook_free(&cb);
     slex_store_close(feats);
     slex_cli_free(&cli);
+    exit_code = slex_mpi_exit_code(exit_code, &err);
     slex_mpi_stop();
     return exit_code;
 }

@@ -73,6 +73,7 @@ int main(int argc, char **argv) {
     free(params);
     slex_mfcc_free(mfcc);
     slex_cli_free(&cli);
+    exit_code = slex_mpi_exit_code(exit_code, &err);
     slex_mpi_stop();
     return exit_code;
 }

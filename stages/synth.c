@@ -485,6 +485,7 @@ out:
     slex_sentences_free(&r.sentences);
     slex_synth_engine_free(r.engine);
     slex_cli_free(&cli);
+    status = slex_mpi_exit_code(status, &err);
     slex_mpi_stop();
     return status;
 }

@@ -201,15 +201,16 @@ def case_resume():
     proc.wait()
     names = sorted(os.listdir(out))
     check("part-00001-of-00004.json" in names, f"shard 1 finished before the kill: {names}")
-    check(not any(n.startswith("part-00002-of-00004") and ".tmp-" not in n for n in names),
+    check(not any(n.startswith("part-00002-of-00004") and ".tmp-" not in n and not n.endswith(".lock") for n in names),
           f"the killed shard left something that looks complete: {names}")
     check("index.json" not in names, "no index after a kill")
     os.unlink(target)
     open(target, "wb").write(saved)
     p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "4"], env=QUIET)
     check("2 finished shard(s) skipped" in p.stderr, "resume skipped shards 0 and 1: " + p.stderr[-300:])
-    for f in glob.glob(os.path.join(out, "*.tmp-*")):
-        os.unlink(f)  # the killed run's temporary file; the re-run truncated and replaced it
+    # The killed run's temporaries (its shard, its rejects) are removed by the run that finished.
+    check(not glob.glob(os.path.join(out, "*.tmp-*")) and not glob.glob(os.path.join(out, "*.lock")),
+          f"the killed run's temporaries and lock are gone: {sorted(os.listdir(out))}")
     same_tree(clean, out, "resumed vs clean")
     # A finished shard whose file was damaged is redone, not trusted.
     shard = os.path.join(out, "part-00003-of-00004.h5")

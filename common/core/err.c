@@ -1,18 +1,62 @@
 #include "core/err.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-int slex_fail(slex_error *err, const char *fmt, ...) {
+static int fail_v(slex_error *err, slex_error_kind kind, const char *fmt, va_list ap) {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
+        err->kind = kind;
     }
     return -1;
 }
+
+int slex_fail(slex_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, SLEX_ERR_UNKNOWN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int slex_fail_as(slex_error *err, slex_error_kind kind, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, kind, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+slex_error_kind slex_errno_kind(int errnum) {
+    switch (errnum) {
+    case ENOENT:
+    case ENOTDIR:
+    case EISDIR:
+    case EACCES:
+    case EPERM:
+    case ENAMETOOLONG:
+    case ELOOP: return SLEX_ERR_INPUT;
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE: return SLEX_ERR_RESOURCE;
+    default: return SLEX_ERR_IO;
+    }
+}
+
+int slex_exit_code(const slex_error *err) {
+    switch (err ? err->kind : SLEX_ERR_UNKNOWN) {
+    case SLEX_ERR_INPUT: return SLEX_EXIT_INPUT;
+    case SLEX_ERR_RESOURCE: return SLEX_EXIT_RESOURCE;
+    case SLEX_ERR_INTERNAL: return SLEX_EXIT_INTERNAL;
+    case SLEX_ERR_IO:
+    case SLEX_ERR_UNKNOWN: break;
+    }
+    return SLEX_EXIT_FAILED;
+}
+
+int slex_exit_code_merge(int a, int b) { return a > b ? a : b; }
 
 int slex_fail_wrap(slex_error *err, const char *fmt, ...) {
     if (err) {
@@ -39,5 +83,8 @@ int slex_fail_wrap(slex_error *err, const char *fmt, ...) {
 }
 
 void slex_error_clear(slex_error *err) {
-    if (err) err->msg[0] = '\0';
+    if (err) {
+        err->msg[0] = '\0';
+        err->kind = SLEX_ERR_UNKNOWN;
+    }
 }

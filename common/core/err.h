@@ -12,17 +12,59 @@
 
 #define SLEX_ERROR_MAX 1024
 
+/* What kind of failure an error is, so that whoever runs a stage knows what to do next. */
+typedef enum slex_error_kind {
+    SLEX_ERR_UNKNOWN = 0, /* not classified (slex_fail): treated like I/O, retrying may help */
+    SLEX_ERR_IO,          /* reading or writing failed (disk full, permissions, a file system gone,
+                             another run holding the output): retry once the cause is gone */
+    SLEX_ERR_RESOURCE,    /* out of memory or another limit: retry with more */
+    SLEX_ERR_INPUT,       /* the input is wrong (data, files, a store made otherwise): fix it; the
+                             same run fails the same way */
+    SLEX_ERR_INTERNAL,    /* a bug in slex: report it */
+} slex_error_kind;
+
+/* The members sit in an anonymous struct so that `slex_error e = {{0}};`, the zero initialiser
+ * used throughout, stays warning-free with -Wextra. */
 typedef struct slex_error {
-    char msg[SLEX_ERROR_MAX];
+    struct {
+        slex_error_kind kind;
+        char msg[SLEX_ERROR_MAX];
+    };
 } slex_error;
 
-/* Formats the message into err (when err is not NULL) and returns -1, so that failures read
- * `return slex_fail(err, "%s: %s", path, reason);`. */
-int slex_fail(slex_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exit codes of every stage (README "Exit codes"): a driver retries 1 and 5, not 4 or 6. */
+enum {
+    SLEX_EXIT_OK = 0,
+    SLEX_EXIT_FAILED = 1,   /* I/O or unclassified: retrying the job may succeed */
+    SLEX_EXIT_USAGE = 2,    /* bad command line */
+    SLEX_EXIT_REJECTS = 3,  /* more rejected inputs than --max-reject (the output is complete) */
+    SLEX_EXIT_INPUT = 4,    /* bad input: fix it before running again */
+    SLEX_EXIT_RESOURCE = 5, /* out of memory (or another resource): retry with more */
+    SLEX_EXIT_INTERNAL = 6, /* a bug in slex */
+};
 
-/* Prefixes an existing message with more context ("while reading X: <old message>"). */
+/* Formats the message into err (when err is not NULL), with kind SLEX_ERR_UNKNOWN, and returns
+ * -1, so that failures read `return slex_fail(err, "%s: %s", path, reason);`. */
+int slex_fail(slex_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a kind. */
+int slex_fail_as(slex_error *err, slex_error_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The kind of a failed system call's errno: a missing or forbidden file is the input's fault
+ * (ENOENT, ENOTDIR, EISDIR, EACCES, EPERM, ENAMETOOLONG, ELOOP), memory and descriptor limits are
+ * resources (ENOMEM, EMFILE, ENFILE), the rest I/O (ENOSPC, EDQUOT, EFBIG, EIO, EROFS, ESTALE...). */
+slex_error_kind slex_errno_kind(int errnum);
+
+/* Prefixes an existing message with more context ("while reading X: <old message>"); the kind
+ * stays. */
 int slex_fail_wrap(slex_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void slex_error_clear(slex_error *err);
+
+/* The exit code of a stage that failed with err: 1 (I/O, unknown), 4, 5 or 6 by kind. */
+int slex_exit_code(const slex_error *err);
+/* Of two exit codes, the one to report: the larger, since the codes grow from "done" through
+ * "failed, retry" to the more specific failures, so that the ranks of a collective run agree on
+ * one (MPI_MAX). */
+int slex_exit_code_merge(int a, int b);
 
 #endif

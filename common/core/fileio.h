@@ -14,6 +14,8 @@
 int slex_mkdirs(const char *path, slex_error *err);
 /* Creates the directory a file will go in (nothing when the path has no directory part). */
 int slex_mkdirs_for_file(const char *path, slex_error *err);
+/* This machine's name (gethostname), as temporary names and locks record it. */
+void slex_host_name(char *buf, size_t size);
 /* A temporary name next to path that no other process, here or on another node, uses at the
  * same time: "<path>.tmp-<host>-<pid>" (job-array tasks may write the same file at once). */
 int slex_tmp_name(const char *path, char *buf, size_t size, slex_error *err);

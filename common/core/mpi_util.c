@@ -38,6 +38,14 @@ int slex_mpi_all_ok(int local_ok) {
     return out;
 }
 
+int slex_mpi_exit_code(int code, const slex_error *err) {
+    if (code == SLEX_EXIT_FAILED) code = slex_exit_code(err);
+    int size = 1, out = code;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Allreduce(&code, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return out;
+}
+
 int64_t slex_mpi_sum_i64(int64_t value) {
     int64_t out = 0;
     MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);

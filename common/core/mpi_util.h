@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/exactsum.h"
+#include "core/err.h"
 
 typedef struct slex_mpi {
     int rank;
@@ -26,6 +27,12 @@ int slex_job_array_task(int *task, const char **variable);
 
 /* 1 on every rank when local_ok is non-zero on every rank. */
 int slex_mpi_all_ok(int local_ok);
+
+/* The exit code of a stage program, called by every rank at its end: `code` is the stage's own
+ * (0 done, 1 failed, 2 bad command line, 3 too many rejects); a failure (1) is made specific by
+ * the kind of err (core/err.h: 4 bad input, 5 out of resources, 6 internal; I/O stays 1), and
+ * the ranks agree on the largest code, so mpirun reports the same whichever rank failed. */
+int slex_mpi_exit_code(int code, const slex_error *err);
 
 /* Sums of counters over ranks (exact: integers). */
 int64_t slex_mpi_sum_i64(int64_t value);

@@ -123,7 +123,7 @@ slex_manifest_reader *slex_manifest_reader_open(const char *path, slex_error *er
         return slex_fail(err, "%s: out of memory", path), NULL;
     }
     if (!(r->f = fopen(path, "r"))) {
-        slex_fail(err, "%s: cannot open manifest: %s", path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open manifest: %s", path, strerror(errno));
         goto fail;
     }
     int got = read_line(r->f, path, 1, &r->line, &r->cap, err);
@@ -258,7 +258,7 @@ void slex_manifest_free(slex_manifest *m) {
 int slex_manifest_audio_path(const slex_manifest *m, int64_t i, char *buf, size_t size, slex_error *err) {
     int w = snprintf(buf, size, "%s/%s", m->root, m->entries[i].relpath);
     if (w < 0 || (size_t)w >= size)
-        return slex_fail(err, "%s:%lld: audio path is too long", m->path, (long long)m->entries[i].line);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: audio path is too long", m->path, (long long)m->entries[i].line);
     return 0;
 }
 

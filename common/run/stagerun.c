@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/lock.h"
 #include "core/log.h"
 
 int slex_shard_plan_resolve(int nshard_opt, int shard_opt, const slex_mpi *mpi, slex_shard_plan *plan,
@@ -53,6 +54,10 @@ static slex_stage_status finish_store(const slex_stagerun *run, int nshard, cons
                                       slex_error *err) {
     slex_store_summary summary;
     if (slex_store_finalize(run->out, nshard, fingerprint, run->manifest, &summary, err)) return SLEX_STAGE_FAILED;
+    /* A killed run's temporaries (a whole shard, perhaps) are garbage once this run is done. */
+    int swept = slex_sweep_dead_temporaries(run->out, err);
+    if (swept < 0) return SLEX_STAGE_FAILED;
+    if (swept) slex_info("%s: removed %d temporary file(s) of runs that died", run->out, swept);
     if (!summary.finalized) {
         slex_info("%s: %d of %d shards done; the last task to finish writes index.json", run->out, summary.shards_done,
                   nshard);

@@ -13,6 +13,7 @@
 
 #include "core/fileio.h"
 #include "corpus/manifest.h"
+#include "core/lock.h"
 #include "store/h5util.h"
 
 #define STORE_FORMAT_VERSION 1
@@ -34,13 +35,13 @@ static int shard_path(const char *dir, int shard, int nshard, const char *suffix
     char name[64];
     slex_store_shard_name(shard, nshard, name, sizeof name);
     int w = snprintf(buf, size, "%s/%s%s", dir, name, suffix);
-    if (w < 0 || (size_t)w >= size) return slex_fail(err, "%s: path too long", dir);
+    if (w < 0 || (size_t)w >= size) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: path too long", dir);
     return 0;
 }
 
 static int join_path(const char *dir, const char *file, char *buf, size_t size, slex_error *err) {
     int w = snprintf(buf, size, "%s/%s", dir, file);
-    if (w < 0 || (size_t)w >= size) return slex_fail(err, "%s: path too long", dir);
+    if (w < 0 || (size_t)w >= size) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: path too long", dir);
     return 0;
 }
 
@@ -48,7 +49,7 @@ static int join_path(const char *dir, const char *file, char *buf, size_t size, 
 
 static cJSON *params_document(const slex_store_meta *meta, int nshard, const char *fingerprint, slex_error *err) {
     cJSON *params = cJSON_Parse(meta->params_json ? meta->params_json : "{}");
-    if (!params) return slex_fail(err, "internal error: the stage's parameters are not valid JSON"), NULL;
+    if (!params) return slex_fail_as(err, SLEX_ERR_INTERNAL, "internal error: the stage's parameters are not valid JSON"), NULL;
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "format", "slex-store");
     cJSON_AddNumberToObject(doc, "format_version", STORE_FORMAT_VERSION);
@@ -126,7 +127,7 @@ int slex_store_prepare(const char *dir, const slex_store_meta *meta, int nshard,
                 snprintf(what, sizeof what, "another shard count (%g shards; now %d)", old_nshard, nshard);
             else
                 snprintf(what, sizeof what, "other parameters or inputs");
-            return slex_fail(err, "%s: this directory holds a store made by %s with %s: use --force to replace it, "
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: this directory holds a store made by %s with %s: use --force to replace it, "
                                   "or choose another --out",
                              dir, old_producer, what);
         }
@@ -136,7 +137,7 @@ int slex_store_prepare(const char *dir, const slex_store_meta *meta, int nshard,
     if (!doc) return -1;
     char *text = cJSON_Print(doc);
     cJSON_Delete(doc);
-    if (!text) return slex_fail(err, "%s: out of memory", path);
+    if (!text) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     size_t len = strlen(text);
     text[len] = '\n'; /* cJSON's buffer has room for the NUL we overwrite; we pass len+1 */
     int rc = slex_write_file_atomic(path, text, len + 1, err);
@@ -210,6 +211,7 @@ struct slex_store_writer {
     slex_store_meta meta;
     char fingerprint[17];
     slex_atomic h5, rej;  /* the shard file and its rejects, under temporary names until commit */
+    slex_lock *lock;      /* part-XXXXX-of-YYYYY.lock: this process writes the shard */
     char record_path[4200];
     hid_t file, rows;
     int64_t rows_written;
@@ -260,7 +262,7 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
                                           const char *fingerprint, slex_error *err) {
     slex_h5_quiet();
     slex_store_writer *w = calloc(1, sizeof *w);
-    if (!w) return slex_fail(err, "%s: out of memory", dir), NULL;
+    if (!w) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir), NULL;
     w->file = w->rows = -1;
     snprintf(w->dir, sizeof w->dir, "%s", dir);
     w->shard = shard;
@@ -275,6 +277,17 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
         free(w);
         return NULL;
     }
+    /* The lock first: another live run writing this shard keeps its files. */
+    char lock_path[4200], what[4400];
+    if (shard_path(dir, shard, nshard, ".lock", lock_path, sizeof lock_path, err)) {
+        free(w);
+        return NULL;
+    }
+    snprintf(what, sizeof what, "shard %d of %d of store %s", shard, nshard, dir);
+    if (!(w->lock = slex_lock_take(lock_path, what, err))) {
+        free(w);
+        return NULL;
+    }
     /* The record goes first: from here on the shard no longer counts as done. */
     unlink(w->record_path);
     unlink(h5_path);
@@ -285,7 +298,7 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
     w->chunk_rows = CHUNK_BYTES / row_bytes > 0 ? (int64_t)(CHUNK_BYTES / row_bytes) : 1;
     w->buf = malloc((size_t)w->chunk_rows * row_bytes);
     if (!w->buf) {
-        slex_fail(err, "%s: out of memory", dir);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
         slex_store_writer_abort(w);
         return NULL;
     }
@@ -296,7 +309,7 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
     errno = 0;
     w->file = slex_h5_create(w->h5.tmp);
     if (w->file < 0) {
-        slex_fail(err, "%s: cannot create HDF5 file: %s", w->h5.tmp, errno ? strerror(errno) : "HDF5 error");
+        slex_fail_as(err, SLEX_ERR_IO, "%s: cannot create HDF5 file: %s", w->h5.tmp, errno ? strerror(errno) : "HDF5 error");
         slex_store_writer_abort(w);
         return NULL;
     }
@@ -312,7 +325,7 @@ slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard
         slex_h5_set_string(w->file, "producer", meta->producer) ||
         slex_h5_set_string(w->file, "version", SLEX_VERSION) ||
         slex_h5_set_string(w->file, "fingerprint", fingerprint) || slex_h5_set_string(w->file, "params", params)) {
-        slex_fail(err, "%s: cannot create the datasets", w->h5.tmp);
+        slex_fail_as(err, SLEX_ERR_IO, "%s: cannot create the datasets", w->h5.tmp);
         slex_store_writer_abort(w);
         return NULL;
     }
@@ -323,7 +336,7 @@ static int flush_rows(slex_store_writer *w) {
     hid_t mem = w->meta.dtype == SLEX_STORE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
     int cols = w->meta.dtype == SLEX_STORE_F32 ? w->meta.dim : 0;
     if (append_rows(w->rows, mem, w->rows_written, w->buf_rows, cols, w->buf))
-        return slex_fail(&w->err, "%s: write of %lld rows failed (disk full?)", w->h5.tmp, (long long)w->buf_rows);
+        return slex_fail_as(&w->err, SLEX_ERR_IO, "%s: write of %lld rows failed (disk full?)", w->h5.tmp, (long long)w->buf_rows);
     w->rows_written += w->buf_rows;
     w->buf_rows = 0;
     return 0;
@@ -336,11 +349,12 @@ int slex_store_writer_append(slex_store_writer *w, const char *utt_id, const voi
         if (lengths) w->lengths = lengths;
         char **ids = realloc(w->utt_ids, (size_t)cap * sizeof *ids);
         if (ids) w->utt_ids = ids;
-        if (!lengths || !ids) return slex_fail(&w->err, "%s: out of memory", w->h5.tmp);
+        if (!lengths || !ids) return slex_fail_as(&w->err, SLEX_ERR_RESOURCE, "%s: out of memory", w->h5.tmp);
         w->cap_utts = cap;
     }
-    if (!(w->utt_ids[w->n_utts] = strdup(utt_id))) return slex_fail(&w->err, "%s: out of memory", w->h5.tmp);
+    if (!(w->utt_ids[w->n_utts] = strdup(utt_id))) return slex_fail_as(&w->err, SLEX_ERR_RESOURCE, "%s: out of memory", w->h5.tmp);
     w->lengths[w->n_utts++] = n_rows;
+    slex_lock_refresh(w->lock);
     /* Rows go to the file in whole chunks, so the write pattern (and the file) does not depend
      * on utterance boundaries. */
     size_t row_bytes = (size_t)w->meta.dim * dtype_size(w->meta.dtype);
@@ -369,7 +383,7 @@ int slex_store_writer_reject(slex_store_writer *w, int64_t manifest_line, const 
     put_tsv_field(w->rej.f, utt_id, '\t');
     put_tsv_field(w->rej.f, reason, '\n');
     w->n_rejected++;
-    if (ferror(w->rej.f)) return slex_fail(&w->err, "%s: write failed", w->rej.tmp);
+    if (ferror(w->rej.f)) return slex_fail_as(&w->err, SLEX_ERR_IO, "%s: write failed", w->rej.tmp);
     return 0;
 }
 
@@ -407,13 +421,14 @@ static int write_record(slex_store_writer *w, uint32_t crc, int64_t bytes, slex_
     cJSON_AddStringToObject(doc, "fingerprint", w->fingerprint);
     char *text = cJSON_Print(doc);
     cJSON_Delete(doc);
-    if (!text) return slex_fail(err, "%s: out of memory", w->record_path);
+    if (!text) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", w->record_path);
     int rc = slex_write_file_atomic(w->record_path, text, strlen(text), err);
     free(text);
     return rc;
 }
 
 static void free_writer(slex_store_writer *w) {
+    slex_lock_release(w->lock);
     for (int64_t i = 0; i < w->n_utts; i++) free(w->utt_ids[i]);
     free(w->utt_ids);
     free(w->lengths);
@@ -423,20 +438,20 @@ static void free_writer(slex_store_writer *w) {
 
 int slex_store_writer_commit(slex_store_writer *w, slex_error *err) {
     if (w->err.msg[0]) {
-        slex_fail(err, "%s", w->err.msg);
+        slex_fail_as(err, w->err.kind, "%s", w->err.msg);
         slex_store_writer_abort(w);
         return -1;
     }
     if ((w->buf_rows && flush_rows(w)) || write_index_datasets(w)) {
-        if (w->err.msg[0]) slex_fail(err, "%s", w->err.msg);
-        else slex_fail(err, "%s: cannot write lengths and utt_ids (disk full?)", w->h5.tmp);
+        if (w->err.msg[0]) slex_fail_as(err, w->err.kind, "%s", w->err.msg);
+        else slex_fail_as(err, SLEX_ERR_IO, "%s: cannot write lengths and utt_ids (disk full?)", w->h5.tmp);
         slex_store_writer_abort(w);
         return -1;
     }
     int closed = slex_h5_close_written(w->file);
     w->file = w->rows = -1;
     if (closed) {
-        slex_fail(err, "%s: cannot write the shard (disk full?)", w->h5.tmp);
+        slex_fail_as(err, SLEX_ERR_IO, "%s: cannot write the shard (disk full?)", w->h5.tmp);
         slex_store_writer_abort(w);
         return -1;
     }
@@ -469,7 +484,7 @@ static int gather_rejects(const char *dir, int shard, int nshard, FILE *out, int
     char path[4200];
     if (shard_path(dir, shard, nshard, ".rejects.tsv", path, sizeof path, err)) return -1;
     FILE *f = fopen(path, "r");
-    if (!f) return slex_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t linecap = 0;
     while (getline(&line, &linecap, f) >= 0) {
@@ -480,7 +495,7 @@ static int gather_rejects(const char *dir, int shard, int nshard, FILE *out, int
             if (!grown) {
                 free(line);
                 fclose(f);
-                return slex_fail(err, "%s: out of memory", path);
+                return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
             }
             *lines = grown;
         }
@@ -547,7 +562,7 @@ int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, co
                         slex_store_summary *summary, slex_error *err) {
     memset(summary, 0, sizeof *summary);
     shard_record *recs = calloc((size_t)nshard, sizeof *recs);
-    if (!recs) return slex_fail(err, "%s: out of memory", dir);
+    if (!recs) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
     for (int s = 0; s < nshard; s++) {
         int present;
         if (read_record(dir, s, nshard, &recs[s], &present, err)) goto fail;
@@ -582,7 +597,7 @@ int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, co
     cJSON *index = cJSON_Parse(text);
     free(text);
     if (!index) {
-        slex_fail(err, "%s: not valid JSON", path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: not valid JSON", path);
         goto fail;
     }
     /* The content id names the rows themselves (every shard's CRC and size): later stages key on
@@ -613,7 +628,7 @@ int slex_store_finalize(const char *dir, int nshard, const char *fingerprint, co
         free(text);
         goto fail;
     }
-    rc = text ? slex_write_file_atomic(path, text, strlen(text), err) : slex_fail(err, "%s: out of memory", path);
+    rc = text ? slex_write_file_atomic(path, text, strlen(text), err) : slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     free(text);
     if (rc) goto fail;
     /* Another job-array task may have started redoing a shard while this one wrote the index: if

@@ -13,9 +13,13 @@
  * attributes dim, frame_rate_hz, kind, producer, version, shard, nshard, fingerprint, params.
  * Rows are chunked (~512 KiB) so readers stream mini-batches without loading a shard.
  *
- * Crash safety: a shard is written as <name>.h5.tmp, flushed, checksummed and renamed; its record
- * is written (temporary name + rename) only after that, so a shard counts as done exactly when
- * its record exists, names the current fingerprint and matches the file's size and CRC-32.
+ * Crash safety: a shard is written under a temporary name of its process (slex_atomic:
+ * <name>.h5.tmp-<host>-<pid>), flushed, checksummed and renamed; its record is written (the same
+ * way) only after that, so a shard counts as done exactly when its record exists, names the
+ * current fingerprint and matches the file's size and CRC-32.
+ * Concurrency: a writer holds <name>.lock (core/lock.h) while it writes the shard, so a second
+ * run on the same shard fails naming the first (host, pid) instead of destroying its files;
+ * different shards (the tasks of a job array) are written at the same time freely.
  * Determinism: no timestamps in HDF5 objects, fixed chunking and write order, so the same rows
  * give byte-identical files whichever process wrote them. */
 #ifndef SLEX_STORE_H
@@ -52,6 +56,7 @@ int slex_store_shard_is_done(const char *dir, int shard, int nshard, const char 
 
 typedef struct slex_store_writer slex_store_writer;
 
+/* Takes the shard's lock (failing when another live run holds it), then starts the shard over. */
 slex_store_writer *slex_store_writer_open(const char *dir, int shard, int nshard, const slex_store_meta *meta,
                                           const char *fingerprint, slex_error *err);
 /* Appends one utterance: n_rows rows of meta->dim values of meta->dtype. */
