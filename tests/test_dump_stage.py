@@ -132,7 +132,7 @@ def case_lora():
     # The adapter's identity is in the fingerprint: the store without it is not taken as done.
     out = os.path.join(WORK, "adapter_post_ln_1")
     p = run([DUMP, "--manifest", manifest, "--model", os.path.join(MODELS, "post_ln_group"), "--layer", "1",
-             "--out", out, "--nshard", "2"], env=QUIET, expect=1)
+             "--out", out, "--nshard", "2"], env=QUIET, expect=4)
     check("--force" in p.stderr, "dropping the adapter needs --force: " + p.stderr[-300:])
 
 
@@ -196,7 +196,7 @@ def case_bad():
     dump("missing layer", ["--model", model], 2, ["--layer"])
     dump("bad layer", ["--model", model, "--layer", "two"], 2, ["--layer two"])
     missing = os.path.join(WORK, "no_such_model")
-    dump("missing model dir", ["--model", missing, "--layer", "1"], 1, [missing + "/config.json"])
+    dump("missing model dir", ["--model", missing, "--layer", "1"], 4, [missing + "/config.json"])  # bad input
     broken = os.path.join(WORK, "broken_model")
     shutil.copytree(model, broken)
     st = os.path.join(broken, "model.safetensors")
@@ -249,7 +249,7 @@ def case_bad():
     for what, adapter, words in cases:
         file_word = [os.path.join(adapter, "adapter_model.safetensors")] if "config" not in words[0] else [adapter]
         dump(what, ["--model", model, "--layer", "1", "--adapter", adapter], 1, words + file_word)
-    dump("missing adapter", ["--model", model, "--layer", "1", "--adapter", os.path.join(WORK, "nope")], 1,
+    dump("missing adapter", ["--model", model, "--layer", "1", "--adapter", os.path.join(WORK, "nope")], 4,
          [os.path.join(WORK, "nope", "adapter_config.json")])
     broken_adapter = write_bad_adapter("broken")
     st = os.path.join(broken_adapter, "adapter_model.safetensors")
@@ -276,7 +276,7 @@ def case_resume():
         check(word in text, f"params.json lacks {word}: {text[:400]}")
     # Another layer, chunk size, or a changed model file is not mistaken for the finished store.
     for what, extra in (("layer", ["--layer", "3"]), ("chunk", ["--max-chunk-samples", "9000"])):
-        p = run(cmd[:-4] + extra + ["--out", out, "--nshard", "3"] if what == "layer" else cmd + extra, env=QUIET, expect=1)
+        p = run(cmd[:-4] + extra + ["--out", out, "--nshard", "3"] if what == "layer" else cmd + extra, env=QUIET, expect=4)
         check("--force" in p.stderr, f"other {what}: the error suggests --force")
     changed = os.path.join(WORK, "changed_model")
     shutil.copytree(model, changed)
@@ -284,7 +284,7 @@ def case_resume():
     cfg["layer_norm_eps"] = 1e-6
     json.dump(cfg, open(os.path.join(changed, "config.json"), "w"))
     p = run([DUMP, "--manifest", manifest, "--model", changed, "--layer", "2", "--out", out, "--nshard", "3"],
-            env=QUIET, expect=1)
+            env=QUIET, expect=4)
     check("--force" in p.stderr, "changed model: the error suggests --force")
 
 

@@ -236,7 +236,7 @@ def case_bad():
     out = os.path.join(WORK, "lab")
     p = run([LABEL, "--store", good, "--codebook", cb, "--out", out], expect=1)
     check("4-dimensional centres" in p.stderr and not os.path.exists(out), "dim mismatch at labelling")
-    p = run([LABEL, "--store", nanstore, "--codebook", os.path.join(WORK, "nope.h5"), "--out", out], expect=1)
+    p = run([LABEL, "--store", nanstore, "--codebook", os.path.join(WORK, "nope.h5"), "--out", out], expect=4)
     check("no such codebook" in p.stderr, "missing codebook")
     # An existing codebook of other parameters is not overwritten without --force.
     p = run([KMEANS, "--store", other, "--k", "3", "--out", cb], expect=1)
@@ -255,7 +255,7 @@ def case_stale():
     before = read_labels(out)
     shifted = [CENTERS[(t + 1) % 6] for t in truth]  # every frame moves to the next planted centre
     make_store("feats", shifted)
-    p = run([LABEL, "--store", store, "--codebook", cb, "--out", out], env=QUIET, expect=1)
+    p = run([LABEL, "--store", store, "--codebook", cb, "--out", out], env=QUIET, expect=4)
     check("other parameters or inputs" in p.stderr and "--force" in p.stderr, "stale labels refused: " + p.stderr[-300:])
     run([LABEL, "--store", store, "--codebook", cb, "--out", out, "--force"], env=QUIET)
     after = read_labels(out)

@@ -164,11 +164,11 @@ def case_bad():
     p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "2", "--max-reject", "0.7"], env=QUIET)
     check("2 finished shard(s) skipped" in p.stderr, "re-run skips finished shards")
     # A store made with other parameters is not overwritten without --force.
-    p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "3", "--max-reject", "1"], env=QUIET, expect=1)
+    p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "3", "--max-reject", "1"], env=QUIET, expect=4)
     check("--force" in p.stderr, "other parameters: the error suggests --force")
     run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "3", "--max-reject", "1", "--force"], env=QUIET)
     # Manifest-level errors.
-    p = run([MFCC, "--manifest", os.path.join(WORK, "nope.tsv"), "--out", out], env=QUIET, expect=1)
+    p = run([MFCC, "--manifest", os.path.join(WORK, "nope.tsv"), "--out", out], env=QUIET, expect=4)
     check("nope.tsv: cannot open manifest" in p.stderr, "missing manifest named")
     p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "40", "--force"], env=QUIET, expect=1)
     check("cannot fill 40 shards" in p.stderr, "too many shards")
