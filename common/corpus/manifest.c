@@ -368,6 +368,8 @@ int slex_manifest_writer_commit(slex_manifest_writer *w, slex_error *err) {
         rc = slex_fail(err, "%s: cannot remove the side file of an earlier manifest: %s", w->side_path,
                        strerror(errno));
     if (!rc && rename(w->tmp, w->path)) rc = slex_fail(err, "%s: cannot write: %s", w->path, strerror(errno));
+    /* The renames (side file and manifest) are durable once their directory is (core/fileio.h). */
+    if (!rc) rc = slex_fsync_parent(w->path, err);
     slex_manifest_writer_abort(w); /* closes and removes what is left */
     return rc;
 }
