@@ -1,0 +1,76 @@
+/* step: one update of HuBERT masked-prediction training, assembled from the model's training
+ * forward/backward (model/hubert.h), the head and criterion (train/head.h) and fairseq's
+ * optimiser step (train/optim.h):
+ *
+ *   for every micro-batch of the update (slex_trainer_accumulate):
+ *     x = encoder(wave, mask)            masked frames take the mask embedding
+ *     loss_mb = head(x) + w_pen * mean(features^2) * sample_size_mb
+ *     backward of loss_mb (unnormalised, as fairseq's criterion returns it); the CNN's
+ *     gradient is scaled by feature_grad_mult (full mode)
+ *   slex_trainer_update: gradients / (summed sample_size), clip, Adam with lr.
+ *
+ * Trainable: full mode, every model parameter (the CNN through feature_grad_mult; 0 freezes
+ * it) and the head; LoRA mode, the adapter's A and B, the head and the mask embedding (the
+ * base frozen).  The mask embedding trained is the model's masked_spec_embed; the head's copy
+ * is set from it after every update (slex checkpoints keep the two equal).  Gradients and the
+ * Adam moments are the optimiser's three allocations over exactly these tensors.
+ *
+ * Every row of a micro-batch has the frames of the model's conv stack on its N samples; a
+ * batch whose labels cover fewer frames (train/batch's T below that) is refused, since
+ * fairseq then trims the features before the encoder, which the model's forward does not do. */
+#ifndef SLEX_TRAIN_STEP_H
+#define SLEX_TRAIN_STEP_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "model/checkpoint.h"
+#include "model/hubert.h"
+#include "model/lora.h"
+#include "train/head.h"
+#include "train/optim.h"
+
+typedef struct slex_step_options {
+    int lora;                /* 1: LoRA mode (lora given, base frozen); 0: full mode; default 0 */
+    float feature_grad_mult; /* full mode: CNN gradient scale (fairseq Base 0.1; 0 = frozen); default 0.1 */
+    slex_criterion crit;     /* its defaults */
+    slex_adam_options adam;  /* its defaults */
+    double clip_norm;        /* fairseq clip_norm; 0 = none; default 10 (Base recipe) */
+} slex_step_options;
+
+void slex_step_options_default(slex_step_options *o);
+
+typedef struct slex_trainer slex_trainer;
+
+/* model: loaded with keep_activations (and keep_cnn_activations when the CNN trains), max_batch
+ * and max_chunk_samples at least the micro-batches'; head: its hidden size the model's; lora:
+ * checked against the model (LoRA mode) or NULL (full mode).  None is copied: the trainer
+ * updates them in place and they must outlive it. */
+slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora *lora, const slex_step_options *o,
+                                  slex_error *err);
+void slex_trainer_free(slex_trainer *t);
+
+/* Forward and backward of one micro-batch: wave (B, N) (already normalised if the model wants
+ * it), mask and labels (B, T) with T = the model's frames for N samples.  Gradients accumulate;
+ * *stats and *features_pen (may be NULL) receive this micro-batch's head statistics and
+ * mean(features^2); the update's sample size accumulates. */
+int slex_trainer_accumulate(slex_trainer *t, const float *wave, int B, int64_t N, const uint8_t *mask,
+                            const int32_t *labels, int64_t T, slex_head_stats *stats, double *features_pen,
+                            slex_error *err);
+
+/* The update from the accumulated gradients (see train/optim.h).  The gradient buffer then
+ * holds the scaled, clipped gradient until the next accumulate, which starts the next update
+ * from zero.  *grad_norm (may be NULL): the norm before clipping.  Fails without changing
+ * anything on a non-finite norm or an update without any frame that carried a loss. */
+int slex_trainer_update(slex_trainer *t, double lr, double *grad_norm, slex_error *err);
+
+/* The optimiser (its gradients, moments and update count, for checkpoints and tests), and the
+ * gradient blocks of the model (laid out like its parameters; NULL fields are frozen) and of
+ * the head (final_proj, label embeddings; mask_emb NULL: the model's is trained). */
+slex_optim *slex_trainer_optim(slex_trainer *t);
+const slex_hubert_params *slex_trainer_model_grads(const slex_trainer *t);
+const slex_head_grads *slex_trainer_head_grads(const slex_trainer *t);
+/* Trainable floats and the model's parameter count (for "x% of the parameters trainable"). */
+int64_t slex_trainer_num_trainable(const slex_trainer *t);
+
+#endif
