@@ -108,6 +108,7 @@ const slex_hubert_load_options *slex_hubert_get_options(const slex_hubert *m) { 
 slex_hubert_params *slex_hubert_get_params(slex_hubert *m) { return &m->params; }
 const slex_hubert_params *slex_hubert_get_params_const(const slex_hubert *m) { return &m->params; }
 int64_t slex_hubert_num_parameters(const slex_hubert *m) { return m->num_params; }
+float *slex_hubert_params_block(slex_hubert *m) { return m->params_memory; }
 const slex_hubert_acts *slex_hubert_get_acts(const slex_hubert *m) { return &m->acts; }
 int slex_hubert_normalizes_waveform(const slex_hubert *m) { return m->normalize; }
 

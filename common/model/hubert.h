@@ -122,6 +122,9 @@ void slex_hubert_params_changed(slex_hubert *model);
 /* The same, for code that only reads the parameters. */
 const slex_hubert_params *slex_hubert_get_params_const(const slex_hubert *model);
 int64_t slex_hubert_num_parameters(const slex_hubert *model);
+/* The one allocation the parameters live in (slex_hubert_num_parameters floats, laid out by
+ * slex_hubert_params_layout): what an optimizer over every parameter updates. */
+float *slex_hubert_params_block(slex_hubert *model);
 /* Activations of the last chunk forwarded (for training code). */
 const slex_hubert_acts *slex_hubert_get_acts(const slex_hubert *model);
 

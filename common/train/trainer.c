@@ -1,0 +1,909 @@
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "model/checkpoint.h"
+#include "model/lora.h"
+#include "run/resume.h"
+#include "store/store.h"
+
+#define PATH_CAP 4200
+#define FILE_CAP (PATH_CAP + 64) /* a file inside a PATH_CAP directory */
+
+void slex_train_options_default(slex_train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->lora_rank = 24;
+    o->lora_alpha = 48;
+    o->lora_targets = "q,k,v,out";
+    o->update_freq = 1;
+    slex_lr_schedule_default(&o->lr);
+    slex_adam_options_default(&o->adam);
+    o->clip_norm = 10;
+    slex_batch_options_default(&o->batch);
+    slex_mask_options_default(&o->mask);
+    slex_criterion_default(&o->crit);
+    o->feature_grad_mult = 0.1;
+    o->layerdrop = 0.05;
+    o->final_dim = 256;
+    o->checkpoint_every = 1000;
+    o->seed = 1;
+}
+
+int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
+    if (!o->out) return slex_fail(err, "--out is required");
+    if (!o->init) return slex_fail(err, "--init is required (a Hugging Face HubertModel directory or a slex checkpoint)");
+    if (o->steps < 1) return slex_fail(err, "--steps %lld: must be at least 1", (long long)o->steps);
+    if (o->update_freq < 1) return slex_fail(err, "--update-freq %d: must be at least 1", o->update_freq);
+    if (!o->full && (o->lora_rank < 1 || !(o->lora_alpha > 0) || !isfinite(o->lora_alpha)))
+        return slex_fail(err, "--lora-rank %d and --lora-alpha %g: must be positive", o->lora_rank, o->lora_alpha);
+    if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm)) return slex_fail(err, "--clip-norm %g: must be >= 0", o->clip_norm);
+    if (!(o->feature_grad_mult >= 0 && o->feature_grad_mult <= 1))
+        return slex_fail(err, "--feature-grad-mult %g: must be in [0, 1]", o->feature_grad_mult);
+    if (o->full && o->feature_grad_mult == 0)
+        return slex_fail(err, "--feature-grad-mult 0 in full mode (a frozen CNN) is not supported: use a value in (0, 1]");
+    if (!(o->layerdrop >= 0 && o->layerdrop < 1)) return slex_fail(err, "--layerdrop %g: must be in [0, 1)", o->layerdrop);
+    if (o->checkpoint_every < 1) return slex_fail(err, "--checkpoint-every %lld: must be >= 1", (long long)o->checkpoint_every);
+    if (o->final_dim < 1) return slex_fail(err, "--final-dim %d: must be >= 1", o->final_dim);
+    slex_lr_schedule lr = o->lr;
+    lr.total_updates = o->steps;
+    if (slex_lr_schedule_validate(&lr, err) || slex_adam_options_validate(&o->adam, err) ||
+        slex_batch_options_validate(&o->batch, err) || slex_mask_options_validate(&o->mask, err) ||
+        slex_criterion_validate(&o->crit, err))
+        return -1;
+    return 0;
+}
+
+/* ---- the run's parameters ------------------------------------------------------------------ */
+
+/* What names an input's content: a store's content id, else a file's CRC-32 and size. */
+static int content_of(const char *path, char *out, size_t size, slex_error *err) {
+    struct stat st;
+    if (stat(path, &st)) return slex_fail(err, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        char weights[PATH_CAP];
+        snprintf(weights, sizeof weights, "%s/model.safetensors", path);
+        if (slex_path_exists(weights)) return content_of(weights, out, size, err);
+        slex_store *s = slex_store_open(path, err);
+        if (!s) return -1;
+        snprintf(out, size, "store %s", slex_store_content_id(s));
+        slex_store_close(s);
+        return 0;
+    }
+    uint32_t crc;
+    int64_t bytes;
+    if (slex_file_crc32(path, &crc, &bytes, err)) return -1;
+    snprintf(out, size, "crc32 %08x, %lld bytes", crc, (long long)bytes);
+    return 0;
+}
+
+static char *run_params(const slex_train_options *o, const slex_data_spec *specs, int n_specs, slex_error *err) {
+    cJSON *p = cJSON_CreateObject();
+    char content[256];
+    int rc = content_of(o->init, content, sizeof content, err);
+    cJSON_AddStringToObject(p, "init", o->init);
+    cJSON_AddStringToObject(p, "init_content", rc ? "" : content);
+    cJSON *data = cJSON_AddArrayToObject(p, "data");
+    for (int i = 0; !rc && i < n_specs; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "manifest", specs[i].manifest);
+        if (!(rc = content_of(specs[i].manifest, content, sizeof content, err)))
+            cJSON_AddStringToObject(d, "manifest_content", content);
+        cJSON_AddStringToObject(d, "labels", specs[i].labels);
+        if (!rc && !(rc = content_of(specs[i].labels, content, sizeof content, err)))
+            cJSON_AddStringToObject(d, "labels_content", content);
+        cJSON_AddNumberToObject(d, "weight", specs[i].weight);
+        cJSON_AddItemToArray(data, d);
+    }
+    cJSON_AddStringToObject(p, "mode", o->full ? "full" : "lora");
+    if (!o->full) {
+        cJSON_AddNumberToObject(p, "lora_rank", o->lora_rank);
+        cJSON_AddNumberToObject(p, "lora_alpha", o->lora_alpha);
+        cJSON_AddStringToObject(p, "lora_targets", o->lora_targets);
+        cJSON_AddStringToObject(p, "lora_layers", o->lora_layers ? o->lora_layers : "all");
+        cJSON_AddNumberToObject(p, "rslora", o->rslora);
+        cJSON_AddNumberToObject(p, "merge", o->merge);
+    }
+    cJSON_AddNumberToObject(p, "steps", (double)o->steps);
+    cJSON_AddNumberToObject(p, "update_freq", o->update_freq);
+    cJSON_AddNumberToObject(p, "lr", o->lr.lr);
+    cJSON_AddNumberToObject(p, "lr_schedule", o->lr.kind);
+    cJSON_AddNumberToObject(p, "warmup_steps", (double)o->lr.warmup_updates);
+    cJSON_AddNumberToObject(p, "end_lr", o->lr.end_lr);
+    cJSON_AddNumberToObject(p, "power", o->lr.power);
+    cJSON_AddNumberToObject(p, "adam_beta1", o->adam.beta1);
+    cJSON_AddNumberToObject(p, "adam_beta2", o->adam.beta2);
+    cJSON_AddNumberToObject(p, "adam_eps", o->adam.eps);
+    cJSON_AddNumberToObject(p, "weight_decay", o->adam.weight_decay);
+    cJSON_AddNumberToObject(p, "clip_norm", o->clip_norm);
+    cJSON_AddNumberToObject(p, "max_tokens", (double)o->batch.max_tokens);
+    cJSON_AddNumberToObject(p, "micro_batch", o->batch.micro_batch);
+    cJSON_AddNumberToObject(p, "max_sample_size", (double)o->batch.max_sample_size);
+    cJSON_AddNumberToObject(p, "min_sample_size", (double)o->batch.min_sample_size);
+    cJSON_AddNumberToObject(p, "label_rate", o->batch.label_rate);
+    cJSON_AddNumberToObject(p, "num_classes", o->batch.num_classes);
+    cJSON_AddNumberToObject(p, "mask_prob", o->mask.mask_prob);
+    cJSON_AddNumberToObject(p, "mask_length", o->mask.mask_length);
+    cJSON_AddNumberToObject(p, "pred_masked_weight", o->crit.pred_masked_weight);
+    cJSON_AddNumberToObject(p, "pred_nomask_weight", o->crit.pred_nomask_weight);
+    cJSON_AddNumberToObject(p, "feature_pen", o->crit.feature_pen_weight);
+    cJSON_AddNumberToObject(p, "feature_grad_mult", o->feature_grad_mult);
+    cJSON_AddNumberToObject(p, "layerdrop", o->layerdrop);
+    cJSON_AddNumberToObject(p, "final_dim", o->final_dim);
+    cJSON_AddNumberToObject(p, "seed", (double)o->seed);
+    char *text = rc ? NULL : cJSON_PrintUnformatted(p);
+    cJSON_Delete(p);
+    if (!rc && !text) slex_fail(err, "out of memory");
+    return text;
+}
+
+/* ---- the run directory -------------------------------------------------------------------- */
+
+/* The largest N of OUT/checkpoint-N that holds a complete checkpoint, or -1. */
+static int64_t last_checkpoint(const char *out) {
+    DIR *d = opendir(out);
+    int64_t best = -1;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        long long n;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1 || n <= best) continue;
+        char path[PATH_CAP];
+        snprintf(path, sizeof path, "%s/%s/trainer.json", out, e->d_name);
+        if (slex_path_exists(path)) best = n;
+    }
+    closedir(d);
+    return best;
+}
+
+static void checkpoint_dir(const char *out, int64_t step, char *path, size_t size) {
+    snprintf(path, size, "%s/checkpoint-%lld", out, (long long)step);
+}
+
+/* Removes a directory tree of files (a checkpoint). */
+static void remove_tree(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) {
+        unlink(path);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char sub[PATH_CAP];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        remove_tree(sub);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+/* The state of OUT against these parameters: 0 fresh or resumable, 1 finished (done.json of
+ * them), or an error for another run (unless force, which clears OUT's run files). */
+static int prepare_out(const slex_train_options *o, const char *params, int rank, int *finished, slex_error *err) {
+    char run[PATH_CAP], done[PATH_CAP];
+    snprintf(run, sizeof run, "%s/run.json", o->out);
+    snprintf(done, sizeof done, "%s/done.json", o->out);
+    *finished = 0;
+    char *recorded = slex_path_exists(run) ? slex_read_text_file(run, NULL, err) : NULL;
+    if (recorded) {
+        size_t len = strlen(recorded);
+        while (len && recorded[len - 1] == '\n') recorded[--len] = 0;
+    }
+    int same = recorded && !strcmp(recorded, params);
+    if (recorded && !same && !o->force) {
+        char what[1024], path[256];
+        slex_resume_difference(recorded, params, what, path, sizeof what);
+        free(recorded);
+        return slex_fail(err, "%s holds a run of other parameters (%s); use another --out or --force", o->out, what);
+    }
+    free(recorded);
+    if (same) {
+        *finished = slex_path_exists(done);
+        return 0;
+    }
+    if (rank != 0) return 0;
+    /* A fresh run: the old run's files go (with --force), then its parameters are recorded. */
+    for (int64_t s; (s = last_checkpoint(o->out)) >= 0;) {
+        char dir[PATH_CAP];
+        checkpoint_dir(o->out, s, dir, sizeof dir);
+        remove_tree(dir);
+    }
+    const char *files[] = {"done.json", "train_log.jsonl", "adapter", "model", "merged"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[PATH_CAP];
+        snprintf(path, sizeof path, "%s/%s", o->out, files[i]);
+        remove_tree(path);
+    }
+    char *line = malloc(strlen(params) + 2);
+    if (!line) return slex_fail(err, "out of memory");
+    sprintf(line, "%s\n", params);
+    int rc = slex_mkdirs(o->out, err) || slex_write_file_atomic(run, line, strlen(line), err);
+    free(line);
+    return rc;
+}
+
+/* ---- the trainer's state -------------------------------------------------------------------- */
+
+typedef struct trainer {
+    const slex_train_options *o;
+    const slex_exact_comm *comm;
+    int rank, size;
+    slex_hubert *model;
+    const slex_hubert_config *cfg;
+    slex_head *head;
+    slex_lora *lora;                 /* LoRA mode */
+    slex_hubert_lora_site *sites;    /* (L, SLEX_HUBERT_LINEARS) */
+    slex_optim *optim;
+    slex_hubert_params grads;        /* the model's gradients inside the optimizer's allocation */
+    slex_head_grads head_grads;
+    slex_batcher *batcher;
+    int n_sources;
+    int64_t step;                    /* updates done */
+    /* one micro-batch's buffers */
+    slex_microbatch mb;
+    float *out, *dx, *dfeat, *head_acts;
+    uint8_t *mask, *skip;
+    int32_t *labels;
+    int64_t cap_frames;
+} trainer;
+
+/* Per-update statistics, summed exactly over ranks: per source and in all. */
+enum { S_LOSS, S_LOSS_M, S_LOSS_U, S_PEN, S_SAMPLE, S_COUNT_M, S_COUNT_U, S_CORRECT_M, S_CORRECT_U, N_STATS };
+
+static const char *const LINEAR_NAMES[SLEX_HUBERT_LINEARS] = {"q", "k", "v", "out", "fc1", "fc2"};
+/* The HF module path of each linear within layer l (0-based), printf pattern. */
+static const char *const LINEAR_MODULES[SLEX_HUBERT_LINEARS] = {
+    "encoder.layers.%d.attention.q_proj",        "encoder.layers.%d.attention.k_proj",
+    "encoder.layers.%d.attention.v_proj",        "encoder.layers.%d.attention.out_proj",
+    "encoder.layers.%d.feed_forward.intermediate_dense", "encoder.layers.%d.feed_forward.output_dense"};
+
+/* 1-based layer list "1,3,5-8" -> selected[l] (0-based); NULL = all. */
+static int parse_layers(const char *spec, int n_layers, char *selected, slex_error *err) {
+    memset(selected, spec ? 0 : 1, (size_t)n_layers);
+    for (const char *p = spec; p && *p;) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        if (*end == '-') {
+            const char *q = end + 1;
+            b = strtol(q, &end, 10);
+            if (end == q) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        }
+        if (a < 1 || b < a || b > n_layers)
+            return slex_fail(err, "--lora-layers %s: layers are 1..%d", spec, n_layers);
+        for (long l = a; l <= b; l++) selected[l - 1] = 1;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+    }
+    return 0;
+}
+
+static int parse_targets(const char *spec, char *which, slex_error *err) {
+    memset(which, 0, SLEX_HUBERT_LINEARS);
+    int any = 0;
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = 0;
+        for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
+            if (strlen(LINEAR_NAMES[i]) == len && !strncmp(p, LINEAR_NAMES[i], len)) which[i] = found = any = 1;
+        if (!found)
+            return slex_fail(err, "--lora-targets: unknown target \"%.*s\" (known: q, k, v, out, fc1, fc2)", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    return any ? 0 : slex_fail(err, "--lora-targets is empty");
+}
+
+/* A new adapter with PEFT's initialisation: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in),
+ * 1/sqrt(in)), B = 0; drawn from the seed, target after target. */
+static int create_lora(trainer *t, slex_error *err) {
+    const slex_train_options *o = t->o;
+    int L = t->cfg->num_hidden_layers;
+    char *layer_on = malloc((size_t)L), which[SLEX_HUBERT_LINEARS];
+    if (!layer_on) return slex_fail(err, "out of memory");
+    int rc = parse_layers(o->lora_layers, L, layer_on, err) || parse_targets(o->lora_targets, which, err);
+    char **modules = rc ? NULL : calloc((size_t)L * SLEX_HUBERT_LINEARS, sizeof *modules);
+    int n = 0;
+    for (int l = 0; modules && l < L; l++)
+        for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
+            if (layer_on[l] && which[i]) {
+                modules[n] = malloc(SLEX_LORA_MODULE_MAX);
+                if (modules[n]) snprintf(modules[n], SLEX_LORA_MODULE_MAX, LINEAR_MODULES[i], l);
+                n++;
+            }
+    if (!rc && !modules) rc = slex_fail(err, "out of memory");
+    if (!rc) {
+        slex_lora_config cfg;
+        slex_lora_config_default(&cfg);
+        cfg.r = o->lora_rank;
+        cfg.lora_alpha = o->lora_alpha;
+        cfg.use_rslora = o->rslora;
+        snprintf(cfg.base_model_name_or_path, sizeof cfg.base_model_name_or_path, "%s", o->init);
+        t->lora = slex_lora_create(&cfg, (const char *const *)modules, n, t->model, err);
+        if (!t->lora) rc = -1;
+    }
+    for (int i = 0; modules && i < n; i++) free(modules[i]);
+    free(modules);
+    free(layer_on);
+    if (rc) return -1;
+    slex_rng rng;
+    slex_rng_seed(&rng, o->seed ^ 0x4c6f5241ULL); /* "LoRA" */
+    for (int i = 0; i < t->lora->n_targets; i++) {
+        const slex_lora_target *tg = &t->lora->targets[i];
+        double bound = 1.0 / sqrt((double)tg->in);
+        for (int64_t j = 0; j < (int64_t)tg->r * tg->in; j++) tg->A[j] = (float)((2 * slex_rng_uniform(&rng) - 1) * bound);
+    }
+    return 0;
+}
+
+/* Points the model's LoRA sites at the adapter's tensors and their gradients (at the same offsets
+ * in the optimizer's gradient segment 0 as A and B in lora->params). */
+static int point_sites(trainer *t, float *grad_base, slex_error *err) {
+    int L = t->cfg->num_hidden_layers;
+    t->sites = calloc((size_t)L * SLEX_HUBERT_LINEARS, sizeof *t->sites);
+    if (!t->sites) return slex_fail(err, "out of memory");
+    for (int i = 0; i < t->lora->n_targets; i++) {
+        const slex_lora_target *tg = &t->lora->targets[i];
+        int found = 0;
+        for (int l = 0; l < L && !found; l++)
+            for (int k = 0; k < SLEX_HUBERT_LINEARS && !found; k++) {
+                char name[SLEX_LORA_MODULE_MAX];
+                snprintf(name, sizeof name, LINEAR_MODULES[k], l);
+                if (strcmp(name, tg->module)) continue;
+                slex_hubert_lora_site *s = &t->sites[l * SLEX_HUBERT_LINEARS + k];
+                *s = (slex_hubert_lora_site){.A = tg->A,
+                                             .B = tg->B,
+                                             .dA = grad_base + (tg->A - t->lora->params),
+                                             .dB = grad_base + (tg->B - t->lora->params),
+                                             .scale = tg->scaling,
+                                             .r = tg->r};
+                found = 1;
+            }
+        if (!found) return slex_fail(err, "LoRA target %s: not a transformer linear slex trains", tg->module);
+    }
+    return 0;
+}
+
+/* The optimizer over the trainable tensors, and the gradient views into its allocation. */
+static int create_optim(trainer *t, slex_error *err) {
+    float *segs[3];
+    int64_t sizes[3];
+    int n = 0, C = t->cfg->hidden_size;
+    slex_hubert_params *p = slex_hubert_get_params(t->model);
+    if (t->o->full) {
+        segs[n] = slex_hubert_params_block(t->model);
+        sizes[n++] = slex_hubert_num_parameters(t->model);
+    } else {
+        segs[n] = t->lora->params;
+        sizes[n++] = t->lora->num_params;
+        segs[n] = p->mask_emb;
+        sizes[n++] = C;
+    }
+    segs[n] = t->head->params + C; /* final_proj, label embeddings (the head's mask_emb copy is the model's) */
+    sizes[n++] = t->head->num_params - C;
+    t->optim = slex_optim_create(&t->o->adam, n, segs, sizes, err);
+    if (!t->optim) return -1;
+    memset(&t->grads, 0, sizeof t->grads);
+    if (t->o->full) {
+        slex_hubert_params_layout(t->cfg, slex_optim_grad(t->optim, 0), &t->grads);
+    } else {
+        t->grads.mask_emb = slex_optim_grad(t->optim, 1);
+        if (point_sites(t, slex_optim_grad(t->optim, 0), err)) return -1;
+    }
+    /* Head gradients: final_proj and label embeddings in the last segment, laid out as the head. */
+    float *hg = slex_optim_grad(t->optim, n - 1) - C;
+    slex_head_grads_point(&t->head->cfg, hg, &t->head_grads);
+    t->head_grads.mask_emb = NULL;
+    return 0;
+}
+
+/* ---- loading -------------------------------------------------------------------------------- */
+
+static int is_slex_checkpoint(const char *dir) {
+    char path[FILE_CAP];
+    snprintf(path, sizeof path, "%s/slex_checkpoint.json", dir);
+    return slex_path_exists(path);
+}
+
+/* Model (+ head, + adapter) from a HF directory or a slex checkpoint, loaded for training. */
+static int load_model(trainer *t, const char *dir, int resuming, slex_error *err) {
+    const slex_train_options *o = t->o;
+    slex_checkpoint_load_options lo;
+    slex_checkpoint_load_options_default(&lo);
+    lo.model.keep_activations = 1;
+    lo.model.keep_cnn_activations = o->full && o->feature_grad_mult > 0;
+    lo.model.max_batch = o->batch.micro_batch;
+    lo.model.max_chunk_samples = o->batch.max_sample_size;
+    if (!is_slex_checkpoint(dir)) {
+        t->model = slex_hubert_load(dir, &lo.model, err);
+        return t->model ? 0 : -1;
+    }
+    slex_checkpoint *ck = slex_checkpoint_load(dir, &lo, err);
+    if (!ck) return -1;
+    t->model = ck->model;
+    t->head = ck->head;
+    slex_lora *lora = ck->lora;
+    ck->model = NULL;
+    ck->head = NULL;
+    ck->lora = NULL;
+    slex_checkpoint_free(ck);
+    if (lora && resuming && !o->full) {
+        t->lora = lora; /* the adapter being trained */
+    } else if (lora) {
+        /* Starting from an adapted model (the second iteration): its adapter becomes part of the base. */
+        int rc = slex_lora_merge(lora, t->model, err);
+        slex_lora_free(lora);
+        if (rc) return -1;
+        slex_hubert_params_changed(t->model);
+        if (t->rank == 0) slex_info("%s: its LoRA adapter is merged into the base weights", dir);
+    }
+    return 0;
+}
+
+/* The head: the loaded one when its label set matches, else a new one for K units. */
+static int setup_head(trainer *t, int resuming, slex_error *err) {
+    int K = t->o->batch.num_classes, C = t->cfg->hidden_size;
+    float *model_mask = slex_hubert_get_params(t->model)->mask_emb;
+    if (t->head && t->head->cfg.num_classes == K) {
+        if (t->rank == 0 && !resuming) slex_info("head of %s reused (%d units)", t->o->init, K);
+        memcpy(model_mask, t->head->mask_emb, (size_t)C * sizeof(float));
+        return 0;
+    }
+    if (t->head && t->rank == 0)
+        slex_info("the head of %s has %d units, the labels %d: a new head", t->o->init, t->head->cfg.num_classes, K);
+    slex_head_free(t->head);
+    slex_head_config hc;
+    slex_head_config_default(&hc);
+    hc.hidden_size = C;
+    hc.num_classes = K;
+    hc.final_dim = t->o->final_dim;
+    slex_source_info info;
+    slex_batcher_source_info(t->batcher, 0, &info);
+    hc.label_rate = info.label_rate;
+    if (!(t->head = slex_head_create(&hc, err))) return -1;
+    slex_head_init(t->head, t->o->seed);
+    if (t->rank == 0 && !resuming) slex_info("new head for %d units (final dim %d)", K, hc.final_dim);
+    /* The model's masked_spec_embed when it has one (a HF model), else the head's fresh one. */
+    int zero = 1;
+    for (int c = 0; c < C; c++) zero &= model_mask[c] == 0;
+    if (zero) memcpy(model_mask, t->head->mask_emb, (size_t)C * sizeof(float));
+    else memcpy(t->head->mask_emb, model_mask, (size_t)C * sizeof(float));
+    return 0;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static int save_optimizer(const trainer *t, const char *dir, slex_error *err) {
+    char path[FILE_CAP], tmp[FILE_CAP + 128];
+    snprintf(path, sizeof path, "%s/optimizer.bin", dir);
+    if (slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    int64_t n = slex_optim_num_params(t->optim), updates = slex_optim_updates(t->optim);
+    const char magic[8] = "SLEXADM1";
+    int bad = fwrite(magic, 8, 1, f) != 1 || fwrite(&n, 8, 1, f) != 1 || fwrite(&updates, 8, 1, f) != 1 ||
+              fwrite(slex_optim_exp_avg(t->optim), sizeof(float), (size_t)n, f) != (size_t)n ||
+              fwrite(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, f) != (size_t)n;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) {
+        unlink(tmp);
+        return slex_fail(err, "%s: write failed (disk full?)", path);
+    }
+    return 0;
+}
+
+static int load_optimizer(trainer *t, const char *dir, slex_error *err) {
+    char path[FILE_CAP];
+    snprintf(path, sizeof path, "%s/optimizer.bin", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return slex_fail(err, "%s: %s", path, strerror(errno));
+    char magic[8];
+    int64_t n, updates;
+    int64_t want = slex_optim_num_params(t->optim);
+    int bad = fread(magic, 8, 1, f) != 1 || memcmp(magic, "SLEXADM1", 8) || fread(&n, 8, 1, f) != 1 ||
+              fread(&updates, 8, 1, f) != 1 || n != want;
+    bad = bad || fread(slex_optim_exp_avg(t->optim), sizeof(float), (size_t)n, f) != (size_t)n ||
+          fread(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, f) != (size_t)n || fgetc(f) != EOF;
+    fclose(f);
+    if (bad) return slex_fail(err, "%s: not the optimizer state of this run (damaged, or %lld parameters)", path, (long long)want);
+    slex_optim_set_updates(t->optim, updates);
+    return 0;
+}
+
+/* checkpoint-<step>/: model, head (with the model's mask embedding), adapter, optimizer, then
+ * trainer.json, which makes it count; older checkpoints but the previous one go. */
+static int save_checkpoint(trainer *t, slex_error *err) {
+    char dir[PATH_CAP], path[FILE_CAP];
+    checkpoint_dir(t->o->out, t->step, dir, sizeof dir);
+    memcpy(t->head->mask_emb, slex_hubert_get_params(t->model)->mask_emb, (size_t)t->cfg->hidden_size * sizeof(float));
+    slex_checkpoint_save_options so;
+    slex_checkpoint_save_options_default(&so);
+    so.step = t->step;
+    so.overwrite = 1;
+    if (slex_checkpoint_save(dir, t->model, t->head, t->lora, &so, err) || save_optimizer(t, dir, err)) return -1;
+    char text[128];
+    snprintf(text, sizeof text, "{\"step\": %lld}\n", (long long)t->step);
+    snprintf(path, sizeof path, "%s/trainer.json", dir);
+    if (slex_write_file_atomic(path, text, strlen(text), err)) return -1;
+    DIR *d = opendir(t->o->out);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long long n;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1 || n >= t->step) continue;
+        if (n >= t->step - t->o->checkpoint_every) continue; /* the previous one stays */
+        snprintf(path, sizeof path, "%s/%s", t->o->out, e->d_name);
+        remove_tree(path);
+    }
+    if (d) closedir(d);
+    return 0;
+}
+
+/* train_log.jsonl cut back to the lines of steps <= step (a resumed run rewrites the rest). */
+static int truncate_log(const char *out, int64_t step, slex_error *err) {
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/train_log.jsonl", out);
+    if (!slex_path_exists(path)) return 0;
+    size_t len;
+    char *text = slex_read_text_file(path, &len, err);
+    if (!text) return -1;
+    size_t keep = 0;
+    for (char *p = text; *p;) {
+        char *end = strchr(p, '\n');
+        if (!end) break; /* a torn last line goes */
+        *end = 0;
+        cJSON *line = cJSON_Parse(p);
+        *end = '\n';
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(line, "step");
+        int keep_line = cJSON_IsNumber(s) && s->valuedouble <= (double)step;
+        cJSON_Delete(line);
+        if (!keep_line) break;
+        keep = (size_t)(end + 1 - text);
+        p = end + 1;
+    }
+    int rc = keep == len ? 0 : slex_write_file_atomic(path, text, keep, err);
+    free(text);
+    return rc;
+}
+
+/* ---- one update ----------------------------------------------------------------------------- */
+
+static int grow_buffers(trainer *t, int64_t frames, slex_error *err) {
+    if (frames <= t->cap_frames) return 0;
+    int C = t->cfg->hidden_size, Cf = t->cfg->conv_dim[t->cfg->num_conv - 1];
+    free(t->out);
+    free(t->dx);
+    free(t->dfeat);
+    free(t->head_acts);
+    free(t->mask);
+    free(t->labels);
+    t->out = malloc((size_t)frames * C * sizeof(float));
+    t->dx = malloc((size_t)frames * C * sizeof(float));
+    t->dfeat = malloc((size_t)frames * Cf * sizeof(float));
+    t->head_acts = malloc((size_t)slex_head_acts_floats(&t->head->cfg, frames) * sizeof(float));
+    t->mask = malloc((size_t)frames);
+    t->labels = malloc((size_t)frames * sizeof(int32_t));
+    if (!t->out || !t->dx || !t->dfeat || !t->head_acts || !t->mask || !t->labels) {
+        t->cap_frames = 0;
+        return slex_fail(err, "out of memory for %lld frames", (long long)frames);
+    }
+    t->cap_frames = frames;
+    return 0;
+}
+
+/* Forward and backward of one micro-batch into the (zeroed) gradient buffer; stats[] gets its
+ * loss terms. */
+static int micro_step(trainer *t, const slex_batch_plan *plan, int m, uint64_t draw_seed, double *stats,
+                      slex_error *err) {
+    if (slex_batcher_load(t->batcher, plan, m, &t->mb, err)) return -1;
+    int B = t->mb.B, L = t->cfg->num_hidden_layers;
+    int Cf = t->cfg->conv_dim[t->cfg->num_conv - 1];
+    int64_t T = t->mb.T, N = t->mb.L;
+    /* The model's frames of N samples may exceed the labelled T (labels end earlier): the crop
+     * to T frames is taken on the waveform, rf + (T-1)*stride samples. */
+    if (slex_hubert_chunk_frames(t->model, N) > T) {
+        int64_t n_crop = slex_hubert_receptive_field(t->model) + (T - 1) * slex_hubert_total_stride(t->model);
+        for (int b = 1; b < B; b++) memmove(t->mb.wave + b * n_crop, t->mb.wave + b * N, (size_t)n_crop * sizeof(float));
+        N = n_crop;
+    }
+    if (grow_buffers(t, B * T, err)) return -1;
+    slex_rng rng;
+    slex_rng_seed(&rng, draw_seed);
+    if (slex_mask_compute(&t->o->mask, B, (int)T, &rng, t->mask, NULL, err)) return -1;
+    if (!t->skip && !(t->skip = malloc((size_t)L))) return slex_fail(err, "out of memory");
+    for (int l = 0; l < L; l++) t->skip[l] = slex_rng_uniform(&rng) < t->o->layerdrop;
+    slex_hubert_batch batch = {.B = B, .N = N, .mask = t->mask, .skip_layer = t->skip, .lora = t->sites};
+    if (slex_hubert_forward_train(t->model, t->mb.wave, &batch, t->out, err)) return -1;
+    slex_head_stats hs;
+    if (slex_head_forward(t->head, &t->o->crit, t->out, t->mask, t->mb.labels, B * T, t->head_acts, &hs, err))
+        return -1;
+    const float *features = slex_hubert_get_acts(t->model)->conv_gelu[t->cfg->num_conv - 1];
+    double pen = slex_feature_pen_forward(features, B * T * Cf);
+    double w_pen = t->o->crit.feature_pen_weight;
+    stats[S_LOSS] = hs.loss + w_pen * pen * (double)hs.sample_size;
+    stats[S_LOSS_M] = hs.loss_m;
+    stats[S_LOSS_U] = hs.loss_u;
+    stats[S_PEN] = pen;
+    stats[S_SAMPLE] = (double)hs.sample_size;
+    stats[S_COUNT_M] = (double)hs.count_m;
+    stats[S_COUNT_U] = (double)hs.count_u;
+    stats[S_CORRECT_M] = (double)hs.correct_m;
+    stats[S_CORRECT_U] = (double)hs.correct_u;
+    /* Gradient of the summed loss (dloss 1); the optimizer divides by the update's sample size. */
+    slex_head_backward(t->head, &t->o->crit, t->out, t->mask, t->mb.labels, B * T, t->head_acts, 1.0f, &t->head_grads,
+                       t->dx);
+    memset(t->dfeat, 0, (size_t)(B * T * Cf) * sizeof(float));
+    if (w_pen > 0) slex_feature_pen_backward(t->dfeat, features, B * T * Cf, (float)(w_pen * (double)hs.sample_size));
+    return slex_hubert_backward(t->model, t->dx, t->dfeat, (float)t->o->feature_grad_mult, &t->grads, err);
+}
+
+/* Micro-batches of one update: (k, m) pairs in order, j = their index. */
+typedef struct update_plan {
+    slex_batch_plan plans[64];
+    int n_plans;
+    int total; /* micro-batches */
+} update_plan;
+
+static int write_log_line(trainer *t, const double *all, const double *per_source, int n_micro, double lr,
+                          double grad_norm, double seconds, int64_t samples, slex_error *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)t->step);
+    double ss = all[S_SAMPLE] > 0 ? all[S_SAMPLE] : 1;
+    cJSON_AddNumberToObject(o, "loss", all[S_LOSS] / ss / M_LN2); /* fairseq logs base 2 */
+    for (int s = 0; s < t->n_sources; s++) {
+        const double *v = per_source + s * N_STATS;
+        if (v[S_SAMPLE] <= 0) continue;
+        char key[32];
+        snprintf(key, sizeof key, "loss_%d", s);
+        cJSON_AddNumberToObject(o, key, v[S_LOSS] / v[S_SAMPLE] / M_LN2);
+        snprintf(key, sizeof key, "acc_masked_%d", s);
+        if (v[S_COUNT_M] > 0) cJSON_AddNumberToObject(o, key, v[S_CORRECT_M] / v[S_COUNT_M]);
+    }
+    if (all[S_COUNT_M] > 0) cJSON_AddNumberToObject(o, "acc_masked", all[S_CORRECT_M] / all[S_COUNT_M]);
+    if (all[S_COUNT_U] > 0) cJSON_AddNumberToObject(o, "acc_unmasked", all[S_CORRECT_U] / all[S_COUNT_U]);
+    cJSON_AddNumberToObject(o, "features_pen", all[S_PEN] / n_micro); /* mean over micro-batches */
+    cJSON_AddNumberToObject(o, "lr", lr);
+    cJSON_AddNumberToObject(o, "grad_norm", grad_norm);
+    cJSON_AddNumberToObject(o, "sample_size", all[S_SAMPLE]);
+    cJSON_AddNumberToObject(o, "audio_seconds_per_second", seconds > 0 ? (double)samples / 16000.0 / seconds : 0);
+    cJSON_AddNumberToObject(o, "seconds_per_step", seconds);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text) return slex_fail(err, "out of memory");
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/train_log.jsonl", t->o->out);
+    FILE *f = fopen(path, "a");
+    int bad = !f || fprintf(f, "%s\n", text) < 0;
+    if (f) bad |= fclose(f) != 0;
+    free(text);
+    return bad ? slex_fail(err, "%s: write failed", path) : 0;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Agrees on failure: -1 on every rank when one failed (its err says why). */
+static int all_ok(const trainer *t, int rc, slex_error *err) {
+    double v = rc ? 1 : 0;
+    slex_error e2;
+    if (slex_exact_comm_max(t->comm, &v, 1, &e2)) return rc ? rc : slex_fail(err, "%s", e2.msg);
+    if (v > 0 && !rc) {
+        slex_error_clear(err);
+        return -1;
+    }
+    return rc;
+}
+
+static int one_update(trainer *t, slex_error *err) {
+    const slex_train_options *o = t->o;
+    double t0 = now_seconds();
+    update_plan up = {.n_plans = o->update_freq > 64 ? 64 : o->update_freq};
+    int rc = 0;
+    for (int k = 0; !rc && k < up.n_plans; k++) {
+        rc = slex_batcher_plan(t->batcher, t->step, k, &up.plans[k], err);
+        if (!rc) up.total += up.plans[k].n_micro;
+    }
+    int64_t len = slex_optim_num_params(t->optim);
+    int mine = 0;
+    for (int j = 0; j < up.total; j++) mine += j % t->size == t->rank;
+    float *rows = rc ? NULL : malloc((size_t)(mine ? mine : 1) * (size_t)len * sizeof(float));
+    double *stats = calloc((size_t)(mine ? mine : 1) * (size_t)(t->n_sources + 1) * N_STATS, sizeof *stats);
+    if (!rc && (!rows || !stats)) rc = slex_fail(err, "out of memory for %d gradient rows of %lld floats", mine, (long long)len);
+    int64_t samples = 0;
+    int row = 0;
+    for (int k = 0, j = 0; k < up.n_plans; k++)
+        for (int m = 0; m < up.plans[k].n_micro; m++, j++) {
+            int64_t rows_here = up.plans[k].micro_start[m + 1] - up.plans[k].micro_start[m];
+            samples += rows_here * up.plans[k].crop;
+            if (rc || j % t->size != t->rank) continue;
+            slex_optim_zero_grad(t->optim);
+            /* Draws of micro-batch j: a function of (seed, step, j) only. */
+            uint64_t mix = o->seed ^ 0x6d61736bULL;
+            uint64_t seed = slex_splitmix64(&mix) ^ ((uint64_t)t->step * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)j << 32);
+            double st[N_STATS] = {0};
+            rc = micro_step(t, &up.plans[k], m, seed, st, err);
+            if (rc) break;
+            memcpy(rows + (int64_t)row * len, slex_optim_grads(t->optim), (size_t)len * sizeof(float));
+            /* stats rows: [all | per source], only this row's source filled */
+            double *srow = stats + (int64_t)row * (t->n_sources + 1) * N_STATS;
+            memcpy(srow, st, sizeof st);
+            memcpy(srow + (1 + up.plans[k].items[up.plans[k].micro_start[m]].source) * N_STATS, st, sizeof st);
+            row++;
+        }
+    rc = all_ok(t, rc, err);
+    double *sum = rc ? NULL : malloc((size_t)len * sizeof *sum);
+    double *stat_sum = rc ? NULL : malloc((size_t)(t->n_sources + 1) * N_STATS * sizeof *stat_sum);
+    if (!rc && (!sum || !stat_sum)) rc = slex_fail(err, "out of memory");
+    rc = all_ok(t, rc, err);
+    if (!rc) rc = slex_exactsum_f32(rows, mine, len, up.total, t->comm, sum, err);
+    if (!rc) rc = slex_exactsum_f64(stats, mine, (int64_t)(t->n_sources + 1) * N_STATS, up.total, t->comm, stat_sum, err);
+    double lr = slex_lr_at(&o->lr, t->step), grad_norm = 0;
+    if (!rc) {
+        float *g = slex_optim_grads(t->optim);
+        for (int64_t i = 0; i < len; i++) g[i] = (float)sum[i];
+        if (!isfinite(stat_sum[S_LOSS]))
+            rc = slex_fail(err, "step %lld: the loss is not finite; the last good checkpoint is kept", (long long)t->step + 1);
+        for (int s = 0; !rc && s < t->n_sources; s++)
+            if (!isfinite(stat_sum[(1 + s) * N_STATS + S_LOSS])) {
+                slex_source_info info;
+                slex_batcher_source_info(t->batcher, s, &info);
+                rc = slex_fail(err, "step %lld: the loss of source %s is not finite; the last good checkpoint is kept",
+                               (long long)t->step + 1, info.manifest);
+            }
+        if (!rc && stat_sum[S_SAMPLE] <= 0) rc = slex_fail(err, "step %lld: no frame carried a loss", (long long)t->step + 1);
+        if (!rc) rc = slex_optim_step(t->optim, lr, 1.0 / stat_sum[S_SAMPLE], o->clip_norm, &grad_norm, err);
+        if (!rc) slex_hubert_params_changed(t->model);
+    }
+    if (!rc) {
+        t->step++;
+        double seconds = now_seconds() - t0;
+        if (t->rank == 0)
+            rc = write_log_line(t, stat_sum, stat_sum + N_STATS, up.total, lr, grad_norm, seconds, samples, err);
+    }
+    for (int k = 0; k < up.n_plans; k++) slex_batch_plan_free(&up.plans[k]);
+    free(rows);
+    free(stats);
+    free(sum);
+    free(stat_sum);
+    return rc;
+}
+
+/* ---- the run -------------------------------------------------------------------------------- */
+
+static void trainer_free(trainer *t) {
+    slex_hubert_free(t->model);
+    slex_head_free(t->head);
+    slex_lora_free(t->lora);
+    free(t->sites);
+    slex_optim_free(t->optim);
+    slex_batcher_free(t->batcher);
+    slex_microbatch_free(&t->mb);
+    free(t->out);
+    free(t->dx);
+    free(t->dfeat);
+    free(t->head_acts);
+    free(t->mask);
+    free(t->skip);
+    free(t->labels);
+}
+
+static int log_trainable(const trainer *t) {
+    int64_t trainable = slex_optim_num_params(t->optim);
+    int64_t total = slex_hubert_num_parameters(t->model) + t->head->num_params - t->cfg->hidden_size +
+                    (t->lora ? t->lora->num_params : 0);
+    slex_info("%s: %lld trainable parameters of %lld (%.2f %% of the model with its head%s)", t->o->full ? "full" : "LoRA",
+              (long long)trainable, (long long)total, 100.0 * (double)trainable / (double)total,
+              t->lora ? ", adapters included" : "");
+    return 0;
+}
+
+/* The final result: adapter/ (+ merged/) or model/, then done.json. */
+static int write_result(trainer *t, const char *params, slex_error *err) {
+    char path[PATH_CAP];
+    memcpy(t->head->mask_emb, slex_hubert_get_params(t->model)->mask_emb, (size_t)t->cfg->hidden_size * sizeof(float));
+    if (t->lora) {
+        snprintf(path, sizeof path, "%s/adapter", t->o->out);
+        if (slex_lora_save(t->lora, path, err)) return -1;
+        if (t->o->merge) {
+            if (slex_lora_merge(t->lora, t->model, err)) return -1;
+            snprintf(path, sizeof path, "%s/merged", t->o->out);
+            if (slex_mkdirs(path, err)) return -1;
+            char file[FILE_CAP];
+            snprintf(file, sizeof file, "%s/model.safetensors", path);
+            if (slex_checkpoint_save_weights(t->model, NULL, file, err)) return -1;
+            snprintf(file, sizeof file, "%s/config.json", path);
+            if (slex_checkpoint_save_config(t->model, NULL, file, err)) return -1;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s/model", t->o->out);
+        if (slex_mkdirs(path, err)) return -1;
+        char file[FILE_CAP];
+        snprintf(file, sizeof file, "%s/model.safetensors", path);
+        if (slex_checkpoint_save_weights(t->model, NULL, file, err)) return -1;
+        snprintf(file, sizeof file, "%s/config.json", path);
+        if (slex_checkpoint_save_config(t->model, NULL, file, err)) return -1;
+        snprintf(file, sizeof file, "%s/head.safetensors", path);
+        if (slex_head_save(t->head, file, err)) return -1;
+    }
+    snprintf(path, sizeof path, "%s/done.json", t->o->out);
+    char *line = malloc(strlen(params) + 2);
+    if (!line) return slex_fail(err, "out of memory");
+    sprintf(line, "%s\n", params);
+    int rc = slex_write_file_atomic(path, line, strlen(line), err);
+    free(line);
+    return rc;
+}
+
+int slex_train_run(const slex_train_options *o, const slex_data_spec *specs, int n_specs, const slex_exact_comm *comm,
+                   slex_train_outcome *outcome, slex_error *err) {
+    trainer t = {.o = o, .comm = comm};
+    slex_exact_comm_rank_size(comm, &t.rank, &t.size);
+    *outcome = SLEX_TRAIN_FINISHED;
+    if (slex_train_options_validate(o, err)) return -1;
+    char *params = run_params(o, specs, n_specs, err);
+    int finished = 0;
+    int rc = params ? prepare_out(o, params, t.rank, &finished, err) : -1;
+    rc = all_ok(&t, rc, err);
+    if (!rc && finished) {
+        *outcome = SLEX_TRAIN_ALREADY_DONE;
+        free(params);
+        return 0;
+    }
+    int64_t resume_step = rc ? -1 : last_checkpoint(o->out);
+    char from[PATH_CAP];
+    if (resume_step >= 0) checkpoint_dir(o->out, resume_step, from, sizeof from);
+    else snprintf(from, sizeof from, "%s", o->init);
+    if (!rc) rc = load_model(&t, from, resume_step >= 0, err);
+    if (!rc) {
+        t.cfg = slex_hubert_get_config(t.model);
+        slex_batch_options bo = o->batch;
+        bo.normalize = slex_hubert_normalizes_waveform(t.model);
+        t.batcher = slex_batcher_open(&bo, specs, n_specs, t.cfg, err);
+        if (!t.batcher) rc = -1;
+        else t.n_sources = slex_batcher_num_sources(t.batcher);
+    }
+    if (!rc) rc = setup_head(&t, resume_step >= 0, err);
+    if (!rc && !o->full && !t.lora) rc = create_lora(&t, err);
+    if (!rc) rc = create_optim(&t, err);
+    if (!rc && resume_step >= 0) {
+        rc = load_optimizer(&t, from, err);
+        t.step = resume_step;
+        if (!rc && t.rank == 0) rc = truncate_log(o->out, resume_step, err);
+        if (!rc && t.rank == 0) slex_info("resuming from %s (step %lld of %lld)", from, (long long)resume_step, (long long)o->steps);
+    } else if (!rc && t.rank == 0) {
+        rc = truncate_log(o->out, 0, err);
+    }
+    if (!rc && t.rank == 0 && resume_step < 0) log_trainable(&t);
+    rc = all_ok(&t, rc, err);
+    double t0 = now_seconds(), last_log = 0;
+    int64_t first = t.step;
+    while (!rc && t.step < o->steps) {
+        rc = all_ok(&t, one_update(&t, err), err);
+        if (!rc && (t.step % o->checkpoint_every == 0 || t.step == o->steps) && t.rank == 0) rc = save_checkpoint(&t, err);
+        rc = all_ok(&t, rc, err);
+        if (!rc && t.rank == 0 && (now_seconds() - last_log >= 30 || t.step == o->steps || t.step == first + 1)) {
+            last_log = now_seconds();
+            double el = now_seconds() - t0, rate = (double)(t.step - first) / (el > 0 ? el : 1);
+            slex_info("step %lld/%lld, %.2f steps/s, ETA %.0f s", (long long)t.step, (long long)o->steps, rate,
+                      rate > 0 ? (double)(o->steps - t.step) / rate : 0);
+        }
+    }
+    if (!rc && t.rank == 0) rc = write_result(&t, params, err);
+    rc = all_ok(&t, rc, err);
+    trainer_free(&t);
+    free(params);
+    return rc;
+}

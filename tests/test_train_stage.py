@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""slex-train end to end on a tiny model: the weights after N updates are the same bytes for
+1, 2 and 3 ranks (LoRA and full), a killed run resumes to the same bytes, a finished run is not
+redone, another command on the run directory is refused, and the loss goes down.
+
+usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
+CASE: ranks | resume | bad"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import numpy as np
+
+CASE, BIN, SRC, MPIEXEC, WORK = sys.argv[1:6]
+TRAIN = os.path.join(BIN, "slex-train")
+WORK = os.path.join(WORK, "train_stage_" + CASE)
+shutil.rmtree(WORK, ignore_errors=True)
+os.makedirs(WORK)
+MODEL = os.path.join(SRC, "tests", "data", "dump", "base50")  # tiny random HubertModel (16 ch, 2 layers)
+K = 12
+
+
+def corpus():
+    """30 utterances of 0.6-1.5 s: tones whose pitch follows a unit sequence at 50 Hz, as .km labels."""
+    r = np.random.default_rng(5)
+    root = os.path.join(WORK, "wav")
+    os.makedirs(root)
+    lines, km = [], []
+    for i in range(30):
+        n = int(r.integers(9600, 24000))
+        frames = (n - 400) // 320 + 1
+        units = np.repeat(r.integers(0, K, frames // 5 + 1), 5)[:frames]
+        t = np.arange(n) / 16000
+        f0 = 150 + 40 * units[np.minimum(np.arange(n) // 320, frames - 1)]
+        x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / 16000) + 0.01 * r.normal(size=n)
+        pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")
+        name = f"utt{i:03d}.wav"
+        with wave.open(os.path.join(root, name), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(pcm.tobytes())
+        lines.append(f"{name}\t{n}")
+        km.append(" ".join(str(u) for u in units))
+        del t
+    manifest = os.path.join(WORK, "train.tsv")
+    open(manifest, "w").write(root + "\n" + "\n".join(lines) + "\n")
+    labels = os.path.join(WORK, "train.km")
+    open(labels, "w").write("\n".join(km) + "\n")
+    return manifest, labels
+
+
+MANIFEST, LABELS = corpus()
+
+
+def train(out, ranks=1, extra=(), expect=0, mode="lora", steps=6):
+    args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", MODEL, "--mode", mode, "--out", out,
+            "--num-classes", str(K), "--label-rate", "50", "--steps", str(steps), "--max-tokens", "60000",
+            "--micro-batch", "2", "--min-sample-size", "4000", "--checkpoint-every", "2", "--lora-rank", "4",
+            "--lora-alpha", "8", "--lr", "2e-3", "--mask-prob", "0.5", "--mask-length", "3", "--seed", "3"] + list(extra)
+    cmd = MPIEXEC.split() + ["-np", str(ranks)] + args if ranks > 1 else args
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != expect:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, expected {expect}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def result_files(out, mode):
+    sub = "adapter" if mode == "lora" else "model"
+    d = os.path.join(out, sub)
+    return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d))}
+
+
+def log(out):
+    return [json.loads(l) for l in open(os.path.join(out, "train_log.jsonl"))]
+
+
+def case_ranks():
+    for mode, steps in (("lora", 6), ("full", 4)):
+        results = []
+        for ranks in (1, 2, 3):
+            out = os.path.join(WORK, f"{mode}_r{ranks}")
+            train(out, ranks, mode=mode, steps=steps)
+            results.append(result_files(out, mode))
+            lines = log(out)
+            if [l["step"] for l in lines] != list(range(1, steps + 1)):
+                sys.exit(f"FAIL: {mode} {ranks} ranks: log steps {[l['step'] for l in lines]}")
+        for ranks, r in zip((2, 3), results[1:]):
+            if r != results[0]:
+                sys.exit(f"FAIL: {mode}: the result of {ranks} ranks differs from 1 rank's: "
+                         + ", ".join(f for f in r if r[f] != results[0].get(f)))
+        print(f"{mode}: {steps} updates give the same bytes for 1, 2 and 3 ranks ({', '.join(results[0])})")
+    # The loss goes down on learnable targets (LoRA, more updates).
+    out = os.path.join(WORK, "learn")
+    train(out, 2, steps=40, extra=["--checkpoint-every", "40"])
+    lines = log(out)
+    first, last = np.mean([l["loss"] for l in lines[:5]]), np.mean([l["loss"] for l in lines[-5:]])
+    if not last < first - 0.05:
+        sys.exit(f"FAIL: the loss did not go down: {first:.3f} -> {last:.3f}")
+    print(f"LoRA, 40 updates: loss {first:.3f} -> {last:.3f} bits")
+
+
+def case_resume():
+    ref = os.path.join(WORK, "ref")
+    train(ref, 2, steps=8)
+    want = result_files(ref, "lora")
+    # A finished run is not redone.
+    p = train(ref, 1, steps=8)
+    if "nothing to do" not in p.stderr:
+        sys.exit("FAIL: a finished run was redone:\n" + p.stderr)
+    # Resume from a checkpoint: drop the end of a finished run as a kill after checkpoint 6 would
+    # (a run keeps its last two checkpoints: 6 and 8).
+    cut = os.path.join(WORK, "cut")
+    shutil.copytree(ref, cut)
+    if sorted(d for d in os.listdir(cut) if d.startswith("checkpoint-")) != ["checkpoint-6", "checkpoint-8"]:
+        sys.exit(f"FAIL: checkpoints kept: {sorted(os.listdir(cut))}")
+    for d in ("done.json", "adapter", "checkpoint-8"):
+        path = os.path.join(cut, d)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    with open(os.path.join(cut, "train_log.jsonl"), "a") as f:
+        f.write('{"step": 7, "loss": 1')  # a torn line of the killed run
+    # run.json names the run directory's inputs, not the directory: the copy resumes.
+    p = train(cut, 3, steps=8)
+    if "resuming from" not in p.stderr or "checkpoint-6" not in p.stderr:
+        sys.exit("FAIL: the run did not resume from checkpoint-6:\n" + p.stderr)
+    if result_files(cut, "lora") != want:
+        sys.exit("FAIL: resumed from checkpoint 6 (3 ranks), the adapter differs from an uninterrupted run's")
+    if [l["step"] for l in log(cut)] != list(range(1, 9)):
+        sys.exit(f"FAIL: resumed log steps {[l['step'] for l in log(cut)]}")
+    # A real kill at some point of the run, then the same command again.
+    killed = os.path.join(WORK, "killed")
+    args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", MODEL, "--mode", "lora", "--out", killed,
+            "--num-classes", str(K), "--label-rate", "50", "--steps", "8", "--max-tokens", "60000", "--micro-batch",
+            "2", "--min-sample-size", "4000", "--checkpoint-every", "2", "--lora-rank", "4", "--lora-alpha", "8",
+            "--lr", "2e-3", "--mask-prob", "0.5", "--mask-length", "3", "--seed", "3"]
+    p = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.path.exists(os.path.join(killed, "checkpoint-2", "trainer.json")):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p = train(killed, 2, steps=8)
+    if "resuming from" not in p.stderr:
+        sys.exit("FAIL: the killed run did not resume:\n" + p.stderr)
+    if result_files(killed, "lora") != want:
+        sys.exit("FAIL: killed and re-run, the adapter differs from an uninterrupted run's")
+    print("resume: from a checkpoint (torn log line dropped) and after SIGKILL, the same bytes as an uninterrupted run; "
+          "a finished run is not redone")
+
+
+def case_bad():
+    out = os.path.join(WORK, "run")
+    train(out, 1, steps=2)
+    p = train(out, 1, steps=2, extra=["--lr", "1e-3"], expect=1)
+    if "other parameters" not in p.stderr or "lr" not in p.stderr:
+        sys.exit("FAIL: another command on the run directory:\n" + p.stderr)
+    before = result_files(out, "lora")
+    if result_files(out, "lora") != before:
+        sys.exit("FAIL: a refused run changed the result")
+    train(out, 1, steps=2, extra=["--lr", "1e-3", "--force"])
+    p = train(os.path.join(WORK, "t"), 1, extra=["--lora-targets", "q,query"], expect=1)
+    if "query" not in p.stderr:
+        sys.exit("FAIL: unknown LoRA target not named:\n" + p.stderr)
+    p = train(os.path.join(WORK, "k"), 1, extra=["--num-classes", "5"], expect=1)
+    if "train.km" not in p.stderr:
+        sys.exit("FAIL: labels >= K not named:\n" + p.stderr)
+    train(os.path.join(WORK, "m"), 1, extra=["--mode", "half"], expect=2)
+    print("bad input: another command refused (naming lr), --force replaces it; unknown target, labels >= K, bad mode")
+
+
+{"ranks": case_ranks, "resume": case_resume, "bad": case_bad}[CASE]()
