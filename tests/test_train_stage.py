@@ -4,7 +4,7 @@
 redone, another command on the run directory is refused, and the loss goes down.
 
 usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
-CASE: ranks | resume | bad"""
+CASE: ranks | resume | bad | outputs"""
 import json
 import os
 import shutil
@@ -173,4 +173,46 @@ def case_bad():
     print("bad input: another command refused (naming lr), --force replaces it; unknown target, labels >= K, bad mode")
 
 
-{"ranks": case_ranks, "resume": case_resume, "bad": case_bad}[CASE]()
+def read_store_rows(store):
+    import h5py
+    idx = json.load(open(os.path.join(store, "index.json")))
+    rows = []
+    for sh in idx["shards"]:
+        with h5py.File(os.path.join(store, sh["file"]), "r") as f:
+            rows.append(f["feats"][:])
+    return np.concatenate(rows)
+
+
+def case_outputs():
+    out = os.path.join(WORK, "lora")
+    train(out, 1, steps=6, extra=["--merge"])
+    # The trained adapter, read back by slex-dump, equals the merged model slex-train wrote.
+    dump = os.path.join(BIN, "slex-dump")
+    a, m = os.path.join(WORK, "dump_adapter"), os.path.join(WORK, "dump_merged")
+    for args, dst in ((["--model", MODEL, "--adapter", os.path.join(out, "adapter")], a),
+                      (["--model", os.path.join(out, "merged")], m)):
+        p = subprocess.run([dump, "--manifest", MANIFEST, "--layer", "2", "--out", dst, "--nshard", "2"] + args,
+                           capture_output=True, text=True)
+        if p.returncode:
+            sys.exit(f"FAIL: slex-dump {' '.join(args)}: {p.stderr}")
+    fa, fm = read_store_rows(a), read_store_rows(m)
+    err = np.abs(fa - fm).max()
+    if not err <= 1e-5:
+        sys.exit(f"FAIL: slex-dump with the trained adapter vs the merged model: max abs {err}")
+    cfg = json.load(open(os.path.join(out, "adapter", "adapter_config.json")))
+    if cfg["r"] != 4 or cfg["lora_alpha"] != 8 or sorted(cfg["target_modules"]) != sorted(
+            f"encoder.layers.{l}.attention.{p}_proj" for l in range(2) for p in ("q", "k", "v", "out")):
+        sys.exit(f"FAIL: adapter_config.json: {cfg}")
+    # The second iteration starts from a checkpoint of the first: its adapter is merged into the base.
+    it2 = os.path.join(WORK, "it2")
+    args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", os.path.join(out, "checkpoint-6"), "--mode", "lora",
+            "--out", it2, "--num-classes", str(K), "--label-rate", "50", "--steps", "2", "--max-tokens", "60000",
+            "--micro-batch", "2", "--min-sample-size", "4000", "--lora-rank", "4", "--lora-alpha", "8"]
+    p = subprocess.run(args, capture_output=True, text=True)
+    if p.returncode or "merged into the base" not in p.stderr or "head of" not in p.stderr:
+        sys.exit(f"FAIL: second iteration from a checkpoint:\n{p.stderr}")
+    print(f"outputs: slex-dump --adapter on the trained adapter = the merged model (max abs {err:.1e}); "
+          "PEFT adapter_config; second iteration from a checkpoint (adapter merged, head reused)")
+
+
+{"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "outputs": case_outputs}[CASE]()

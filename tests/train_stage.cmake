@@ -1,7 +1,7 @@
 # slex-train end to end (issue 11): rank-count independent bytes (LoRA and full), resume after a
 # checkpoint and after SIGKILL to the same bytes, finished runs not redone, bad commands.
 string(REPLACE ";" " " SLEX_MPIEXEC_STRING "${SLEX_MPIEXEC}")  # tests/*.cmake are read in name order
-foreach(case ranks resume bad)
+foreach(case ranks resume bad outputs)
   add_test(NAME train_stage_${case}
            COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_train_stage.py ${case} ${CMAKE_BINARY_DIR}/bin
                    ${CMAKE_SOURCE_DIR} "${SLEX_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
