@@ -13,6 +13,7 @@ void slex_step_options_default(slex_step_options *o) {
     slex_criterion_default(&o->crit);
     slex_adam_options_default(&o->adam);
     o->clip_norm = 10.0;
+    o->dropout = o->attention_dropout = o->activation_dropout = 0.0f;
 }
 
 struct slex_trainer {
@@ -27,6 +28,8 @@ struct slex_trainer {
     float *out, *dout, *dfeat, *acts; /* (B, T, C), (B, T, C), (B, T, Cf), head activations */
     int64_t cap_out, cap_dout, cap_feat, cap_acts;
     int64_t sample_size;             /* of the update so far */
+    const uint8_t *skip_layer;       /* the next micro-batch's layerdrop, or NULL */
+    uint64_t dropout_seed;
     int fresh;                       /* 1: the next accumulate starts a new update (zero grads) */
 };
 
@@ -178,7 +181,15 @@ int slex_trainer_accumulate(slex_trainer *t, const float *wave, int B, int64_t N
         t->sample_size = 0;
         t->fresh = 0;
     }
-    slex_hubert_batch batch = {.B = B, .N = N, .mask = mask, .skip_layer = NULL, .lora = t->sites};
+    slex_hubert_batch batch = {.B = B,
+                               .N = N,
+                               .mask = mask,
+                               .skip_layer = t->skip_layer,
+                               .lora = t->sites,
+                               .dropout = t->opts.dropout,
+                               .attention_dropout = t->opts.attention_dropout,
+                               .activation_dropout = t->opts.activation_dropout,
+                               .dropout_seed = t->dropout_seed};
     if (slex_hubert_forward_train(m, wave, &batch, t->out, err)) return -1;
     slex_head_stats st;
     if (slex_head_forward(t->head, &t->opts.crit, t->out, mask, labels, rows, t->acts, &st, err)) return -1;
@@ -203,9 +214,18 @@ int slex_trainer_accumulate(slex_trainer *t, const float *wave, int B, int64_t N
     return 0;
 }
 
+void slex_trainer_set_draws(slex_trainer *t, const uint8_t *skip_layer, uint64_t dropout_seed) {
+    t->skip_layer = skip_layer;
+    t->dropout_seed = dropout_seed;
+}
+
 int slex_trainer_update(slex_trainer *t, double lr, double *grad_norm, slex_error *err) {
-    if (t->sample_size <= 0) return slex_fail(err, "update without any frame that carried a loss");
-    if (slex_optim_step(t->optim, lr, 1.0 / (double)t->sample_size, t->opts.clip_norm, grad_norm, err)) return -1;
+    return slex_trainer_update_total(t, lr, t->sample_size, grad_norm, err);
+}
+
+int slex_trainer_update_total(slex_trainer *t, double lr, int64_t sample_size, double *grad_norm, slex_error *err) {
+    if (sample_size <= 0) return slex_fail(err, "update without any frame that carried a loss");
+    if (slex_optim_step(t->optim, lr, 1.0 / (double)sample_size, t->opts.clip_norm, grad_norm, err)) return -1;
     const slex_hubert_config *c = slex_hubert_get_config(t->model);
     memcpy(t->head->mask_emb, slex_hubert_get_params(t->model)->mask_emb, sizeof(float) * (size_t)c->hidden_size);
     slex_hubert_params_changed(t->model);

@@ -36,6 +36,9 @@ typedef struct slex_step_options {
     slex_criterion crit;     /* its defaults */
     slex_adam_options adam;  /* its defaults */
     double clip_norm;        /* fairseq clip_norm; 0 = none; default 10 (Base recipe) */
+    float dropout;           /* HF HubertModel's hidden dropout in training; default 0 */
+    float attention_dropout; /* on the attention probabilities; default 0 */
+    float activation_dropout; /* after the FFN's GELU; default 0 */
 } slex_step_options;
 
 void slex_step_options_default(slex_step_options *o);
@@ -58,11 +61,18 @@ int slex_trainer_accumulate(slex_trainer *t, const float *wave, int B, int64_t N
                             const int32_t *labels, int64_t T, slex_head_stats *stats, double *features_pen,
                             slex_error *err);
 
+/* The draws of the next micro-batch: the layers it leaves out (layerdrop; (L) or NULL for none,
+ * kept by the caller) and the seed of its dropout masks. */
+void slex_trainer_set_draws(slex_trainer *t, const uint8_t *skip_layer, uint64_t dropout_seed);
+
 /* The update from the accumulated gradients (see train/optim.h).  The gradient buffer then
  * holds the scaled, clipped gradient until the next accumulate, which starts the next update
  * from zero.  *grad_norm (may be NULL): the norm before clipping.  Fails without changing
  * anything on a non-finite norm or an update without any frame that carried a loss. */
 int slex_trainer_update(slex_trainer *t, double lr, double *grad_norm, slex_error *err);
+/* The same from whatever the gradient buffer holds, divided by sample_size: for a data-parallel
+ * caller that summed the micro-batches of every rank into it (and the sample sizes with them). */
+int slex_trainer_update_total(slex_trainer *t, double lr, int64_t sample_size, double *grad_norm, slex_error *err);
 
 /* The optimiser (its gradients, moments and update count, for checkpoints and tests), and the
  * gradient blocks of the model (laid out like its parameters; NULL fields are frozen) and of

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "train/step.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +38,9 @@ void slex_train_options_default(slex_train_options *o) {
     slex_criterion_default(&o->crit);
     o->feature_grad_mult = 0.1;
     o->layerdrop = 0.05;
+    o->dropout = 0.1;
+    o->attention_dropout = 0.1;
+    o->activation_dropout = 0.0;
     o->final_dim = 256;
     o->checkpoint_every = 1000;
     o->seed = 1;
@@ -140,6 +145,9 @@ static char *run_params(const slex_train_options *o, const slex_data_spec *specs
     cJSON_AddNumberToObject(p, "feature_pen", o->crit.feature_pen_weight);
     cJSON_AddNumberToObject(p, "feature_grad_mult", o->feature_grad_mult);
     cJSON_AddNumberToObject(p, "layerdrop", o->layerdrop);
+    cJSON_AddNumberToObject(p, "dropout", o->dropout);
+    cJSON_AddNumberToObject(p, "attention_dropout", o->attention_dropout);
+    cJSON_AddNumberToObject(p, "activation_dropout", o->activation_dropout);
     cJSON_AddNumberToObject(p, "final_dim", o->final_dim);
     cJSON_AddNumberToObject(p, "seed", (double)o->seed);
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
@@ -243,31 +251,22 @@ typedef struct trainer {
     const slex_hubert_config *cfg;
     slex_head *head;
     slex_lora *lora;                 /* LoRA mode */
-    slex_hubert_lora_site *sites;    /* (L, SLEX_HUBERT_LINEARS) */
-    slex_optim *optim;
-    slex_hubert_params grads;        /* the model's gradients inside the optimizer's allocation */
-    slex_head_grads head_grads;
+    slex_trainer *stepper;           /* one micro-batch's forward and backward, the update (train/step.h) */
+    slex_optim *optim;               /* the step's optimizer: gradients and moments */
     slex_batcher *batcher;
     int n_sources;
     int64_t step;                    /* updates done */
     /* one micro-batch's buffers */
     slex_microbatch mb;
-    float *out, *dx, *dfeat, *head_acts;
     uint8_t *mask, *skip;
-    int32_t *labels;
     int64_t cap_frames;
 } trainer;
 
 /* Per-update statistics, summed exactly over ranks: per source and in all. */
 enum { S_LOSS, S_LOSS_M, S_LOSS_U, S_PEN, S_SAMPLE, S_COUNT_M, S_COUNT_U, S_CORRECT_M, S_CORRECT_U, N_STATS };
 
+/* The names --lora-targets takes, in slex_hubert_linear order. */
 static const char *const LINEAR_NAMES[SLEX_HUBERT_LINEARS] = {"q", "k", "v", "out", "fc1", "fc2"};
-/* The HF module path of each linear within layer l (0-based), printf pattern. */
-static const char *const LINEAR_MODULES[SLEX_HUBERT_LINEARS] = {
-    "encoder.layers.%d.attention.q_proj",        "encoder.layers.%d.attention.k_proj",
-    "encoder.layers.%d.attention.v_proj",        "encoder.layers.%d.attention.out_proj",
-    "encoder.layers.%d.feed_forward.intermediate_dense", "encoder.layers.%d.feed_forward.output_dense"};
-
 /* 1-based layer list "1,3,5-8" -> selected[l] (0-based); NULL = all. */
 static int parse_layers(const char *spec, int n_layers, char *selected, slex_error *err) {
     memset(selected, spec ? 0 : 1, (size_t)n_layers);
@@ -312,15 +311,22 @@ static int create_lora(trainer *t, slex_error *err) {
     char *layer_on = malloc((size_t)L), which[SLEX_HUBERT_LINEARS];
     if (!layer_on) return slex_fail(err, "out of memory");
     int rc = parse_layers(o->lora_layers, L, layer_on, err) || parse_targets(o->lora_targets, which, err);
-    char **modules = rc ? NULL : calloc((size_t)L * SLEX_HUBERT_LINEARS, sizeof *modules);
+    /* Module paths from the model's tensor table: the linears of the chosen layers and kinds. */
+    int nt = rc ? 0 : slex_hubert_tensors(t->cfg, slex_hubert_get_params(t->model), NULL);
+    slex_hubert_tensor *tensors = rc ? NULL : malloc((size_t)(nt ? nt : 1) * sizeof *tensors);
+    char **modules = rc ? NULL : calloc((size_t)(nt ? nt : 1), sizeof *modules);
     int n = 0;
-    for (int l = 0; modules && l < L; l++)
-        for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
-            if (layer_on[l] && which[i]) {
-                modules[n] = malloc(SLEX_LORA_MODULE_MAX);
-                if (modules[n]) snprintf(modules[n], SLEX_LORA_MODULE_MAX, LINEAR_MODULES[i], l);
-                n++;
-            }
+    if (tensors && modules) {
+        slex_hubert_tensors(t->cfg, slex_hubert_get_params(t->model), tensors);
+        for (int i = 0; i < nt; i++) {
+            const slex_hubert_tensor *x = &tensors[i];
+            if (x->site < 0 || !layer_on[x->layer] || !which[x->site]) continue;
+            size_t len = strlen(x->name) - strlen(".weight");
+            if (!(modules[n] = malloc(len + 1))) break;
+            snprintf(modules[n++], len + 1, "%s", x->name);
+        }
+    }
+    free(tensors);
     if (!rc && !modules) rc = slex_fail(err, "out of memory");
     if (!rc) {
         slex_lora_config cfg;
@@ -343,67 +349,6 @@ static int create_lora(trainer *t, slex_error *err) {
         double bound = 1.0 / sqrt((double)tg->in);
         for (int64_t j = 0; j < (int64_t)tg->r * tg->in; j++) tg->A[j] = (float)((2 * slex_rng_uniform(&rng) - 1) * bound);
     }
-    return 0;
-}
-
-/* Points the model's LoRA sites at the adapter's tensors and their gradients (at the same offsets
- * in the optimizer's gradient segment 0 as A and B in lora->params). */
-static int point_sites(trainer *t, float *grad_base, slex_error *err) {
-    int L = t->cfg->num_hidden_layers;
-    t->sites = calloc((size_t)L * SLEX_HUBERT_LINEARS, sizeof *t->sites);
-    if (!t->sites) return slex_fail(err, "out of memory");
-    for (int i = 0; i < t->lora->n_targets; i++) {
-        const slex_lora_target *tg = &t->lora->targets[i];
-        int found = 0;
-        for (int l = 0; l < L && !found; l++)
-            for (int k = 0; k < SLEX_HUBERT_LINEARS && !found; k++) {
-                char name[SLEX_LORA_MODULE_MAX];
-                snprintf(name, sizeof name, LINEAR_MODULES[k], l);
-                if (strcmp(name, tg->module)) continue;
-                slex_hubert_lora_site *s = &t->sites[l * SLEX_HUBERT_LINEARS + k];
-                *s = (slex_hubert_lora_site){.A = tg->A,
-                                             .B = tg->B,
-                                             .dA = grad_base + (tg->A - t->lora->params),
-                                             .dB = grad_base + (tg->B - t->lora->params),
-                                             .scale = tg->scaling,
-                                             .r = tg->r};
-                found = 1;
-            }
-        if (!found) return slex_fail(err, "LoRA target %s: not a transformer linear slex trains", tg->module);
-    }
-    return 0;
-}
-
-/* The optimizer over the trainable tensors, and the gradient views into its allocation. */
-static int create_optim(trainer *t, slex_error *err) {
-    float *segs[3];
-    int64_t sizes[3];
-    int n = 0, C = t->cfg->hidden_size;
-    slex_hubert_params *p = slex_hubert_get_params(t->model);
-    if (t->o->full) {
-        segs[n] = slex_hubert_params_block(t->model);
-        sizes[n++] = slex_hubert_num_parameters(t->model);
-    } else {
-        segs[n] = t->lora->params;
-        sizes[n++] = t->lora->num_params;
-        segs[n] = p->mask_emb;
-        sizes[n++] = C;
-    }
-    segs[n] = t->head->params + C; /* final_proj, label embeddings (the head's mask_emb copy is the model's) */
-    sizes[n++] = t->head->num_params - C;
-    t->optim = slex_optim_create(&t->o->adam, n, segs, sizes, err);
-    if (!t->optim) return -1;
-    memset(&t->grads, 0, sizeof t->grads);
-    if (t->o->full) {
-        slex_hubert_params_layout(t->cfg, slex_optim_grad(t->optim, 0), &t->grads);
-    } else {
-        t->grads.mask_emb = slex_optim_grad(t->optim, 1);
-        if (point_sites(t, slex_optim_grad(t->optim, 0), err)) return -1;
-    }
-    /* Head gradients: final_proj and label embeddings in the last segment, laid out as the head. */
-    float *hg = slex_optim_grad(t->optim, n - 1) - C;
-    slex_head_grads_point(&t->head->cfg, hg, &t->head_grads);
-    t->head_grads.mask_emb = NULL;
     return 0;
 }
 
@@ -578,59 +523,38 @@ static int truncate_log(const char *out, int64_t step, slex_error *err) {
 
 /* ---- one update ----------------------------------------------------------------------------- */
 
-static int grow_buffers(trainer *t, int64_t frames, slex_error *err) {
-    if (frames <= t->cap_frames) return 0;
-    int C = t->cfg->hidden_size, Cf = t->cfg->conv_dim[t->cfg->num_conv - 1];
-    free(t->out);
-    free(t->dx);
-    free(t->dfeat);
-    free(t->head_acts);
-    free(t->mask);
-    free(t->labels);
-    t->out = malloc((size_t)frames * C * sizeof(float));
-    t->dx = malloc((size_t)frames * C * sizeof(float));
-    t->dfeat = malloc((size_t)frames * Cf * sizeof(float));
-    t->head_acts = malloc((size_t)slex_head_acts_floats(&t->head->cfg, frames) * sizeof(float));
-    t->mask = malloc((size_t)frames);
-    t->labels = malloc((size_t)frames * sizeof(int32_t));
-    if (!t->out || !t->dx || !t->dfeat || !t->head_acts || !t->mask || !t->labels) {
-        t->cap_frames = 0;
-        return slex_fail(err, "out of memory for %lld frames", (long long)frames);
-    }
-    t->cap_frames = frames;
-    return 0;
-}
-
 /* Forward and backward of one micro-batch into the (zeroed) gradient buffer; stats[] gets its
- * loss terms. */
+ * loss terms.  Its mask, layerdrop and dropout are drawn from draw_seed alone. */
 static int micro_step(trainer *t, const slex_batch_plan *plan, int m, uint64_t draw_seed, double *stats,
                       slex_error *err) {
     if (slex_batcher_load(t->batcher, plan, m, &t->mb, err)) return -1;
     int B = t->mb.B, L = t->cfg->num_hidden_layers;
-    int Cf = t->cfg->conv_dim[t->cfg->num_conv - 1];
     int64_t T = t->mb.T, N = t->mb.L;
-    /* The model's frames of N samples may exceed the labelled T (labels end earlier): the crop
-     * to T frames is taken on the waveform, rf + (T-1)*stride samples. */
+    /* The model's frames of N samples may exceed the labelled T (the labels end earlier;
+     * fairseq then trims the features): the crop to T frames is taken on the waveform, rf +
+     * (T-1)*stride samples (the same frames for a layer-norm CNN; a group-norm CNN then
+     * normalises over fewer samples than fairseq). */
     if (slex_hubert_chunk_frames(t->model, N) > T) {
         int64_t n_crop = slex_hubert_receptive_field(t->model) + (T - 1) * slex_hubert_total_stride(t->model);
         for (int b = 1; b < B; b++) memmove(t->mb.wave + b * n_crop, t->mb.wave + b * N, (size_t)n_crop * sizeof(float));
         N = n_crop;
     }
-    if (grow_buffers(t, B * T, err)) return -1;
+    if (B * T > t->cap_frames) {
+        uint8_t *mask = realloc(t->mask, (size_t)(B * T));
+        if (!mask) return slex_fail(err, "out of memory for %lld frames", (long long)(B * T));
+        t->mask = mask;
+        t->cap_frames = B * T;
+    }
     slex_rng rng;
     slex_rng_seed(&rng, draw_seed);
     if (slex_mask_compute(&t->o->mask, B, (int)T, &rng, t->mask, NULL, err)) return -1;
     if (!t->skip && !(t->skip = malloc((size_t)L))) return slex_fail(err, "out of memory");
     for (int l = 0; l < L; l++) t->skip[l] = slex_rng_uniform(&rng) < t->o->layerdrop;
-    slex_hubert_batch batch = {.B = B, .N = N, .mask = t->mask, .skip_layer = t->skip, .lora = t->sites};
-    if (slex_hubert_forward_train(t->model, t->mb.wave, &batch, t->out, err)) return -1;
+    slex_trainer_set_draws(t->stepper, t->skip, slex_rng_next(&rng));
     slex_head_stats hs;
-    if (slex_head_forward(t->head, &t->o->crit, t->out, t->mask, t->mb.labels, B * T, t->head_acts, &hs, err))
-        return -1;
-    const float *features = slex_hubert_get_acts(t->model)->conv_gelu[t->cfg->num_conv - 1];
-    double pen = slex_feature_pen_forward(features, B * T * Cf);
-    double w_pen = t->o->crit.feature_pen_weight;
-    stats[S_LOSS] = hs.loss + w_pen * pen * (double)hs.sample_size;
+    double pen;
+    if (slex_trainer_accumulate(t->stepper, t->mb.wave, B, N, t->mask, t->mb.labels, T, &hs, &pen, err)) return -1;
+    stats[S_LOSS] = hs.loss; /* the penalty term included */
     stats[S_LOSS_M] = hs.loss_m;
     stats[S_LOSS_U] = hs.loss_u;
     stats[S_PEN] = pen;
@@ -639,12 +563,7 @@ static int micro_step(trainer *t, const slex_batch_plan *plan, int m, uint64_t d
     stats[S_COUNT_U] = (double)hs.count_u;
     stats[S_CORRECT_M] = (double)hs.correct_m;
     stats[S_CORRECT_U] = (double)hs.correct_u;
-    /* Gradient of the summed loss (dloss 1); the optimizer divides by the update's sample size. */
-    slex_head_backward(t->head, &t->o->crit, t->out, t->mask, t->mb.labels, B * T, t->head_acts, 1.0f, &t->head_grads,
-                       t->dx);
-    memset(t->dfeat, 0, (size_t)(B * T * Cf) * sizeof(float));
-    if (w_pen > 0) slex_feature_pen_backward(t->dfeat, features, B * T * Cf, (float)(w_pen * (double)hs.sample_size));
-    return slex_hubert_backward(t->model, t->dx, t->dfeat, (float)t->o->feature_grad_mult, &t->grads, err);
+    return 0;
 }
 
 /* Micro-batches of one update: (k, m) pairs in order, j = their index. */
@@ -764,8 +683,7 @@ static int one_update(trainer *t, slex_error *err) {
                                (long long)t->step + 1, info.manifest);
             }
         if (!rc && stat_sum[S_SAMPLE] <= 0) rc = slex_fail(err, "step %lld: no frame carried a loss", (long long)t->step + 1);
-        if (!rc) rc = slex_optim_step(t->optim, lr, 1.0 / stat_sum[S_SAMPLE], o->clip_norm, &grad_norm, err);
-        if (!rc) slex_hubert_params_changed(t->model);
+        if (!rc) rc = slex_trainer_update_total(t->stepper, lr, (int64_t)stat_sum[S_SAMPLE], &grad_norm, err);
     }
     if (!rc) {
         t->step++;
@@ -787,21 +705,15 @@ static void trainer_free(trainer *t) {
     slex_hubert_free(t->model);
     slex_head_free(t->head);
     slex_lora_free(t->lora);
-    free(t->sites);
-    slex_optim_free(t->optim);
+    slex_trainer_free(t->stepper);
     slex_batcher_free(t->batcher);
     slex_microbatch_free(&t->mb);
-    free(t->out);
-    free(t->dx);
-    free(t->dfeat);
-    free(t->head_acts);
     free(t->mask);
     free(t->skip);
-    free(t->labels);
 }
 
 static int log_trainable(const trainer *t) {
-    int64_t trainable = slex_optim_num_params(t->optim);
+    int64_t trainable = slex_trainer_num_trainable(t->stepper);
     int64_t total = slex_hubert_num_parameters(t->model) + t->head->num_params - t->cfg->hidden_size +
                     (t->lora ? t->lora->num_params : 0);
     slex_info("%s: %lld trainable parameters of %lld (%.2f %% of the model with its head%s)", t->o->full ? "full" : "LoRA",
@@ -877,7 +789,21 @@ int slex_train_run(const slex_train_options *o, const slex_data_spec *specs, int
     }
     if (!rc) rc = setup_head(&t, resume_step >= 0, err);
     if (!rc && !o->full && !t.lora) rc = create_lora(&t, err);
-    if (!rc) rc = create_optim(&t, err);
+    if (!rc) {
+        slex_step_options so;
+        slex_step_options_default(&so);
+        so.lora = !o->full;
+        so.feature_grad_mult = (float)o->feature_grad_mult;
+        so.crit = o->crit;
+        so.adam = o->adam;
+        so.clip_norm = o->clip_norm;
+        so.dropout = (float)o->dropout;
+        so.attention_dropout = (float)o->attention_dropout;
+        so.activation_dropout = (float)o->activation_dropout;
+        t.stepper = slex_trainer_create(t.model, t.head, t.lora, &so, err);
+        if (!t.stepper) rc = -1;
+        else t.optim = slex_trainer_optim(t.stepper);
+    }
     if (!rc && resume_step >= 0) {
         rc = load_optimizer(&t, from, err);
         t.step = resume_step;

@@ -63,6 +63,9 @@ typedef struct slex_train_options {
     slex_criterion crit;
     double feature_grad_mult; /* 0.1; 0 = the CNN gets no gradient (frozen) */
     double layerdrop;         /* 0.05 */
+    double dropout;           /* 0.1: hidden dropout (HF HubertModel's sites) */
+    double attention_dropout; /* 0.1 */
+    double activation_dropout; /* 0.0 */
     int final_dim;            /* 256: head of a new run */
     int64_t checkpoint_every; /* 1000 updates */
     uint64_t seed;            /* 1 */
