@@ -429,23 +429,20 @@ static int setup_head(trainer *t, int resuming, slex_error *err) {
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
 static int save_optimizer(const trainer *t, const char *dir, slex_error *err) {
-    char path[FILE_CAP], tmp[FILE_CAP + 128];
+    char path[FILE_CAP];
     snprintf(path, sizeof path, "%s/optimizer.bin", dir);
-    if (slex_tmp_name(path, tmp, sizeof tmp, err)) return -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    slex_atomic a;
+    if (slex_atomic_fopen(&a, path, err)) return -1;
     int64_t n = slex_optim_num_params(t->optim), updates = slex_optim_updates(t->optim);
     const char magic[8] = "SLEXADM1";
-    int bad = fwrite(magic, 8, 1, f) != 1 || fwrite(&n, 8, 1, f) != 1 || fwrite(&updates, 8, 1, f) != 1 ||
-              fwrite(slex_optim_exp_avg(t->optim), sizeof(float), (size_t)n, f) != (size_t)n ||
-              fwrite(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, f) != (size_t)n;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) {
-        unlink(tmp);
+    int bad = fwrite(magic, 8, 1, a.f) != 1 || fwrite(&n, 8, 1, a.f) != 1 || fwrite(&updates, 8, 1, a.f) != 1 ||
+              fwrite(slex_optim_exp_avg(t->optim), sizeof(float), (size_t)n, a.f) != (size_t)n ||
+              fwrite(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, a.f) != (size_t)n;
+    if (bad) {
+        slex_atomic_abandon(&a);
         return slex_fail(err, "%s: write failed (disk full?)", path);
     }
-    return 0;
+    return slex_atomic_commit(&a, err);
 }
 
 static int load_optimizer(trainer *t, const char *dir, slex_error *err) {
