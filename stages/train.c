@@ -1,6 +1,6 @@
 /* slex-train: HuBERT masked-prediction training, LoRA adapters or every parameter, over MPI.
  *
- *   slex-train --data MANIFEST:LABELS[:WEIGHT] [--data ...] --init DIR --mode lora|full --out DIR
+ *   slex-train --data MANIFEST:LABELS[:WEIGHT] [--data ...] (--init DIR | --arch CONFIG.json) --mode lora|full --out DIR
  *              --num-classes K --steps N [options]
  *
  * The loop, its determinism and the run directory: common/train/trainer.h. */
@@ -29,8 +29,10 @@ typedef struct train_cli {
 static const slex_option train_rows[] = {
     {SLEX_OPT_LIST_FIELD(T, data), .name = "data", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
      .help = "MANIFEST:LABELS[:WEIGHT]: audio and its slex-label store or fairseq .km (repeat to combine)"},
-    {SLEX_OPT_STRING_FIELD(T, o.init), .name = "init", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+    {SLEX_OPT_STRING_FIELD(T, o.init), .name = "init", .flags = SLEX_OPTF_PATH,
      .help = "Hugging Face HubertModel directory or slex checkpoint to start from"},
+    {SLEX_OPT_STRING_FIELD(T, o.arch), .name = "arch", .flags = SLEX_OPTF_PATH,
+     .help = "instead of --init: a HF config.json to train from random weights (fairseq's init, --mode full)"},
     {SLEX_OPT_CHOICE_FIELD(T, o.full), .name = "mode", .choices = "lora|full", .def = 0,
      .help = "lora (adapters, base frozen) or full (every parameter)"},
     {SLEX_OPT_STRING_FIELD(T, o.out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
@@ -98,6 +100,8 @@ static const slex_option train_rows[] = {
      .help = "dropout after the FFN's GELU"},
     {SLEX_OPT_INT_FIELD(T, o.final_dim), .name = "final-dim", .def = 256, .min = 1, .max = 65536,
      .help = "projection size of a new head"},
+    {SLEX_OPT_CHOICE_FIELD(T, o.label_emb_normal), .name = "label-emb-init", .choices = "uniform|normal", .def = 0,
+     .help = "a new head's label embeddings: U[0,1) as fairseq, or N(0,1) (small models from scratch)"},
     {SLEX_OPT_LONG_FIELD(T, o.checkpoint_every), .name = "checkpoint-every", .def = 1000, .min = 1, .max = 1e15,
      .help = "updates between checkpoints (the last two are kept)"},
     {SLEX_OPT_U64_FIELD(T, o.seed), .name = "seed", .def = 1, .help = "seed of batches, masks, layerdrop and new parameters"},
@@ -122,7 +126,7 @@ int main(int argc, char **argv) {
     slex_options_defaults(&train_table, &c);
     const slex_option_group groups[] = {{&train_table, &c}};
     slex_cli cli = {.program = "slex-train",
-                    .synopsis = "--data MANIFEST:LABELS[:W] --init DIR --mode lora|full --out DIR --num-classes K --steps N",
+                    .synopsis = "--data MANIFEST:LABELS[:W] (--init DIR | --arch CONFIG) --mode lora|full --out DIR --num-classes K --steps N",
                     .about = "HuBERT masked-prediction training (fairseq's criterion and Adam) of LoRA adapters or\n"
                              "every parameter.  Data parallel over MPI with exact gradient sums: the weights after\n"
                              "N updates are the same bits for any rank count; a killed run re-run with the same\n"

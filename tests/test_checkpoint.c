@@ -194,7 +194,7 @@ static slex_head *make_head(int C, int K, int D, uint64_t seed) {
     slex_error err = {{0}};
     slex_head *h = slex_head_create(&hc, &err);
     CHECK(h != NULL, "head create: %s", err.msg);
-    if (h) slex_head_init(h, seed);
+    if (h) slex_head_init(h, seed, SLEX_LABEL_EMB_UNIFORM);
     return h;
 }
 
@@ -298,7 +298,7 @@ static void test_head_round_trip(void) {
     slex_head *h = slex_head_create(&hc, &err);
     CHECK(h && h->num_params == 24 + 10 * 24 + 10 + 13 * 10, "head create: %s", err.msg);
     if (!h) return;
-    slex_head_init(h, 99);
+    slex_head_init(h, 99, SLEX_LABEL_EMB_UNIFORM);
     char path[1024];
     path_join(path, sizeof path, work, "head_round_trip.safetensors");
     CHECK(slex_head_save(h, path, &err) == 0, "head save: %s", err.msg);

@@ -109,7 +109,7 @@ static void run_case(const char *name, int64_t N, int D, int F, int K, float wm,
     pb.e = malloc(sizeof(double) * (size_t)K * F);
     pb.mask = malloc((size_t)N);
     pb.labels = malloc(sizeof(int32_t) * (size_t)N);
-    slex_head_init(head, seed);
+    slex_head_init(head, seed, SLEX_LABEL_EMB_UNIFORM);
     for (int64_t i = 0; i < N * D; i++) pb.x[i] = slex_rng_uniform(&rng) * 2 - 1;
     for (int f = 0; f < F; f++) head->final_proj_b[f] += (float)(0.2 * (slex_rng_uniform(&rng) - 0.5));
     for (int64_t n = 0; n < N; n++) {
@@ -189,7 +189,7 @@ static void test_label_range(void) {
     cfg.num_classes = 3;
     slex_error err = {{0}};
     slex_head *head = slex_head_create(&cfg, &err);
-    slex_head_init(head, 1);
+    slex_head_init(head, 1, SLEX_LABEL_EMB_UNIFORM);
     slex_criterion crit;
     slex_criterion_default(&crit);
     float x[4] = {1, 2, 3, 4}, acts[64];

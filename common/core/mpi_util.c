@@ -5,8 +5,11 @@
 #include <mpi.h>
 #include <stdlib.h>
 
+#include "core/blas.h"
+
 slex_mpi slex_mpi_start(int *argc, char ***argv) {
     slex_mpi m = {0, 1};
+    slex_blas_select_kernel(*argv);
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &m.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &m.size);

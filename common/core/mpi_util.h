@@ -15,8 +15,9 @@ typedef struct slex_mpi {
     int size;
 } slex_mpi;
 
-/* MPI_Init + rank/size + one OpenBLAS thread per rank (unless OPENBLAS_NUM_THREADS is set), so
- * that several ranks on a node do not oversubscribe its cores. */
+/* OpenBLAS's right kernels (core/blas.h: may re-execute the program), MPI_Init, rank/size, and
+ * one OpenBLAS thread per rank (unless OPENBLAS_NUM_THREADS is set), so that several ranks on a
+ * node do not oversubscribe its cores. */
 slex_mpi slex_mpi_start(int *argc, char ***argv);
 void slex_mpi_stop(void);
 

@@ -1,5 +1,7 @@
 #include "core/rng.h"
 
+#include <math.h>
+
 uint64_t slex_splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -40,3 +42,9 @@ uint64_t slex_rng_below(slex_rng *rng, uint64_t n) {
 }
 
 double slex_rng_uniform(slex_rng *rng) { return (double)(slex_rng_next(rng) >> 11) * 0x1.0p-53; }
+
+double slex_rng_normal(slex_rng *rng) {
+    double u1 = 1.0 - slex_rng_uniform(rng); /* (0, 1]: log is finite */
+    double u2 = slex_rng_uniform(rng);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}

@@ -30,4 +30,8 @@ uint64_t slex_rng_below(slex_rng *rng, uint64_t n);
 /* Uniform double in [0, 1): (next >> 11) * 2^-53. */
 double slex_rng_uniform(slex_rng *rng);
 
+/* Standard normal double: Box-Muller on two uniforms (the cosine branch only, so every call
+ * consumes exactly two raw draws and a sequence does not depend on call history). */
+double slex_rng_normal(slex_rng *rng);
+
 #endif

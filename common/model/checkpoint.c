@@ -96,7 +96,7 @@ static void fill_uniform(float *x, int64_t n, double lo, double hi, slex_rng *rn
     for (int64_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * slex_rng_uniform(rng));
 }
 
-void slex_head_init(slex_head *head, uint64_t seed) {
+void slex_head_init(slex_head *head, uint64_t seed, slex_label_emb_init emb_init) {
     const slex_head_config *c = &head->cfg;
     slex_rng rng;
     slex_rng_seed(&rng, seed);
@@ -106,7 +106,11 @@ void slex_head_init(slex_head *head, uint64_t seed) {
     fill_uniform(head->mask_emb, c->hidden_size, 0.0, 1.0, &rng);
     fill_uniform(head->final_proj_w, (int64_t)c->final_dim * c->hidden_size, -bound, bound, &rng);
     fill_uniform(head->final_proj_b, c->final_dim, -bound, bound, &rng);
-    fill_uniform(head->label_emb, (int64_t)c->num_classes * c->final_dim, 0.0, 1.0, &rng);
+    int64_t n_emb = (int64_t)c->num_classes * c->final_dim;
+    if (emb_init == SLEX_LABEL_EMB_NORMAL)
+        for (int64_t i = 0; i < n_emb; i++) head->label_emb[i] = (float)slex_rng_normal(&rng);
+    else
+        fill_uniform(head->label_emb, n_emb, 0.0, 1.0, &rng);
 }
 
 int slex_head_save(const slex_head *head, const char *path, slex_error *err) {

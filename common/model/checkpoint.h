@@ -61,11 +61,18 @@ typedef struct slex_head {
  * temperature. */
 slex_head *slex_head_create(const slex_head_config *cfg, slex_error *err);
 
+/* How a new head draws its label embeddings. */
+typedef enum {
+    SLEX_LABEL_EMB_UNIFORM = 0, /* U[0, 1) (fairseq's nn.init.uniform_) */
+    SLEX_LABEL_EMB_NORMAL = 1,  /* N(0, 1): spread over the whole sphere, which small models
+                                   pretrained from scratch need to learn at all (FACTS.md 10) */
+} slex_label_emb_init;
+
 /* The initialisation of fairseq / torchaudio, drawn from slex_rng seeded with `seed`, in this
  * order: mask_emb ~ U[0, 1) (nn.init.uniform_); final_proj as PyTorch's nn.Linear default
  * (weight kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(C), 1/sqrt(C)), bias U(-1/sqrt(C), 1/sqrt(C)));
- * label_emb ~ U[0, 1) (nn.init.uniform_). */
-void slex_head_init(slex_head *head, uint64_t seed);
+ * label_emb as `emb_init`. */
+void slex_head_init(slex_head *head, uint64_t seed, slex_label_emb_init emb_init);
 
 void slex_head_free(slex_head *head);
 

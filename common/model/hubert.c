@@ -264,10 +264,13 @@ void slex_hubert_free(slex_hubert *m) {
     free(m);
 }
 
-slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *opts, slex_error *err) {
+/* The model of config_path's shape with every parameter zero; dir is where a
+ * preprocessor_config.json would be. */
+static slex_hubert *hubert_new(const char *config_path, const char *dir, const slex_hubert_load_options *opts,
+                               slex_error *err) {
     slex_hubert *m = calloc(1, sizeof *m);
     if (!m) {
-        slex_fail(err, "%s: out of memory", dir);
+        slex_fail(err, "%s: out of memory", config_path);
         return NULL;
     }
     if (opts)
@@ -275,23 +278,24 @@ slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *o
     else
         slex_hubert_load_options_default(&m->opts);
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (slex_hubert_config_load(path, &m->cfg, err) != 0) goto fail;
+    if (slex_hubert_config_load(config_path, &m->cfg, err) != 0) goto fail;
     const slex_hubert_config *c = &m->cfg;
     if (m->opts.max_chunk_samples < slex_hubert_receptive_field(m)) {
-        slex_fail(err, "%s: max_chunk_samples %lld is shorter than the receptive field of %lld samples", dir,
+        slex_fail(err, "%s: max_chunk_samples %lld is shorter than the receptive field of %lld samples", config_path,
                   (long long)m->opts.max_chunk_samples, (long long)slex_hubert_receptive_field(m));
         goto fail;
     }
     if (m->opts.first_trained_layer < 0 || m->opts.first_trained_layer >= c->num_hidden_layers) {
-        slex_fail(err, "%s: first_trained_layer %d is not a layer of the model (0..%d)", dir,
+        slex_fail(err, "%s: first_trained_layer %d is not a layer of the model (0..%d)", config_path,
                   m->opts.first_trained_layer, c->num_hidden_layers - 1);
         goto fail;
     }
     if (m->opts.normalize_waveform == SLEX_HUBERT_NORMALIZE_AUTO) {
-        snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-        int do_normalize = 0;
-        int rc = slex_hf_preprocessor_do_normalize(path, &do_normalize, err);
+        int do_normalize = 0, rc = 1;
+        if (dir) {
+            snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+            rc = slex_hf_preprocessor_do_normalize(path, &do_normalize, err);
+        }
         if (rc < 0) goto fail;
         m->normalize = rc == 0 ? do_normalize : c->feat_extract_norm == SLEX_FEAT_NORM_LAYER;
     } else {
@@ -301,27 +305,43 @@ slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *o
     int64_t Cg = c->hidden_size / c->num_conv_pos_embedding_groups;
     m->pos_conv_w = malloc((size_t)c->hidden_size * (size_t)(Cg * c->num_conv_pos_embeddings) * sizeof(float));
     if (!m->params_memory || !m->pos_conv_w) {
-        slex_fail(err, "%s: out of memory for %lld parameters", dir, (long long)m->num_params);
+        slex_fail(err, "%s: out of memory for %lld parameters", config_path, (long long)m->num_params);
         goto fail;
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (slex_hubert_read_weights(path, c, &m->params, m->opts.ignore_unexpected, err) != 0) goto fail;
-    slex_weightnorm_forward(m->pos_conv_w, m->params.pos_conv_g, m->params.pos_conv_v, c->hidden_size, (int)Cg,
-                        c->num_conv_pos_embeddings);
     m->max_samples = m->opts.max_chunk_samples;
     m->max_batch = m->opts.keep_activations && m->opts.max_batch > 1 ? m->opts.max_batch : 1;
     m->acts_memory = alloc_acts(m, m->max_samples);
     m->layer_in = calloc((size_t)c->num_hidden_layers, sizeof *m->layer_in);
     if (!m->acts_memory || !m->layer_in) {
-        slex_fail(err, "%s: out of memory for the activations of %lld samples%s", dir, (long long)m->max_samples,
+        slex_fail(err, "%s: out of memory for the activations of %lld samples%s", config_path,
+                  (long long)m->max_samples,
                   m->opts.keep_activations ? " (keep_activations keeps every layer's attention: use a "
                                              "max_chunk_samples sized for training crops)" : "");
         goto fail;
     }
+    slex_hubert_params_changed(m);
     return m;
 fail:
     slex_hubert_free(m);
     return NULL;
+}
+
+slex_hubert *slex_hubert_create(const char *config_path, const slex_hubert_load_options *opts, slex_error *err) {
+    return hubert_new(config_path, NULL, opts, err);
+}
+
+slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *opts, slex_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    slex_hubert *m = hubert_new(path, dir, opts, err);
+    if (!m) return NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (slex_hubert_read_weights(path, &m->cfg, &m->params, m->opts.ignore_unexpected, err) != 0) {
+        slex_hubert_free(m);
+        return NULL;
+    }
+    slex_hubert_params_changed(m);
+    return m;
 }
 
 void slex_hubert_params_changed(slex_hubert *m) {

@@ -109,6 +109,11 @@ typedef struct slex_hubert slex_hubert;
  * parametrizations.weight.original0/original1).  opts may be NULL for the defaults. */
 slex_hubert *slex_hubert_load(const char *dir, const slex_hubert_load_options *opts, slex_error *err);
 
+/* A model of config_path's shape (a HF config.json) with every parameter zero, for training
+ * from scratch (model/init.h draws them); the waveform is normalised (AUTO) exactly for a
+ * layer-norm CNN. */
+slex_hubert *slex_hubert_create(const char *config_path, const slex_hubert_load_options *opts, slex_error *err);
+
 void slex_hubert_free(slex_hubert *model);
 
 const slex_hubert_config *slex_hubert_get_config(const slex_hubert *model);

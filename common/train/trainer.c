@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/checkpoint.h"
+#include "model/init.h"
 #include "model/lora.h"
 #include "run/resume.h"
 #include "store/store.h"
@@ -48,7 +49,10 @@ void slex_train_options_default(slex_train_options *o) {
 
 int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
     if (!o->out) return slex_fail(err, "--out is required");
-    if (!o->init) return slex_fail(err, "--init is required (a Hugging Face HubertModel directory or a slex checkpoint)");
+    if (!o->init == !o->arch)
+        return slex_fail(err, "give one of --init (a Hugging Face HubertModel directory or a slex checkpoint) and "
+                              "--arch (a config.json to train from random weights)");
+    if (o->arch && !o->full) return slex_fail(err, "--arch %s: a model from random weights trains in --mode full", o->arch);
     if (o->steps < 1) return slex_fail(err, "--steps %lld: must be at least 1", (long long)o->steps);
     if (o->update_freq < 1) return slex_fail(err, "--update-freq %d: must be at least 1", o->update_freq);
     if (!o->full && (o->lora_rank < 1 || !(o->lora_alpha > 0) || !isfinite(o->lora_alpha)))
@@ -96,9 +100,10 @@ static int content_of(const char *path, char *out, size_t size, slex_error *err)
 static char *run_params(const slex_train_options *o, const slex_data_spec *specs, int n_specs, slex_error *err) {
     cJSON *p = cJSON_CreateObject();
     char content[256];
-    int rc = content_of(o->init, content, sizeof content, err);
-    cJSON_AddStringToObject(p, "init", o->init);
-    cJSON_AddStringToObject(p, "init_content", rc ? "" : content);
+    const char *from = o->init ? o->init : o->arch;
+    int rc = content_of(from, content, sizeof content, err);
+    cJSON_AddStringToObject(p, o->init ? "init" : "arch", from);
+    cJSON_AddStringToObject(p, o->init ? "init_content" : "arch_content", rc ? "" : content);
     cJSON *data = cJSON_AddArrayToObject(p, "data");
     for (int i = 0; !rc && i < n_specs; i++) {
         cJSON *d = cJSON_CreateObject();
@@ -149,6 +154,7 @@ static char *run_params(const slex_train_options *o, const slex_data_spec *specs
     cJSON_AddNumberToObject(p, "attention_dropout", o->attention_dropout);
     cJSON_AddNumberToObject(p, "activation_dropout", o->activation_dropout);
     cJSON_AddNumberToObject(p, "final_dim", o->final_dim);
+    if (o->label_emb_normal) cJSON_AddStringToObject(p, "label_emb_init", "normal");
     cJSON_AddNumberToObject(p, "seed", (double)o->seed);
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
@@ -369,6 +375,11 @@ static int load_model(trainer *t, const char *dir, int resuming, slex_error *err
     lo.model.keep_cnn_activations = o->full && o->feature_grad_mult > 0;
     lo.model.max_batch = o->batch.micro_batch;
     lo.model.max_chunk_samples = o->batch.max_sample_size;
+    if (!resuming && o->arch) {
+        if (!(t->model = slex_hubert_create(o->arch, &lo.model, err))) return -1;
+        if (t->rank == 0) slex_info("%s: random weights (seed %llu)", o->arch, (unsigned long long)o->seed);
+        return slex_hubert_init_random(t->model, o->seed, err);
+    }
     if (!is_slex_checkpoint(dir)) {
         t->model = slex_hubert_load(dir, &lo.model, err);
         return t->model ? 0 : -1;
@@ -416,7 +427,7 @@ static int setup_head(trainer *t, int resuming, slex_error *err) {
     slex_batcher_source_info(t->batcher, 0, &info);
     hc.label_rate = info.label_rate;
     if (!(t->head = slex_head_create(&hc, err))) return -1;
-    slex_head_init(t->head, t->o->seed);
+    slex_head_init(t->head, t->o->seed, t->o->label_emb_normal ? SLEX_LABEL_EMB_NORMAL : SLEX_LABEL_EMB_UNIFORM);
     if (t->rank == 0 && !resuming) slex_info("new head for %d units (final dim %d)", K, hc.final_dim);
     /* The model's masked_spec_embed when it has one (a HF model), else the head's fresh one. */
     int zero = 1;
@@ -774,7 +785,7 @@ int slex_train_run(const slex_train_options *o, const slex_data_spec *specs, int
     int64_t resume_step = rc ? -1 : last_checkpoint(o->out);
     char from[PATH_CAP];
     if (resume_step >= 0) checkpoint_dir(o->out, resume_step, from, sizeof from);
-    else snprintf(from, sizeof from, "%s", o->init);
+    else snprintf(from, sizeof from, "%s", o->init ? o->init : o->arch);
     if (!rc) rc = load_model(&t, from, resume_step >= 0, err);
     if (!rc) {
         t.cfg = slex_hubert_get_config(t.model);

@@ -67,6 +67,7 @@ typedef struct slex_train_options {
     double attention_dropout; /* 0.1 */
     double activation_dropout; /* 0.0 */
     int final_dim;            /* 256: head of a new run */
+    int label_emb_normal;     /* 0: a new head's label embeddings U[0, 1) (fairseq); 1: N(0, 1) */
     int64_t checkpoint_every; /* 1000 updates */
     uint64_t seed;            /* 1 */
 } slex_train_options;
