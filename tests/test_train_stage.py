@@ -4,7 +4,7 @@
 redone, another command on the run directory is refused, and the loss goes down.
 
 usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
-CASE: ranks | resume | bad | outputs"""
+CASE: ranks | resume | bad | outputs | arch"""
 import json
 import os
 import shutil
@@ -58,8 +58,8 @@ def corpus():
 MANIFEST, LABELS = corpus()
 
 
-def train(out, ranks=1, extra=(), expect=0, mode="lora", steps=6):
-    args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", MODEL, "--mode", mode, "--out", out,
+def train(out, ranks=1, extra=(), expect=0, mode="lora", steps=6, start=("--init", MODEL)):
+    args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", *start, "--mode", mode, "--out", out,
             "--num-classes", str(K), "--label-rate", "50", "--steps", str(steps), "--max-tokens", "60000",
             "--micro-batch", "2", "--min-sample-size", "4000", "--checkpoint-every", "2", "--lora-rank", "4",
             "--lora-alpha", "8", "--lr", "2e-3", "--mask-prob", "0.5", "--mask-length", "3", "--seed", "3"] + list(extra)
@@ -215,4 +215,59 @@ def case_outputs():
           "PEFT adapter_config; second iteration from a checkpoint (adapter merged, head reused)")
 
 
-{"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "outputs": case_outputs}[CASE]()
+def arch_config():
+    """base50's shape as a pre-LN model with a layer-norm CNN (the base-model recipe's kind)."""
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    cfg.update(do_stable_layer_norm=True, feat_extract_norm="layer")
+    path = os.path.join(WORK, "arch.json")
+    json.dump(cfg, open(path, "w"))
+    return path
+
+
+def train_arch(out, ranks=1, steps=6, extra=(), expect=0):
+    """train() from random weights: --arch instead of --init, the small-model head and criterion."""
+    recipe = ["--label-emb-init", "normal", "--pred-nomask-weight", "1", "--feature-pen", "0"]
+    return train(out, ranks, recipe + list(extra), expect, "full", steps, ("--arch", arch_config()))
+
+
+def case_arch():
+    one, two = os.path.join(WORK, "a1"), os.path.join(WORK, "a2")
+    train_arch(one)
+    train_arch(two, ranks=2)
+    if result_files(one, "full") != result_files(two, "full"):
+        sys.exit("FAIL: --arch: 2 ranks give other weights than 1")
+    run = json.load(open(os.path.join(one, "run.json")))
+    if "arch" not in json.dumps(run) or "normal" not in json.dumps(run):
+        sys.exit(f"FAIL: run.json does not record --arch and --label-emb-init: {run}")
+    # Resuming a random-weight run continues from its checkpoint (no new draw).
+    again = os.path.join(WORK, "a3")
+    train_arch(again)
+    for name in ("done.json", "model", "checkpoint-6"):
+        path = os.path.join(again, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    p = train_arch(again)
+    if "random weights" in p.stderr or result_files(again, "full") != result_files(one, "full"):
+        sys.exit("FAIL: --arch run resumed from checkpoint-4 differs (or drew new weights):\n" + p.stderr)
+    # Another seed draws other weights.
+    other = os.path.join(WORK, "a4")
+    train_arch(other, steps=2, extra=["--seed", "4"])
+    first = result_files(other, "full")["model.safetensors"]
+    if first == result_files(one, "full")["model.safetensors"]:
+        sys.exit("FAIL: --seed does not change the random weights")
+    # It learns: the loss falls over 40 updates.
+    learn = os.path.join(WORK, "learn")
+    train_arch(learn, ranks=2, steps=40, extra=["--checkpoint-every", "40"])
+    lines = log(learn)
+    first, last = np.mean([l["loss"] for l in lines[:5]]), np.mean([l["loss"] for l in lines[-5:]])
+    if not last < first - 0.05:
+        sys.exit(f"FAIL: --arch: the loss did not go down: {first:.3f} -> {last:.3f}")
+    # Commands that cannot work.
+    p = train(os.path.join(WORK, "b1"), expect=2, mode="lora", start=("--arch", arch_config()))
+    p2 = train(os.path.join(WORK, "b2"), expect=2, mode="full", start=("--arch", arch_config(), "--init", MODEL))
+    if "--mode full" not in p.stderr or "one of --init" not in p2.stderr:
+        sys.exit("FAIL: --arch in LoRA mode or with --init: unclear errors:\n" + p.stderr + p2.stderr)
+    print(f"--arch: 1 and 2 ranks the same bytes, resume without a new draw, seed changes the weights, "
+          f"loss {first:.3f} -> {last:.3f} bits over 40 updates; lora mode and --init with --arch refused")
+
+
+{"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "outputs": case_outputs, "arch": case_arch}[CASE]()

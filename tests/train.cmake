@@ -25,3 +25,12 @@ add_executable(test_train_step tests/test_train_step.c)
 target_link_libraries(test_train_step PRIVATE slexcommon)
 add_test(NAME train_step COMMAND test_train_step ${CMAKE_SOURCE_DIR}/tests/data/train)
 set_tests_properties(train_step PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1" LABELS unit)
+# Random weights of --arch (model/init) against fairseq's stated distributions, normal draws,
+# OpenBLAS's kernels (core/blas): one process, two MPI ranks, and a user's OPENBLAS_CORETYPE kept.
+add_executable(test_init tests/test_init.c)
+target_link_libraries(test_init PRIVATE slexcommon)
+add_test(NAME init COMMAND test_init ${CMAKE_BINARY_DIR}/test-work)
+add_test(NAME init_ranks COMMAND ${SLEX_MPIEXEC} -np 2 $<TARGET_FILE:test_init> ${CMAKE_BINARY_DIR}/test-work)
+add_test(NAME init_user_kernel COMMAND test_init ${CMAKE_BINARY_DIR}/test-work)
+set_tests_properties(init init_ranks PROPERTIES LABELS unit)
+set_tests_properties(init_user_kernel PROPERTIES ENVIRONMENT "OPENBLAS_CORETYPE=Haswell" LABELS unit)
