@@ -1,6 +1,7 @@
 /* slex-synth: a synthetic English or Mandarin corpus with phone alignments (espeak-ng).
  *
- *   slex-synth --lang en|zh --minutes M --out DIR --seed S [--split train|test]
+ *   slex-synth --lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices standard|all]
+ *              [--augment [--speed-prob P ...]]
  *
  * The corpus is the shortest prefix of the seeded utterance sequence (synth.h) whose audio
  * reaches M minutes.  Ranks make utterances k with k % size == rank in rounds; after each round
@@ -14,6 +15,7 @@
  *   DIR/<lang>_<split>.phones        label vocabulary with counts (tonal for zh)
  *   DIR/<lang>_<split>.utts          relpath, speaker, voice, rate, pitch, range, text
  *   DIR/<lang>_<split>.rejected      utterances espeak-ng could not make, with the reason
+ *   DIR/<lang>_<split>.augment       with --augment: relpath and the perturbations applied
  * The manifest is renamed into place last: a corpus with a manifest is complete. */
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +30,7 @@
 
 #include "corpus/align.h"
 #include "corpus/audio.h"
+#include "corpus/augment.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/mpi_util.h"
@@ -45,6 +48,8 @@ typedef struct {
     int64_t seed;
     int speakers;
     char *fortune_dir;
+    int voices;  /* slex_voice_set: standard */
+    int augment; /* flag */
 } synth_args;
 
 #define T synth_args
@@ -62,9 +67,18 @@ static const slex_option synth_rows[] = {
      .help = "speakers in the language's pool (every 5th is a test speaker)"},
     {SLEX_OPT_STRING_FIELD(T, fortune_dir), .name = "fortune-dir", .flags = SLEX_OPTF_PATH,
      .def_text = "/usr/share/games/fortunes", .help = "directory of the fortune files"},
+    {SLEX_OPT_CHOICE_FIELD(T, voices), .name = "voices", .def = SLEX_VOICES_STANDARD, .choices = "standard|all",
+     .help = "speaker pool: standard (6 accents, 15 variants) or all (8 accents, 99 variants of espeak-ng's "
+             "voices/!v, wider rate/pitch/range; more --speakers make use of them)"},
+    {SLEX_OPT_FLAG_FIELD(T, augment), .name = "augment",
+     .help = "perturb every utterance at random (speed, reverberation, noise, gain: the options below; "
+             "parameters in <lang>_<split>.augment)"},
 };
 #undef T
 static const slex_option_table synth_table = SLEX_OPTION_TABLE(synth_rows);
+
+/* Utterances of babble speech (about 2.5 minutes) when the noise kinds include babble. */
+enum { BABBLE_UTTERANCES = 48 };
 
 typedef struct {
     char name[64];       /* <lang>_<split> */
@@ -74,6 +88,10 @@ typedef struct {
     int64_t *order;
     slex_synth_engine *engine;
     int rank, size;
+    int augment;                  /* --augment */
+    slex_augment_options aug;
+    float *babble;                /* babble speech when the noise kinds include babble */
+    int64_t n_babble;
     FILE *part;          /* this rank's records */
     char part_path[4096];
 } synth_run;
@@ -91,6 +109,20 @@ static void wav_relpath(const synth_run *r, int64_t k, char *buf, size_t size) {
     snprintf(buf, size, "wav/%s_%06lld.wav", r->name, (long long)k);
 }
 
+/* The columns of the .augment file after the relpath (AUGMENT_HEADER), also in part records. */
+#define AUGMENT_HEADER "relpath\tspeed\trt60\tdrr_db\tnoise\tsnr_db\tgain_db"
+enum { AUGMENT_FIELDS = 6, U_FIELDS = 10 + AUGMENT_FIELDS };
+static void format_augment(const slex_augment_params *p, char *buf, size_t size) {
+    char rt60[32] = "-", drr[32] = "-", snr[32] = "-";
+    if (p->rt60 > 0) {
+        snprintf(rt60, sizeof rt60, "%.3f", p->rt60);
+        snprintf(drr, sizeof drr, "%.2f", p->drr_db);
+    }
+    if (p->noise != SLEX_NOISE_NONE) snprintf(snr, sizeof snr, "%.2f", p->snr_db);
+    snprintf(buf, size, "%.3f\t%s\t%s\t%s\t%s\t%.2f", p->speed_permille / 1000.0, rt60, drr,
+             slex_noise_kind_name(p->noise), snr, p->applied_gain_db);
+}
+
 /* Makes utterance k: WAV file and a record in the part file.  Returns its sample count, or 0
  * when espeak-ng could not make it (a rejection record says why); -1 on an I/O failure. */
 static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
@@ -104,6 +136,17 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
         fprintf(r->part, "R\t%lld\t%s: %s\n", (long long)k, plan.speaker.voice, why.msg);
         return ferror(r->part) ? slex_fail(err, "%s: write error", r->part_path) : 0;
     }
+    char aug[160] = "-\t-\t-\t-\t-\t-"; /* AUGMENT_FIELDS columns */
+    if (r->augment) {
+        slex_augment_params ap;
+        uint64_t key = slex_synth_augment_key(&r->opts, k);
+        slex_augment_draw(&r->aug, key, &ap);
+        if (slex_augment_apply(&ap, key, r->babble, r->n_babble, &u.samples, &u.n, u.segs, &u.n_segs, err)) {
+            slex_utterance_free(&u);
+            return slex_fail_wrap(err, "augmenting utterance %lld", (long long)k);
+        }
+        format_augment(&ap, aug, sizeof aug);
+    }
     char rel[256], path[4352];
     wav_relpath(r, k, rel, sizeof rel);
     snprintf(path, sizeof path, "%s/%s", r->out, rel);
@@ -115,8 +158,8 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
         slex_utterance_free(&u);
         return -1;
     }
-    fprintf(r->part, "U\t%lld\t%lld\t%s\t%s\t%d\t%d\t%d\t%lld\t%s\n", (long long)k, (long long)n, plan.speaker.id,
-            plan.speaker.voice, plan.rate, plan.pitch, plan.range, (long long)u.n_segs, text);
+    fprintf(r->part, "U\t%lld\t%lld\t%s\t%s\t%d\t%d\t%d\t%lld\t%s\t%s\n", (long long)k, (long long)n,
+            plan.speaker.id, plan.speaker.voice, plan.rate, plan.pitch, plan.range, (long long)u.n_segs, aug, text);
     for (int64_t i = 0; i < u.n_segs; i++)
         fprintf(r->part, "%lld\t%lld\t%s\n", (long long)u.segs[i].start, (long long)u.segs[i].end, u.segs[i].label);
     slex_utterance_free(&u);
@@ -128,22 +171,25 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
  * columns, for fairseq) with its side file of columns lang and speaker (corpus/manifest.h). */
 typedef struct {
     slex_manifest_writer *tsv;
-    FILE *align, *utts, *rejected; /* file[i].f */
-    slex_atomic file[4];           /* 1..3: align, utts, rejected */
+    FILE *align, *utts, *rejected, *augment; /* file[i].f; augment only with --augment */
+    slex_atomic file[5];                     /* 1..4: align, utts, rejected, augment */
+    int n_files;                             /* 4, or 5 with augment */
     char phones[4200];
 } outputs;
 
-static const char *const out_ext[5] = {"tsv", "align", "utts", "rejected", "phones"};
+static const char *const out_ext[6] = {"tsv", "align", "utts", "rejected", "augment", "phones"};
 
 static int open_outputs(const synth_run *r, outputs *o, slex_error *err) {
-    FILE **files[4] = {NULL, &o->align, &o->utts, &o->rejected};
+    FILE **files[5] = {NULL, &o->align, &o->utts, &o->rejected, &o->augment};
     char path[4200];
-    for (int i = 1; i < 4; i++) {
+    o->n_files = r->augment ? 5 : 4;
+    for (int i = 1; i < o->n_files; i++) {
         snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[i]);
         if (slex_atomic_fopen(&o->file[i], path, err)) return -1;
         *files[i] = o->file[i].f;
     }
-    snprintf(o->phones, sizeof o->phones, "%s/%s.%s", r->out, r->name, out_ext[4]);
+    if (o->augment) fprintf(o->augment, "%s\n", AUGMENT_HEADER);
+    snprintf(o->phones, sizeof o->phones, "%s/%s.%s", r->out, r->name, out_ext[5]);
     snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[0]);
     char *root = realpath(r->out, NULL); /* fairseq roots are absolute */
     if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
@@ -153,7 +199,7 @@ static int open_outputs(const synth_run *r, outputs *o, slex_error *err) {
 }
 
 static void abandon_outputs(outputs *o) {
-    for (int i = 1; i < 4; i++) slex_atomic_abandon(&o->file[i]);
+    for (int i = 1; i < o->n_files; i++) slex_atomic_abandon(&o->file[i]);
 }
 
 /* Reads one line of a part file into *line (no newline); fails at the end. */
@@ -173,7 +219,7 @@ typedef struct part_reader {
     char *line;           /* the line last read */
     size_t cap;
     char *head;           /* a copy of the record line, split in place into fld */
-    char *fld[10];
+    char *fld[U_FIELDS];
     int nf;
     slex_segment *segs;   /* the phones of the record (labels point into `labels`) */
     char *labels;
@@ -205,8 +251,9 @@ static void parts_close(part_reader *p) {
     free(p->labels);
 }
 
-/* Reads the record of utterance k (from part k % n) into p->fld: 'U' records have 10 fields
- * (U, k, samples, speaker, voice, rate, pitch, range, phones, text), 'R' records at least 3. */
+/* Reads the record of utterance k (from part k % n) into p->fld: 'U' records have U_FIELDS
+ * fields (U, k, samples, speaker, voice, rate, pitch, range, phones, the AUGMENT_FIELDS columns,
+ * text), 'R' records at least 3. */
 static int read_record(part_reader *p, int64_t k, slex_error *err) {
     const char *path = p->paths[k % p->n];
     if (read_part_line(p->files[k % p->n], path, &p->line, &p->cap, err)) return -1;
@@ -214,9 +261,9 @@ static int read_record(part_reader *p, int64_t k, slex_error *err) {
     if (!(p->head = strdup(p->line))) return slex_fail(err, "out of memory");
     char **fld = p->fld;
     int nf = 0;
-    for (char *q = p->head; nf < 10; nf++) {
+    for (char *q = p->head; nf < U_FIELDS; nf++) {
         fld[nf] = q;
-        char *tab = nf < 9 ? strchr(q, '\t') : NULL;
+        char *tab = nf < U_FIELDS - 1 ? strchr(q, '\t') : NULL;
         if (!tab) {
             nf++;
             break;
@@ -225,7 +272,7 @@ static int read_record(part_reader *p, int64_t k, slex_error *err) {
         q = tab + 1;
     }
     p->nf = nf;
-    if (nf < 3 || atoll(fld[1]) != k || (fld[0][0] == 'U' && nf != 10))
+    if (nf < 3 || atoll(fld[1]) != k || (fld[0][0] == 'U' && nf != U_FIELDS))
         return slex_fail(err, "%s: record of utterance %lld is malformed", path, (long long)k);
     return 0;
 }
@@ -278,7 +325,13 @@ static int merge_parts(const synth_run *r, int64_t n_utts, outputs *o, slex_labe
         char columns[128];
         snprintf(columns, sizeof columns, "%s\t%s", slex_lang_name(r->opts.lang), fld[3]);
         if (slex_manifest_writer_add(o->tsv, rel, atoll(fld[2]), columns, err)) goto done;
-        fprintf(o->utts, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rel, fld[3], fld[4], fld[5], fld[6], fld[7], fld[9]);
+        fprintf(o->utts, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rel, fld[3], fld[4], fld[5], fld[6], fld[7],
+                fld[U_FIELDS - 1]);
+        if (o->augment) {
+            fprintf(o->augment, "%s", rel);
+            for (int c = 9; c < 9 + AUGMENT_FIELDS; c++) fprintf(o->augment, "\t%s", fld[c]);
+            fputc('\n', o->augment);
+        }
     }
     rc = 0;
 done:
@@ -310,9 +363,14 @@ static void remove_extra_wavs(const synth_run *r, int64_t n_utts) {
     if (removed) slex_info("removed %lld WAV files past the corpus end", (long long)removed);
 }
 
-static int finish_outputs(outputs *o, const slex_label_vocab *vocab, slex_error *err) {
-    for (int i = 1; i < 4; i++)
+static int finish_outputs(const synth_run *r, outputs *o, const slex_label_vocab *vocab, slex_error *err) {
+    for (int i = 1; i < o->n_files; i++)
         if (slex_atomic_commit(&o->file[i], err)) return -1;
+    if (!r->augment) { /* an earlier run's parameters would describe other audio */
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[4]);
+        if (unlink(path) && errno != ENOENT) return slex_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+    }
     if (slex_label_vocab_write(vocab, o->phones, err)) return -1;
     /* The manifest last: its presence says the corpus is complete. */
     slex_manifest_writer *tsv = o->tsv;
@@ -329,8 +387,19 @@ static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
     r->opts.seed = (uint64_t)a->seed;
     r->opts.num_speakers = a->speakers;
     r->opts.fortune_dir = a->fortune_dir;
+    r->opts.voices = (slex_voice_set)a->voices;
+    r->augment = a->augment;
     r->out = a->out;
     snprintf(r->name, sizeof r->name, "%s_%s", slex_lang_name(r->opts.lang), slex_split_name(r->opts.split));
+    return 0;
+}
+
+/* The perturbation options do nothing without --augment: giving one alone is a mistake. */
+static int check_augment_given(const slex_cli *cli, const synth_args *a, slex_error *err) {
+    if (a->augment) return 0;
+    for (int i = 0; i < slex_augment_option_table.n; i++)
+        if (slex_cli_given(cli, slex_augment_option_table.rows[i].name))
+            return slex_fail(err, "--%s needs --augment", slex_augment_option_table.rows[i].name);
     return 0;
 }
 
@@ -405,17 +474,19 @@ int main(int argc, char **argv) {
     double cpu0 = cpu_seconds(), wall0 = MPI_Wtime();
     synth_args a;
     slex_options_defaults(&synth_table, &a);
-    const slex_option_group groups[] = {{&synth_table, &a}};
-    slex_cli cli = {.program = "slex-synth",
-                    .synopsis = "--lang en|zh --minutes M --out DIR --seed S [--split train|test]",
-                    .about = "Synthesises 16 kHz speech with espeak-ng from Debian's fortune texts, with a fairseq "
-                             "manifest and 16 kHz phone alignments (docs/alignments.md). Same arguments, same bytes, "
-                             "for any rank count.",
-                    .groups = groups,
-                    .n_groups = 1};
-    slex_error err = {{0}};
     synth_run r;
     memset(&r, 0, sizeof r);
+    slex_augment_options_default(&r.aug);
+    const slex_option_group groups[] = {{&synth_table, &a}, {&slex_augment_option_table, &r.aug}};
+    slex_cli cli = {.program = "slex-synth",
+                    .synopsis = "--lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices "
+                                "standard|all] [--augment]",
+                    .about = "Synthesises 16 kHz speech with espeak-ng from Debian's fortune texts, with a fairseq "
+                             "manifest and 16 kHz phone alignments (docs/alignments.md), optionally perturbed "
+                             "(--augment: docs/synth.md). Same arguments, same bytes, for any rank count.",
+                    .groups = groups,
+                    .n_groups = 2};
+    slex_error err = {{0}};
     r.rank = mpi.rank;
     r.size = mpi.size;
     int status = 1;
@@ -425,7 +496,7 @@ int main(int argc, char **argv) {
         status = 0;
         goto out;
     }
-    if (pr == SLEX_PARSE_OK && check_args(&a, &r, &err)) pr = SLEX_PARSE_ERROR;
+    if (pr == SLEX_PARSE_OK && (check_args(&a, &r, &err) || check_augment_given(&cli, &a, &err))) pr = SLEX_PARSE_ERROR;
     if (pr == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
         status = 2;
@@ -438,14 +509,17 @@ int main(int argc, char **argv) {
     ok = !slex_synth_load_sentences(&r.opts, &r.sentences, &err) &&
          (r.order = slex_synth_sentence_order(&r.opts, r.sentences.n, &err)) &&
          (r.engine = slex_synth_engine_create(&err));
+    /* Babble speech: the same on every rank (made from the initialised engine like any utterance). */
+    if (ok && r.augment && slex_augment_uses_babble(&r.aug))
+        ok = !slex_synth_babble_bank(r.engine, &r.opts, &r.sentences, BABBLE_UTTERANCES, &r.babble, &r.n_babble, &err);
     if (ok) {
         snprintf(r.part_path, sizeof r.part_path, "%s/.%s.part%d.tmp", r.out, r.name, r.rank);
         if (!(r.part = fopen(r.part_path, "w"))) ok = !slex_fail(&err, "%s: cannot create: %s", r.part_path, strerror(errno));
     }
     if (!slex_mpi_all_ok(ok)) goto fail;
     if (mpi.rank == 0)
-        slex_info("%s: %lld sentences, seed %lld, %.2f minutes", r.name, (long long)r.sentences.n, (long long)a.seed,
-                  a.minutes);
+        slex_info("%s: %lld sentences, seed %lld, %.2f minutes, voices %s%s", r.name, (long long)r.sentences.n,
+                  (long long)a.seed, a.minutes, slex_voices_name(r.opts.voices), r.augment ? ", augmented" : "");
     int64_t target = (int64_t)ceil(a.minutes * 60.0 * SLEX_ALIGN_SAMPLE_RATE);
     slex_progress *progress = slex_progress_start("utterances", (int64_t)ceil(a.minutes * 20), a.minutes * 60, 1);
     int64_t audio = 0, rejected = 0;
@@ -460,7 +534,7 @@ int main(int argc, char **argv) {
         memset(&o, 0, sizeof o);
         slex_label_vocab *vocab = slex_label_vocab_create();
         ok = vocab && !open_outputs(&r, &o, &err) && !merge_parts(&r, n_utts, &o, vocab, &err) &&
-             !slex_label_vocab_sort(vocab) && !finish_outputs(&o, vocab, &err);
+             !slex_label_vocab_sort(vocab) && !finish_outputs(&r, &o, vocab, &err);
         abandon_outputs(&o);
         if (ok) remove_extra_wavs(&r, n_utts);
         slex_manifest_writer_abort(o.tsv); /* left only after a failure */
@@ -482,6 +556,7 @@ fail:
 out:
     if (r.part) fclose(r.part);
     free(r.order);
+    free(r.babble);
     slex_sentences_free(&r.sentences);
     slex_synth_engine_free(r.engine);
     slex_cli_free(&cli);

@@ -12,3 +12,14 @@ add_test(NAME synth
                  ${CMAKE_BINARY_DIR}/test_synth_scratch ${SLEX_MPIEXEC})
 set_tests_properties(synth PROPERTIES TIMEOUT 120)
 set_tests_properties(align PROPERTIES TIMEOUT 60)
+
+# Augmentation (corpus/augment.h): unit checks, then slex-synth --voices all --augment end to end.
+add_executable(test_augment tests/test_augment.c)
+target_link_libraries(test_augment PRIVATE slexcommon)
+add_test(NAME augment COMMAND test_augment)
+add_test(NAME synth_augment
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tests/test_synth_augment.sh $<TARGET_FILE:slex-synth> $<TARGET_FILE:test_augment>
+                 ${CMAKE_SOURCE_DIR}/tests/data/synth_default.sha256 ${CMAKE_BINARY_DIR}/test_synth_augment_scratch
+                 ${SLEX_MPIEXEC})
+set_tests_properties(augment PROPERTIES TIMEOUT 120)
+set_tests_properties(synth_augment PROPERTIES TIMEOUT 300)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <espeak-ng/speak_lib.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ void slex_synth_options_default(slex_synth_options *o) {
     o->num_speakers = 40;
     o->test_speaker_every = 5;
     o->test_sentence_percent = 10;
+    o->voices = SLEX_VOICES_STANDARD;
 }
 
 /* ---- counter-based random numbers (splitmix64): draw i of stream (a, b, c) ---- */
@@ -319,23 +321,59 @@ static const char *const english_accents[] = {"en-us", "en", "en-gb-x-rp", "en-u
                                               "en-gb-scotland"};
 static const char *const voice_variants[] = {"m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1",
                                              "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3"};
-#define N_ACCENTS ((int)(sizeof english_accents / sizeof *english_accents))
-#define N_VARIANTS ((int)(sizeof voice_variants / sizeof *voice_variants))
+/* --voices all: every English accent of espeak-ng 1.51 and every variant of its voices/!v
+ * but "fast" (an unstable speed test, otherwise the default voice) and "Mr serious" (a space
+ * in its name). */
+static const char *const all_english_accents[] = {"en-us",  "en",  "en-gb-x-rp", "en-us-nyc", "en-029",
+                                                  "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd"};
+static const char *const all_voice_variants[] = {
+    "Alex",      "Alicia",   "Andrea",      "Andy",        "Annie",       "AnxiousAndy", "Demonic",  "Denis",
+    "Diogo",     "Gene",     "Gene2",       "Henrique",    "Hugo",        "Jacky",       "Lee",      "Marco",
+    "Mario",     "Michael",  "Mike",        "Nguyen",      "RicishayMax", "RicishayMax2", "RicishayMax3", "Storm",
+    "Tweaky",    "UniRobot", "adam",        "anika",       "anikaRobot",  "announcer",   "antonio",  "aunty",
+    "belinda",   "benjamin", "boris",       "caleb",       "croak",       "david",       "ed",       "edward",
+    "edward2",   "f1",       "f2",          "f3",          "f4",          "f5",          "grandma",  "grandpa",
+    "gustave",   "iven",     "iven2",       "iven3",       "iven4",       "john",        "kaukovalta", "klatt",
+    "klatt2",    "klatt3",   "klatt4",      "klatt5",      "klatt6",      "linda",       "m1",       "m2",
+    "m3",        "m4",       "m5",          "m6",          "m7",          "m8",          "marcelo",  "max",
+    "michel",    "miguel",   "norbert",     "pablo",       "paul",        "pedro",       "quincy",   "rob",
+    "robert",    "robosoft", "robosoft2",   "robosoft3",   "robosoft4",   "robosoft5",   "robosoft6", "robosoft7",
+    "robosoft8", "sandro",   "shelby",      "steph",       "steph2",      "steph3",      "travis",   "victor",
+    "whisper",   "whisperf", "zac"};
+#define COUNT(a) ((int)(sizeof a / sizeof *a))
 
-enum { RATE_MIN = 130, RATE_MAX = 230, PITCH_MIN = 25, PITCH_MAX = 75, RANGE_MIN = 20, RANGE_MAX = 90 };
+/* The speaker pool's ranges of one voice set: base values of a speaker, and the bounds of an
+ * utterance's jittered values. */
+typedef struct {
+    const char *const *accents, *const *variants;
+    int n_accents, n_variants;
+    int rate_min, rate_max, pitch_min, pitch_max, range_min, range_max; /* speaker base values */
+    int rate_lo, rate_hi, pitch_lo, pitch_hi, range_lo, range_hi;       /* an utterance's values */
+} voice_set;
+
+static const voice_set voice_sets[2] = {
+    [SLEX_VOICES_STANDARD] = {english_accents, voice_variants, COUNT(english_accents), COUNT(voice_variants),
+                              130, 230, 25, 75, 20, 90, 115, 250, 20, 80, 15, 95},
+    [SLEX_VOICES_ALL] = {all_english_accents, all_voice_variants, COUNT(all_english_accents),
+                         COUNT(all_voice_variants), 100, 320, 10, 90, 10, 100, 85, 360, 5, 95, 5, 100},
+};
+
 /* Stream tags, so that the draws of different purposes are independent. */
-enum { STREAM_SPEAKER = 1, STREAM_ORDER = 2, STREAM_UTTERANCE = 3 };
+enum { STREAM_SPEAKER = 1, STREAM_ORDER = 2, STREAM_UTTERANCE = 3, STREAM_AUGMENT = 4, STREAM_BABBLE = 5 };
 
-void slex_synth_speaker(slex_lang lang, int index, slex_speaker *out) {
+const char *slex_voices_name(slex_voice_set voices) { return voices == SLEX_VOICES_ALL ? "all" : "standard"; }
+
+void slex_synth_speaker(slex_lang lang, slex_voice_set voices, int index, slex_speaker *out) {
+    const voice_set *v = &voice_sets[voices == SLEX_VOICES_ALL];
     uint64_t key = stream_key(STREAM_SPEAKER, (uint64_t)lang, (uint64_t)index);
     memset(out, 0, sizeof *out);
     out->index = index;
     snprintf(out->id, sizeof out->id, "%s_spk%03d", slex_lang_name(lang), index);
-    const char *base = lang == SLEX_LANG_EN ? english_accents[draw_int(key, 0, 0, N_ACCENTS - 1)] : "cmn-latn-pinyin";
-    snprintf(out->voice, sizeof out->voice, "%s+%s", base, voice_variants[draw_int(key, 1, 0, N_VARIANTS - 1)]);
-    out->rate = (int)draw_int(key, 2, RATE_MIN, RATE_MAX);
-    out->pitch = (int)draw_int(key, 3, PITCH_MIN, PITCH_MAX);
-    out->range = (int)draw_int(key, 4, RANGE_MIN, RANGE_MAX);
+    const char *base = lang == SLEX_LANG_EN ? v->accents[draw_int(key, 0, 0, v->n_accents - 1)] : "cmn-latn-pinyin";
+    snprintf(out->voice, sizeof out->voice, "%s+%s", base, v->variants[draw_int(key, 1, 0, v->n_variants - 1)]);
+    out->rate = (int)draw_int(key, 2, v->rate_min, v->rate_max);
+    out->pitch = (int)draw_int(key, 3, v->pitch_min, v->pitch_max);
+    out->range = (int)draw_int(key, 4, v->range_min, v->range_max);
 }
 
 int slex_synth_speaker_is_test(const slex_synth_options *opts, int index) {
@@ -374,11 +412,16 @@ void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, 
         int j = (int)draw_int(key, 0, 0, opts->num_speakers - n_test - 1); /* j-th non-test index */
         s = j + j / (every - 1) + 1;
     }
-    slex_synth_speaker(opts->lang, s, &out->speaker);
+    slex_synth_speaker(opts->lang, opts->voices, s, &out->speaker);
+    const voice_set *v = &voice_sets[opts->voices == SLEX_VOICES_ALL];
     out->rate = clampi((int)(out->speaker.rate * (0.92 + 0.16 * (double)draw_int(key, 1, 0, 1000) / 1000.0) + 0.5),
-                       RATE_MIN - 15, RATE_MAX + 20);
-    out->pitch = clampi(out->speaker.pitch + (int)draw_int(key, 2, -4, 4), 20, 80);
-    out->range = clampi(out->speaker.range + (int)draw_int(key, 3, -6, 6), 15, 95);
+                       v->rate_lo, v->rate_hi);
+    out->pitch = clampi(out->speaker.pitch + (int)draw_int(key, 2, -4, 4), v->pitch_lo, v->pitch_hi);
+    out->range = clampi(out->speaker.range + (int)draw_int(key, 3, -6, 6), v->range_lo, v->range_hi);
+}
+
+uint64_t slex_synth_augment_key(const slex_synth_options *opts, int64_t k) {
+    return stream_key(STREAM_AUGMENT, opts->seed, ((uint64_t)k << 2) | ((uint64_t)opts->lang << 1) | (uint64_t)opts->split);
 }
 
 /* ---- events -> segments ---- */
@@ -809,4 +852,40 @@ done:
     free(msg.p);
     if (rc) slex_utterance_free(u);
     return rc;
+}
+
+int slex_synth_babble_bank(slex_synth_engine *e, const slex_synth_options *opts, const slex_sentences *sentences,
+                           int n_utts, float **samples, int64_t *n, slex_error *err) {
+    slex_synth_options bo = *opts;
+    bo.seed = stream_key(STREAM_BABBLE, opts->seed, 0);
+    int64_t *order = slex_synth_sentence_order(&bo, sentences->n, err);
+    if (!order) return -1;
+    buf_t bank = {0};
+    int rc = 0;
+    for (int k = 0; k < n_utts && !rc; k++) {
+        slex_synth_plan plan;
+        slex_synth_make_plan(&bo, order, sentences->n, k, &plan);
+        slex_utterance u;
+        slex_error why;
+        if (slex_synth_utterance(e, bo.lang, &plan, sentences->text[plan.sentence], &u, &why)) continue;
+        double power = 0;
+        for (int64_t i = 0; i < u.n; i++) power += (double)u.samples[i] * u.samples[i];
+        power /= (double)u.n;
+        float scale = power > 0 ? (float)(1.0 / sqrt(power)) : 0.0f;
+        for (int64_t i = 0; i < u.n; i++) u.samples[i] *= scale;
+        if (power > 0 && buf_put(&bank, (const char *)u.samples, (size_t)u.n * sizeof(float))) rc = -1;
+        slex_utterance_free(&u);
+    }
+    free(order);
+    if (rc) {
+        free(bank.p);
+        return slex_fail(err, "out of memory for the babble speech");
+    }
+    if (!bank.n) {
+        free(bank.p);
+        return slex_fail(err, "espeak-ng made none of the %d babble utterances", n_utts);
+    }
+    *samples = (float *)bank.p;
+    *n = (int64_t)(bank.n / sizeof(float));
+    return 0;
 }

@@ -5,9 +5,10 @@
  *  - text: fortune files -> cleaned sentences (English from `fortunes`, Mandarin from
  *    `fortunes-zh`), deduplicated, each assigned to the train or test split by a hash of its
  *    text (so any train corpus and any test corpus are disjoint in sentences, whatever seeds).
- *  - speakers: a fixed pool per language; speaker s has voice, variant, base rate, pitch and
- *    range drawn from (lang, s) alone, and belongs to the test split when s % test_speaker_every
- *    == 0 (so splits are disjoint in speakers across runs).
+ *  - speakers: a fixed pool per language and voice set; speaker s has voice, variant, base
+ *    rate, pitch and range drawn from (lang, s) alone among the voice set's (standard: 6 English
+ *    accents, 15 variants; all: 8 accents, 99 variants and wider ranges), and belongs to the
+ *    test split when s % test_speaker_every == 0 (so splits are disjoint in speakers across runs).
  *  - plan: utterance k of a corpus = (sentence, speaker, per-utterance rate/pitch/range jitter)
  *    drawn from (seed, lang, split, k): the corpus is a fixed sequence, and any rank can make
  *    any utterance.
@@ -32,9 +33,17 @@
 
 typedef enum { SLEX_LANG_EN = 0, SLEX_LANG_ZH = 1 } slex_lang;
 typedef enum { SLEX_SPLIT_TRAIN = 0, SLEX_SPLIT_TEST = 1 } slex_split;
+/* The speaker pool's voices and ranges.  Standard: accents en-us, en (British), en-gb-x-rp,
+ * en-us-nyc, en-029, en-gb-scotland; variants m1-m7, f1-f5, klatt, klatt2, klatt3; base rate
+ * 130..230 wpm, pitch 25..75, range 20..90.  All: the accents plus en-gb-x-gbclan (Lancaster)
+ * and en-gb-x-gbcwmd (West Midlands); the 99 variants of espeak-ng 1.51's voices/!v (Andy,
+ * Annie, klatt4-6, whisper, croak, robosoft, ...: all but "fast" and "Mr serious"); base rate
+ * 100..320, pitch 10..90, range 10..100. */
+typedef enum { SLEX_VOICES_STANDARD = 0, SLEX_VOICES_ALL = 1 } slex_voice_set;
 
 const char *slex_lang_name(slex_lang lang);   /* "en" / "zh" */
 const char *slex_split_name(slex_split split); /* "train" / "test" */
+const char *slex_voices_name(slex_voice_set voices); /* "standard" / "all" */
 /* 0, or -1 for an unknown name. */
 int slex_lang_parse(const char *name, slex_lang *lang);
 int slex_split_parse(const char *name, slex_split *split);
@@ -49,6 +58,7 @@ typedef struct slex_synth_options {
     int num_speakers;          /* 40 speakers per language in the pool, both splits together */
     int test_speaker_every;    /* 5: speakers 0, 5, 10, ... are test speakers */
     int test_sentence_percent; /* 10: a sentence is a test sentence when its hash % 100 < 10 */
+    slex_voice_set voices;     /* SLEX_VOICES_STANDARD */
 } slex_synth_options;
 
 void slex_synth_options_default(slex_synth_options *opts);
@@ -80,13 +90,13 @@ typedef struct slex_speaker {
     int index;           /* in the language's pool */
     char id[32];         /* "en_spk007" */
     char voice[64];      /* espeak voice name with variant, "en-gb-scotland+f3" */
-    int rate;            /* words per minute, 130..230 (espeak loses events above 449) */
-    int pitch;           /* 25..75 */
-    int range;           /* 20..90 */
+    int rate;            /* words per minute, 130..230 (all: 100..320; espeak loses events above 449) */
+    int pitch;           /* 25..75 (all: 10..90) */
+    int range;           /* 20..90 (all: 10..100) */
 } slex_speaker;
 
-/* Speaker `index` of the language's pool (independent of the seed). */
-void slex_synth_speaker(slex_lang lang, int index, slex_speaker *out);
+/* Speaker `index` of the language's pool of a voice set (independent of the seed). */
+void slex_synth_speaker(slex_lang lang, slex_voice_set voices, int index, slex_speaker *out);
 int slex_synth_speaker_is_test(const slex_synth_options *opts, int index);
 
 typedef struct slex_synth_plan {
@@ -98,9 +108,13 @@ typedef struct slex_synth_plan {
 
 /* Sentence order of a corpus: a seeded permutation of 0..n_sentences-1 (malloc'd). */
 int64_t *slex_synth_sentence_order(const slex_synth_options *opts, int64_t n_sentences, slex_error *err);
-/* Utterance k: sentence order[k % n], a speaker of the split and jitter, all from the seed. */
+/* Utterance k: sentence order[k % n], a speaker of the split and jitter (rate +-8%, pitch +-4,
+ * range +-6, clamped to the voice set's bounds), all from the seed. */
 void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, int64_t n_sentences, int64_t k,
                           slex_synth_plan *out);
+/* The key of utterance k's augmentation draws (corpus/augment.h): from (seed, lang, split, k)
+ * alone, like its plan, so any rank makes the same augmented utterance. */
+uint64_t slex_synth_augment_key(const slex_synth_options *opts, int64_t k);
 
 /* ---- phoneme events -> phone segments ---- */
 
@@ -143,5 +157,13 @@ void slex_synth_engine_free(slex_synth_engine *e);
  * samples plus phone segments in *u.  Same arguments, same bytes, in any order. */
 int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_plan *plan, const char *text,
                          slex_utterance *u, slex_error *err);
+
+/* Speech to make babble noise from (corpus/augment.h): n_utts utterances of the options' split
+ * (its sentences and speakers; sentence order and speakers drawn from the seed mixed with a tag
+ * of their own, so they are not the corpus's utterances 0..n_utts-1), each scaled to unit mean
+ * power, concatenated into *samples (malloc'd).  Utterances espeak-ng cannot make are left out;
+ * an error when none is left.  The same on every rank. */
+int slex_synth_babble_bank(slex_synth_engine *e, const slex_synth_options *opts, const slex_sentences *sentences,
+                           int n_utts, float **samples, int64_t *n, slex_error *err);
 
 #endif
