@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """slex-train end to end on a tiny model: the weights after N updates are the same bytes for
-1, 2 and 3 ranks (LoRA and full), a killed run resumes to the same bytes, a finished run is not
+1, 2, 3 and 4 ranks (LoRA and full), a killed run resumes to the same bytes, a finished run is not
 redone, another command on the run directory is refused, and the loss goes down.
 
 usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
@@ -81,20 +81,22 @@ def log(out):
 
 
 def case_ranks():
-    for mode, steps in (("lora", 6), ("full", 4)):
+    # Micro-batches of one utterance (LoRA) and two batches per update (full): updates of up to
+    # 6 and 12 micro-batches, so that 4 ranks get different shares (and some ranks none).
+    for mode, steps, extra in (("lora", 6, ["--micro-batch", "1"]), ("full", 4, ["--update-freq", "2"])):
         results = []
-        for ranks in (1, 2, 3):
+        for ranks in (1, 2, 3, 4):
             out = os.path.join(WORK, f"{mode}_r{ranks}")
-            train(out, ranks, mode=mode, steps=steps)
+            train(out, ranks, mode=mode, steps=steps, extra=extra)
             results.append(result_files(out, mode))
             lines = log(out)
             if [l["step"] for l in lines] != list(range(1, steps + 1)):
                 sys.exit(f"FAIL: {mode} {ranks} ranks: log steps {[l['step'] for l in lines]}")
-        for ranks, r in zip((2, 3), results[1:]):
+        for ranks, r in zip((2, 3, 4), results[1:]):
             if r != results[0]:
                 sys.exit(f"FAIL: {mode}: the result of {ranks} ranks differs from 1 rank's: "
                          + ", ".join(f for f in r if r[f] != results[0].get(f)))
-        print(f"{mode}: {steps} updates give the same bytes for 1, 2 and 3 ranks ({', '.join(results[0])})")
+        print(f"{mode}: {steps} updates give the same bytes for 1, 2, 3 and 4 ranks ({', '.join(results[0])})")
     # The loss goes down on learnable targets (LoRA, more updates).
     out = os.path.join(WORK, "learn")
     train(out, 2, steps=40, extra=["--checkpoint-every", "40"])

@@ -54,18 +54,6 @@ static float *model_block(slex_hubert *m, int64_t *n, slex_error *err) {
     return lo;
 }
 
-/* (layer, linear) of a LoRA module path, -1 when it is not a transformer-layer linear. */
-static int site_index(const char *module, int L) {
-    static const char *names[SLEX_HUBERT_LINEARS] = {"attention.q_proj", "attention.k_proj", "attention.v_proj",
-                                                     "attention.out_proj", "feed_forward.intermediate_dense",
-                                                     "feed_forward.output_dense"};
-    int l, off = 0;
-    if (sscanf(module, "encoder.layers.%d.%n", &l, &off) != 1 || off == 0 || l < 0 || l >= L) return -1;
-    for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
-        if (!strcmp(module + off, names[i])) return l * SLEX_HUBERT_LINEARS + i;
-    return -1;
-}
-
 slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora *lora, const slex_step_options *o,
                                   slex_error *err) {
     const slex_hubert_config *c = slex_hubert_get_config(model);
@@ -74,7 +62,6 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
         return slex_fail(err, "head of width %d for a model of width %d", head->cfg.hidden_size, c->hidden_size), NULL;
     if (o->lora != (lora != NULL))
         return slex_fail(err, o->lora ? "LoRA mode without an adapter" : "an adapter given in full mode"), NULL;
-    if (lora && slex_lora_check(lora, model, err)) return NULL;
     if (!o->lora && !(o->feature_grad_mult >= 0.0f))
         return slex_fail(err, "feature-grad-mult %g: must be >= 0", o->feature_grad_mult), NULL;
     slex_trainer *t = calloc(1, sizeof *t);
@@ -121,17 +108,9 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
             slex_trainer_free(t);
             return slex_fail(err, "out of memory"), NULL;
         }
-        float *g = slex_optim_grad(t->optim, 1);
-        for (int i = 0; i < lora->n_targets; i++) {
-            const slex_lora_target *tg = &lora->targets[i];
-            int s = site_index(tg->module, (int)L);
-            if (s < 0) {
-                slex_trainer_free(t);
-                return slex_fail(err, "%s: LoRA on %s: training supports the linears of the transformer layers only",
-                                 lora->weights_path[0] ? lora->weights_path : "adapter", tg->module), NULL;
-            }
-            t->sites[s] = (slex_hubert_lora_site){tg->A, tg->B, g + (tg->A - lora->params), g + (tg->B - lora->params),
-                                                  tg->scaling, tg->r};
+        if (slex_lora_sites(lora, model, slex_optim_grad(t->optim, 1), t->sites, err)) {
+            slex_trainer_free(t);
+            return NULL;
         }
     }
     float *hg = slex_optim_grad(t->optim, n - 1) - C; /* laid out like head->params, mask_emb unused */
