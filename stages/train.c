@@ -172,10 +172,11 @@ int main(int argc, char **argv) {
         if (!rc && mpi.rank == 0)
             slex_info(outcome == SLEX_TRAIN_ALREADY_DONE ? "%s: finished earlier with these parameters; nothing to do"
                                                           : "%s: done", o->out);
-        code = rc ? 1 : 0;
+        code = rc ? SLEX_EXIT_FAILED : SLEX_EXIT_OK;
     }
     free(specs);
     slex_cli_free(&cli);
+    code = slex_mpi_exit_code(code, &err); /* 1 becomes 4, 5 or 6 by the error's kind; the ranks agree */
     slex_mpi_stop();
     return code;
 }

@@ -2,7 +2,8 @@
  * slex-label store at 50 Hz): the plans' invariants over many updates, the crops and labels of
  * loaded micro-batches against fairseq's collater/forward_targets arithmetic done here in
  * integers (Python's round half to even), whole-file normalisation, determinism from
- * (seed, step), weighted mixing, and the errors for bad labels and manifests.
+ * (seed, step), weighted mixing, the errors for bad labels and manifests, and label ids kept
+ * exactly in 2 bytes (K <= 65536) and 4 (K > 65536).
  * usage: test_train_batch SCRATCH_DIR */
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +102,24 @@ static slex_batcher *open_two(double wa, double wb, uint64_t seed, slex_error *e
     CHECK(slex_data_spec_parse(spec, &d[1], err) == 0, "%s", err->msg);
     slex_hubert_config c = base_conv();
     return slex_batcher_open(&o, d, 2, &c, err);
+}
+
+/* One source of the corpus, the test's batch options with min_size, max_sample and k classes. */
+static slex_batcher *open_one(const char *manifest, const char *labels, double rate, int64_t min_size,
+                              int64_t max_sample, int k, slex_error *err) {
+    slex_batch_options o;
+    slex_batch_options_default(&o);
+    o.max_tokens = 100000;
+    o.micro_batch = 3;
+    o.max_sample_size = max_sample;
+    o.min_sample_size = min_size;
+    o.label_rate = rate;
+    o.num_classes = k;
+    slex_data_spec d = {{0}, {0}, 1.0};
+    snprintf(d.manifest, sizeof d.manifest, "%s/%s", base, manifest);
+    snprintf(d.labels, sizeof d.labels, "%s/%s", base, labels);
+    slex_hubert_config c = base_conv();
+    return slex_batcher_open(&o, &d, 1, &c, err);
 }
 
 /* Python's round(a / b) for a >= 0, b > 0: nearest, ties to even. */
@@ -274,18 +293,8 @@ static void test_normalize(void) {
 /* Opens one source and expects failure with all of `needles` in the message. */
 static void expect_error(const char *manifest, const char *labels, double rate, int64_t min_size, const char *what,
                          const char *n1, const char *n2) {
-    slex_batch_options o;
-    slex_batch_options_default(&o);
-    o.max_tokens = 100000;
-    o.min_sample_size = min_size;
-    o.label_rate = rate;
-    o.num_classes = K;
-    slex_data_spec d = {{0}, {0}, 1.0};
-    snprintf(d.manifest, sizeof d.manifest, "%s/%s", base, manifest);
-    snprintf(d.labels, sizeof d.labels, "%s/%s", base, labels);
-    slex_hubert_config c = base_conv();
     slex_error err = {{0}};
-    slex_batcher *b = slex_batcher_open(&o, &d, 1, &c, &err);
+    slex_batcher *b = open_one(manifest, labels, rate, min_size, 20000, K, &err);
     CHECK(!b && strstr(err.msg, n1) && (!n2 || strstr(err.msg, n2)), "%s: got \"%s\"", what, b ? "(opened)" : err.msg);
     fprintf(stderr, "%s: %s\n", what, err.msg);
     slex_batcher_free(b);
@@ -332,17 +341,8 @@ static void test_errors(void) {
     for (int64_t fr = 0; fr < km_count(lens[0][0] + 1600); fr++) fprintf(f, fr ? " 1" : "1");
     fprintf(f, "\n");
     fclose(f);
-    slex_batch_options o;
-    slex_batch_options_default(&o);
-    o.min_sample_size = 0;
-    o.label_rate = 100.0;
-    o.num_classes = K;
-    slex_data_spec d = {{0}, {0}, 1.0};
-    snprintf(d.manifest, sizeof d.manifest, "%s/liar.tsv", base);
-    snprintf(d.labels, sizeof d.labels, "%s/liar.km", base);
-    slex_hubert_config c = base_conv();
     slex_error err = {{0}};
-    slex_batcher *b = slex_batcher_open(&o, &d, 1, &c, &err);
+    slex_batcher *b = open_one("liar.tsv", "liar.km", 100.0, 0, 250000, K, &err);
     slex_batch_plan p;
     slex_microbatch mb = {0};
     CHECK(b && slex_batcher_plan(b, 0, 0, &p, &err) == 0, "%s", err.msg);
@@ -351,10 +351,64 @@ static void test_errors(void) {
     if (b) slex_batch_plan_free(&p);
     slex_microbatch_free(&mb);
     slex_batcher_free(b);
+    slex_data_spec d;
     CHECK(slex_data_spec_parse("only_a_manifest.tsv", &d, &err) == -1, "spec without labels accepted");
     CHECK(slex_data_spec_parse("m.tsv:l.km:-1", &d, &err) == -1, "negative weight accepted");
     CHECK(slex_data_spec_parse("m.tsv:dir:with:colon", &d, &err) == 0 && !strcmp(d.labels, "dir:with:colon") &&
               d.weight == 1.0, "labels path with ':'");
+}
+
+/* Labels kept in 2 bytes (K <= 65536, ids up to 65535) and in 4 (K > 65536): a .km of ids
+ * spread over [0, span), loaded micro-batches against the same formula. */
+static int32_t wide_label(int u, int64_t f, int64_t span) { return (int32_t)((((uint64_t)u << 20) + (uint64_t)f * 40503u) % (uint64_t)span); }
+
+static void test_wide_labels(int64_t span) {
+    char km[4400];
+    snprintf(km, sizeof km, "%s/wide%lld.km", base, (long long)span);
+    FILE *f = fopen(km, "w");
+    int top = 0;
+    for (int u = 0; u < NUTT; u++) {
+        for (int64_t fr = 0; fr < km_count(lens[0][u]); fr++) {
+            int32_t v = u == 1 && fr == 0 ? (int32_t)span - 1 : wide_label(u, fr, span);
+            top |= v == span - 1;
+            fprintf(f, fr ? " %d" : "%d", v);
+        }
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    slex_error err = {{0}};
+    slex_batcher *b = open_one("a.tsv", km + strlen(base) + 1, 100.0, 9000, 20000, (int)span, &err);
+    CHECK(b != NULL, "K = %lld: %s", (long long)span, err.msg);
+    if (!b) return;
+    int64_t checked = 0, wrong = 0, high = 0;
+    slex_microbatch mb = {0};
+    for (int64_t step = 0; step < 40; step++) {
+        slex_batch_plan p;
+        CHECK(slex_batcher_plan(b, step, 0, &p, &err) == 0, "%s", err.msg);
+        for (int m = 0; m < p.n_micro; m++) {
+            CHECK(slex_batcher_load(b, &p, m, &mb, &err) == 0, "%s", err.msg);
+            for (int r = 0; r < mb.B; r++) {
+                const slex_batch_item *it = &p.items[p.micro_start[m] + r];
+                int64_t f0 = round_div(it->offset, 160);
+                for (int64_t i = 0; i < mb.T; i++, checked++) {
+                    int64_t fr = f0 + 2 * i;
+                    int32_t want = it->utt == 1 && fr == 0 ? (int32_t)span - 1 : wide_label((int)it->utt, fr, span);
+                    wrong += mb.labels[r * mb.T + i] != want;
+                    high += want >= 32768;
+                }
+            }
+        }
+        slex_batch_plan_free(&p);
+    }
+    CHECK(top && wrong == 0 && checked > 1000 && high > checked / 4, "K = %lld: %lld of %lld labels wrong (%lld >= 32768)",
+          (long long)span, (long long)wrong, (long long)checked, (long long)high);
+    /* the same file with K one smaller: id K-1 is refused, not wrapped */
+    slex_microbatch_free(&mb);
+    slex_batcher_free(b);
+    b = open_one("a.tsv", km + strlen(base) + 1, 100.0, 9000, 20000, (int)span - 1, &err);
+    CHECK(!b && strstr(err.msg, "outside the") && strstr(err.msg, "a01.wav"), "K = %lld - 1: %s", (long long)span,
+          b ? "(opened)" : err.msg);
+    slex_batcher_free(b);
 }
 
 int main(int argc, char **argv) {
@@ -363,5 +417,7 @@ int main(int argc, char **argv) {
     test_plans_and_loads();
     test_normalize();
     test_errors();
+    test_wide_labels(65536);
+    test_wide_labels(70000);
     return check_finish("test_train_batch");
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """slex-train end to end on a tiny model: the weights after N updates are the same bytes for
 1, 2, 3 and 4 ranks (LoRA and full), a killed run resumes to the same bytes, a finished run is not
-redone, another command on the run directory is refused, and the loss goes down.
+redone, bad input is refused with its exit code and leaves the run directory alone, a run that
+diverges stops and resumes from its last good checkpoint, and the loss goes down.
 
 usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
-CASE: ranks | resume | bad | outputs | arch"""
+CASE: ranks | resume | bad | diverge | outputs | arch"""
 import json
 import os
 import shutil
@@ -155,24 +156,201 @@ def case_resume():
           "a finished run is not redone")
 
 
+def snapshot(out):
+    """Every file of a run directory and its bytes."""
+    files = {}
+    for root, _, names in os.walk(out):
+        for n in names:
+            path = os.path.join(root, n)
+            files[os.path.relpath(path, out)] = open(path, "rb").read()
+    return files
+
+
+def expect_error(what, out, code, words, extra=(), data=None, init=None, env=None, preexec=None):
+    """A run that must fail with exit code `code` and a message holding every word."""
+    args = [TRAIN, "--data", data or f"{MANIFEST}:{LABELS}", "--init", init or MODEL, "--mode", "lora", "--out", out,
+            "--num-classes", str(K), "--label-rate", "50", "--steps", "2", "--max-tokens", "60000", "--micro-batch",
+            "2", "--min-sample-size", "4000", "--checkpoint-every", "2", "--lora-rank", "4", "--lora-alpha", "8",
+            "--lr", "2e-3", "--mask-prob", "0.5", "--mask-length", "3", "--seed", "3"] + list(extra)
+    p = subprocess.run(args, capture_output=True, text=True, env=env, preexec_fn=preexec)
+    missing = [w for w in words if w not in p.stderr]
+    if p.returncode != code or missing:
+        sys.exit(f"FAIL: {what}: exit {p.returncode} (expected {code}), missing {missing} in:\n{p.stderr[-1500:]}")
+    return p
+
+
+def km_variant(name, edit):
+    """train.km with edit(line index, units) applied to its lines."""
+    lines = [l.split() for l in open(LABELS).read().splitlines()]
+    path = os.path.join(WORK, name)
+    open(path, "w").write("\n".join(" ".join(edit(i, u)) for i, u in enumerate(lines)) + "\n")
+    return path
+
+
+def label_store(name, n_utts):
+    """A label store of n_utts utterances (ids u00000...) made by make_store."""
+    import struct
+    src = os.path.join(WORK, name + ".bin")
+    with open(src, "wb") as f:
+        f.write(struct.pack("<qi", n_utts, 1))
+        for line in open(LABELS).read().splitlines()[:n_utts]:
+            units = np.array(line.split(), "<i4")
+            f.write(struct.pack("<q", len(units)) + units.tobytes())
+    out = os.path.join(WORK, name)
+    subprocess.run([os.path.join(BIN, "make_store"), src, out, "2", "50", "i32"], check=True)
+    return out
+
+
+def checkpoint_with_adapter(src, adapter, dst):
+    """A copy of slex checkpoint src whose adapter/ is another one, its manifest's sizes and CRCs
+    updated (so that only the adapter's fit is wrong)."""
+    import zlib
+    shutil.copytree(src, dst)
+    shutil.rmtree(os.path.join(dst, "adapter"))
+    shutil.copytree(adapter, os.path.join(dst, "adapter"))
+    man = json.load(open(os.path.join(dst, "slex_checkpoint.json")))
+    for rel in list(man["files"]):
+        if rel.startswith("adapter/"):
+            data = open(os.path.join(dst, rel), "rb").read()
+            man["files"][rel] = {"bytes": len(data), "crc32": f"{zlib.crc32(data):08x}"}
+    json.dump(man, open(os.path.join(dst, "slex_checkpoint.json"), "w"))
+    return dst
+
+
 def case_bad():
+    """Bad input: each refused with its exit code (2 command line, 4 bad input, 5 resources, 1 I/O)
+    and a message naming the file and the reason; a refused run leaves the run directory as it was."""
     out = os.path.join(WORK, "run")
     train(out, 1, steps=2)
-    p = train(out, 1, steps=2, extra=["--lr", "1e-3"], expect=1)
-    if "other parameters" not in p.stderr or "lr" not in p.stderr:
-        sys.exit("FAIL: another command on the run directory:\n" + p.stderr)
-    before = result_files(out, "lora")
-    if result_files(out, "lora") != before:
-        sys.exit("FAIL: a refused run changed the result")
+    before = snapshot(out)
+
+    def unchanged(what):
+        if snapshot(out) != before:
+            sys.exit(f"FAIL: {what} changed the run directory {out}")
+
+    # Another config on an existing run: bad input, naming the difference; nothing overwritten.
+    expect_error("another config", out, 4, ["other parameters", "lr", "--force"], ["--lr", "1e-3"])
+    unchanged("a resume with another config")
+    # --force with bad input: refused before the old run is replaced.
+    expect_error("--force with labels >= K", out, 4, [LABELS, "outside the 5 classes"], ["--num-classes", "5", "--force"])
+    unchanged("a refused --force run")
+    # Command-line errors exit 2 before any work, and create nothing.
+    fresh = os.path.join(WORK, "fresh")
+    expect_error("unknown --lora-targets", fresh, 2, ["--lora-targets", '"query"'], ["--lora-targets", "q,query"])
+    expect_error("bad --lora-layers", fresh, 2, ["--lora-layers 2-1"], ["--lora-layers", "2-1"])
+    expect_error("bad --mode", fresh, 2, ["--mode"], ["--mode", "half"])
+    if os.path.exists(fresh):
+        sys.exit("FAIL: a refused command line created " + fresh)
+    # Bad input (4), each naming the file and the reason.
+    expect_error("--lora-layers beyond the model", fresh, 4, ["--lora-layers 2,3", "layers 1..2"], ["--lora-layers", "2,3"])
+    expect_error("labels >= K", fresh, 4, [LABELS, "utt000.wav", "outside the 5 classes"], ["--num-classes", "5"])
+    # fairseq's tolerance is 0.1 s: 3 labels short at 50 Hz (0.06 s) pass, 10 (0.2 s) do not.
+    short3 = km_variant("short3.km", lambda i, u: u[:-3] if i == 4 else u)
+    train(os.path.join(WORK, "short3"), 1, steps=1, extra=["--data", f"{MANIFEST}:{short3}"])
+    short10 = km_variant("short10.km", lambda i, u: u[:-10] if i == 4 else u)
+    expect_error("labels 0.2 s short", fresh, 4, [short10, "utt004.wav", "line 6", "more than 0.1 s apart"],
+                 data=f"{MANIFEST}:{short10}")
+    fewer = km_variant("fewer.km", lambda i, u: u)
+    open(fewer, "w").write("\n".join(open(LABELS).read().splitlines()[:-1]) + "\n")
+    expect_error("a .km with a line missing", fresh, 4, [fewer, "29 lines", "30 utterances"], data=f"{MANIFEST}:{fewer}")
+    store29, store30 = label_store("store29", 29), label_store("store30", 30)
+    expect_error("label store of another manifest (count)", fresh, 4, [store29, "29 utterances", "another manifest"],
+                 data=f"{MANIFEST}:{store29}")
+    expect_error("label store of another manifest (ids)", fresh, 4, [store30, "u00000", "utt000.wav", "another manifest"],
+                 data=f"{MANIFEST}:{store30}")
+    expect_error("no usable utterance", fresh, 4, [MANIFEST, "no usable utterance", "30 shorter"],
+                 ["--min-sample-size", "100000"])
+    # An adapter for another base: a slex checkpoint whose adapter/ belongs to a 32-wide model.
+    other = os.path.join(SRC, "tests", "data", "dump", "adapter_post_ln")
+    wrong = checkpoint_with_adapter(os.path.join(out, "checkpoint-2"), other, os.path.join(WORK, "wrong_adapter"))
+    expect_error("an adapter for another base", fresh, 4, [os.path.join(wrong, "adapter"), "adapter_model.safetensors"],
+                 init=wrong)
+    # Resources (5): activations for 1e10-sample crops do not fit (and 1e12, whose sizes overflow
+    # int64, fail the same way instead of crashing).
+    # (Under ASan, allocations too large to make return NULL as they do without it.)
+    asan = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":allocator_may_return_null=1")
+    for size in ("10000000000", "1000000000000"):
+        expect_error(f"--max-sample-size {size}", fresh, 5, ["out of memory for the activations"],
+                     ["--max-sample-size", size], env=asan)
+    # I/O (1): a file-size limit makes the first checkpoint's write fail; retrying may succeed.
+    import resource
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000))
+    io = os.path.join(WORK, "io")
+    expect_error("a write failing", io, 1, ["checkpoint-2", "model.safetensors", "File too large"],
+                 env=dict(os.environ, PMIX_MCA_gds="hash", OMPI_MCA_btl="self"), preexec=small_files)
+    if any(d.startswith("checkpoint-") and os.path.exists(os.path.join(io, d, "trainer.json")) for d in os.listdir(io)):
+        sys.exit("FAIL: a failed checkpoint write left a checkpoint that counts")
+    # --force with good input replaces the run.
     train(out, 1, steps=2, extra=["--lr", "1e-3", "--force"])
-    p = train(os.path.join(WORK, "t"), 1, extra=["--lora-targets", "q,query"], expect=1)
-    if "query" not in p.stderr:
-        sys.exit("FAIL: unknown LoRA target not named:\n" + p.stderr)
-    p = train(os.path.join(WORK, "k"), 1, extra=["--num-classes", "5"], expect=1)
-    if "train.km" not in p.stderr:
-        sys.exit("FAIL: labels >= K not named:\n" + p.stderr)
-    train(os.path.join(WORK, "m"), 1, extra=["--mode", "half"], expect=2)
-    print("bad input: another command refused (naming lr), --force replaces it; unknown target, labels >= K, bad mode")
+    print("bad input: exit 2 for command lines, 4 for another config, labels >= K, labels 0.2 s off (0.06 s "
+          "accepted), a missing .km line, label stores of another manifest, no usable utterance, an adapter of "
+          "another base; 5 out of memory, 1 a failed write; refused runs change nothing, --force replaces")
+
+
+def read_safetensors(path):
+    """{name: array} of an F32 safetensors file."""
+    import struct
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], "<f4")
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def scaled_model(dst, name, value):
+    """A copy of the tiny model with every element of tensor `name` set to value (finite)."""
+    import struct
+    shutil.copytree(MODEL, dst)
+    path = os.path.join(dst, "model.safetensors")
+    raw = bytearray(open(path, "rb").read())
+    (n,) = struct.unpack("<Q", raw[:8])
+    b, e = json.loads(raw[8:8 + n])[name]["data_offsets"]
+    raw[8 + n + b:8 + n + e] = np.full((e - b) // 4, value, "<f4").tobytes()
+    open(path, "wb").write(raw)
+    return dst
+
+
+def case_diverge():
+    """A non-finite loss or gradient, for real: the run stops naming the step and the source, the
+    last good checkpoint stays (finite weights, its step the last logged), and re-running the same
+    command resumes from it (and stops at the same step)."""
+    import re
+    out = os.path.join(WORK, "diverge")
+    extra = ["--mode", "full", "--lr", "1000", "--warmup-steps", "4", "--checkpoint-every", "1"]
+    p = train(out, 2, steps=12, extra=extra, expect=4)
+    m = re.search(r"step (\d+), micro-batch \d+ \(source ([^)]*)\): the loss is (finite but gradient element \d+ is )?"
+                  r"(NaN|[+-]Inf)", p.stderr)
+    if not m or MANIFEST not in m.group(2):
+        sys.exit("FAIL: the divergence is not named (step, source, NaN/Inf):\n" + p.stderr[-1500:])
+    bad = int(m.group(1))
+    kept = sorted(int(d.split("-")[1]) for d in os.listdir(out) if d.startswith("checkpoint-"))
+    if bad < 2 or kept != [bad - 2, bad - 1][-len(kept):] or not kept or f"checkpoint-{bad - 1} is kept" not in p.stderr:
+        sys.exit(f"FAIL: diverged at step {bad}: checkpoints {kept}\n{p.stderr[-800:]}")
+    if [l["step"] for l in log(out)] != list(range(1, bad)):
+        sys.exit(f"FAIL: the log of a run that diverged at step {bad}: {[l['step'] for l in log(out)]}")
+    if any(os.path.exists(os.path.join(out, f)) for f in ("done.json", "model")):
+        sys.exit("FAIL: a diverged run wrote its result")
+    ck = os.path.join(out, f"checkpoint-{bad - 1}")
+    if json.load(open(os.path.join(ck, "trainer.json")))["step"] != bad - 1:
+        sys.exit("FAIL: the kept checkpoint's step")
+    for name, a in read_safetensors(os.path.join(ck, "model.safetensors")).items():
+        if not np.isfinite(a).all():
+            sys.exit(f"FAIL: the kept checkpoint has non-finite {name}")
+    before = snapshot(ck)
+    p = train(out, 1, steps=12, extra=extra, expect=4)
+    if f"resuming from {ck}" not in p.stderr or f"step {bad}, micro-batch" not in p.stderr:
+        sys.exit(f"FAIL: the re-run did not resume from {ck} and stop at step {bad}:\n{p.stderr[-1500:]}")
+    if snapshot(ck) != before:
+        sys.exit("FAIL: the re-run changed the last good checkpoint")
+    # A model whose output overflows: the loss itself is NaN at the first step, before any checkpoint.
+    huge = scaled_model(os.path.join(WORK, "huge"), "encoder.layers.1.final_layer_norm.bias", 3e38)
+    p = expect_error("a model that overflows", os.path.join(WORK, "huge_run"), 4,
+                     ["step 1, micro-batch 0", MANIFEST, "the loss is NaN", "no checkpoint was written"], init=huge)
+    print(f"diverge: --lr 1000 stops at step {bad} ({m.group(0)}), checkpoint-{bad - 1} kept and resumed from; "
+          "an overflowing model: the loss is NaN at step 1")
 
 
 def read_store_rows(store):
@@ -272,4 +450,5 @@ def case_arch():
           f"loss {first:.3f} -> {last:.3f} bits over 40 updates; lora mode and --init with --arch refused")
 
 
-{"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "outputs": case_outputs, "arch": case_arch}[CASE]()
+{"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "diverge": case_diverge, "outputs": case_outputs,
+ "arch": case_arch}[CASE]()

@@ -167,6 +167,10 @@ static float *alloc_acts(slex_hubert *m, int64_t N) {
     int64_t Kp = c->num_conv_pos_embeddings, Cg = C / c->num_conv_pos_embedding_groups;
     int64_t len[SLEX_HUBERT_MAX_CONV], ping = 0, pong = 0, scratch = 0, conv_max = 0;
     float *conv_ping = NULL, *conv_pong = NULL;
+    /* The largest slots, in double: sizes whose float count overflows int64 are out of memory. */
+    if ((double)B * (double)N * (double)(Cf > C ? Cf : C) > 0x1p60 ||
+        (double)(Lk + 1) * (double)H * (double)B * (double)T * (double)T > 0x1p60)
+        return NULL;
     slot s[MAX_SLOTS];
     int n = 0;
     s[n++] = (slot){&a->wave, B * N};
@@ -270,7 +274,7 @@ static slex_hubert *hubert_new(const char *config_path, const char *dir, const s
                                slex_error *err) {
     slex_hubert *m = calloc(1, sizeof *m);
     if (!m) {
-        slex_fail(err, "%s: out of memory", config_path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", config_path);
         return NULL;
     }
     if (opts)
@@ -305,7 +309,7 @@ static slex_hubert *hubert_new(const char *config_path, const char *dir, const s
     int64_t Cg = c->hidden_size / c->num_conv_pos_embedding_groups;
     m->pos_conv_w = malloc((size_t)c->hidden_size * (size_t)(Cg * c->num_conv_pos_embeddings) * sizeof(float));
     if (!m->params_memory || !m->pos_conv_w) {
-        slex_fail(err, "%s: out of memory for %lld parameters", config_path, (long long)m->num_params);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld parameters", config_path, (long long)m->num_params);
         goto fail;
     }
     m->max_samples = m->opts.max_chunk_samples;
@@ -313,7 +317,7 @@ static slex_hubert *hubert_new(const char *config_path, const char *dir, const s
     m->acts_memory = alloc_acts(m, m->max_samples);
     m->layer_in = calloc((size_t)c->num_hidden_layers, sizeof *m->layer_in);
     if (!m->acts_memory || !m->layer_in) {
-        slex_fail(err, "%s: out of memory for the activations of %lld samples%s", config_path,
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for the activations of %lld samples%s", config_path,
                   (long long)m->max_samples,
                   m->opts.keep_activations ? " (keep_activations keeps every layer's attention: use a "
                                              "max_chunk_samples sized for training crops)" : "");

@@ -69,7 +69,9 @@ typedef struct source {
     slex_manifest *manifest;
     double label_rate;
     float ratio;       /* label frames per model frame: label_rate * stride / 16000 */
-    int32_t *labels;   /* every manifest entry's labels, concatenated */
+    void *labels;      /* every manifest entry's labels, concatenated: uint16_t when K <= 65536, else int32_t */
+    int lbytes;        /* 2 or 4 */
+    int64_t n_labels, cap_labels;
     int64_t *lab_off;  /* (entries + 1) */
     int64_t *sorted;   /* usable entries by manifest length (ties: manifest order) */
     int64_t usable, skipped_short, samples;
@@ -86,97 +88,124 @@ struct slex_batcher {
 
 static int64_t entry_len(const source *s, int64_t e) { return s->manifest->entries[e].num_samples; }
 
-/* .km: one line of space-separated unit ids per manifest line. */
-static int read_km(source *s, slex_error *err) {
+static int32_t label_at(const source *s, int64_t i) {
+    return s->lbytes == 2 ? (int32_t)((const uint16_t *)s->labels)[i] : ((const int32_t *)s->labels)[i];
+}
+
+/* Appends label v, frame f of manifest entry e, after checking it is in [0, K): only then is it
+ * narrowed to the source's label width. */
+static int push_label(source *s, int K, int64_t e, int64_t f, int64_t v, slex_error *err) {
+    if (v < 0 || v >= K) {
+        const slex_manifest_entry *en = &s->manifest->entries[e];
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %s (line %lld of %s): label %lld at frame %lld is "
+                            "outside the %d classes [0, %d)", s->spec.labels, en->relpath, (long long)en->line,
+                            s->manifest->path, (long long)v, (long long)f, K, K);
+    }
+    if (s->n_labels == s->cap_labels) {
+        int64_t cap = s->cap_labels ? 2 * s->cap_labels : 1 << 16;
+        void *grown = realloc(s->labels, (size_t)cap * (size_t)s->lbytes);
+        if (!grown) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", s->spec.labels, (long long)cap);
+        s->labels = grown;
+        s->cap_labels = cap;
+    }
+    if (s->lbytes == 2) ((uint16_t *)s->labels)[s->n_labels++] = (uint16_t)v;
+    else ((int32_t *)s->labels)[s->n_labels++] = (int32_t)v;
+    return 0;
+}
+
+/* .km: one line of space-separated unit ids per manifest line, read line by line (the labels
+ * alone are kept; their array is cut to size at the end). */
+static int read_km(source *s, int K, slex_error *err) {
     const char *path = s->spec.labels;
-    char *text = slex_read_text_file(path, NULL, err);
-    if (!text) return -1;
-    int64_t n = s->manifest->n, cap = 1 << 16, used = 0, line = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: %s", path, strerror(errno));
+    int64_t n = s->manifest->n, line = 0;
     s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    s->labels = malloc(sizeof(int32_t) * (size_t)cap);
-    int rc = (!s->lab_off || !s->labels) ? slex_fail(err, "%s: out of memory", path) : 0;
-    char *p = text;
-    while (!rc && *p) {
-        char *eol = strchr(p, '\n');
-        if (eol) *eol = '\0';
-        if (line < n) s->lab_off[line] = used;
-        char *q = p;
-        while (!rc) {
-            while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+    int rc = !s->lab_off ? slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path) : 0;
+    char *text = NULL;
+    size_t cap = 0;
+    for (ssize_t got; !rc && (got = getline(&text, &cap, f)) >= 0; line++) {
+        if (line < n) s->lab_off[line] = s->n_labels;
+        for (char *q = text; !rc;) {
+            while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
             if (!*q) break;
             char *end;
             errno = 0;
-            long v = strtol(q, &end, 10);
-            if (end == q || errno || v < INT32_MIN || v > INT32_MAX || (*end && *end != ' ' && *end != '\t' && *end != '\r')) {
-                rc = slex_fail(err, "%s: line %lld: \"%.20s\" is not a unit id", path, (long long)line + 1, q);
+            long long v = strtoll(q, &end, 10);
+            if (end == q || errno || (*end && *end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')) {
+                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: line %lld: \"%.20s\" is not a unit id", path, (long long)line + 1, q);
                 break;
             }
-            if (line < n) {
-                if (used == cap) {
-                    int32_t *grown = realloc(s->labels, sizeof(int32_t) * (size_t)(cap *= 2));
-                    if (!grown) {
-                        rc = slex_fail(err, "%s: out of memory", path);
-                        break;
-                    }
-                    s->labels = grown;
-                }
-                s->labels[used++] = (int32_t)v;
-            }
+            if (line < n) rc = push_label(s, K, line, s->n_labels - s->lab_off[line], v, err);
             q = end;
         }
-        line++;
-        if (!eol) break;
-        p = eol + 1;
     }
+    if (!rc && ferror(f)) rc = slex_fail_as(err, SLEX_ERR_IO, "%s: read failed", path);
     free(text);
+    fclose(f);
     if (!rc && line != n)
-        rc = slex_fail(err, "%s has %lld lines but the manifest %s has %lld utterances: fairseq needs one label line per "
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s has %lld lines but the manifest %s has %lld utterances: fairseq needs one label line per "
                        "manifest line", path, (long long)line, s->spec.manifest, (long long)n);
-    if (!rc) s->lab_off[n] = used;
+    if (!rc) {
+        s->lab_off[n] = s->n_labels;
+        void *fit = s->n_labels ? realloc(s->labels, (size_t)s->n_labels * (size_t)s->lbytes) : NULL;
+        if (fit) s->labels = fit, s->cap_labels = s->n_labels;
+    }
     return rc;
 }
 
 /* A slex-label store of exactly the manifest's utterances, in order. */
-static int read_store(source *s, slex_error *err) {
+static int read_store(source *s, int K, slex_error *err) {
     const char *dir = s->spec.labels;
     slex_store *st = slex_store_open(dir, err);
     if (!st) return -1;
     int rc = 0;
     int64_t n = s->manifest->n;
     if (slex_store_get_dtype(st) != SLEX_STORE_I32)
-        rc = slex_fail(err, "%s: a feature store, not a label store (slex-label)", dir);
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: a feature store, not a label store (slex-label)", dir);
     else if (slex_store_utterances(st) != n)
-        rc = slex_fail(err, "%s holds %lld utterances but the manifest %s has %lld: the label store was made from "
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s holds %lld utterances but the manifest %s has %lld: the label store was made from "
                        "another manifest", dir, (long long)slex_store_utterances(st), s->spec.manifest, (long long)n);
-    int64_t frames = rc ? 0 : slex_store_frames(st);
     if (!rc) {
         s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
-        s->labels = malloc(sizeof(int32_t) * (size_t)(frames ? frames : 1));
-        if (!s->lab_off || !s->labels) rc = slex_fail(err, "%s: out of memory for %lld labels", dir, (long long)frames);
+        int64_t frames = slex_store_frames(st);
+        s->labels = malloc((size_t)(frames ? frames : 1) * (size_t)s->lbytes);
+        s->cap_labels = frames ? frames : 1;
+        if (!s->lab_off || !s->labels)
+            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", dir, (long long)frames);
         s->label_rate = slex_store_frame_rate(st);
     }
-    int64_t u = 0, row = 0;
+    /* One shard at a time through a buffer of its int32 rows, checked and narrowed. */
+    int32_t *rows = NULL;
+    int64_t u = 0;
     for (int sh = 0; !rc && sh < slex_store_nshard(st); sh++) {
         slex_store_shard *r = slex_store_shard_open(st, sh, err);
         if (!r) {
             rc = -1;
             break;
         }
-        for (int64_t i = 0; !rc && i < slex_store_shard_num_utts(r); i++, u++) {
+        int64_t nu = slex_store_shard_num_utts(r), nf = slex_store_shard_num_frames(r);
+        const int64_t *off = slex_store_shard_offsets(r);
+        int32_t *grown = nf > 0 ? realloc(rows, sizeof(int32_t) * (size_t)nf) : rows;
+        if (nf > 0 && !grown) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", dir, (long long)nf);
+        else rows = grown;
+        if (!rc && nf > 0 && slex_store_shard_read_rows(r, 0, nf, rows, err)) rc = -1;
+        if (!rc && slex_store_shard_verify(r, err)) rc = -1; /* the CRC-32 of the shard just read */
+        for (int64_t i = 0; !rc && i < nu; i++, u++) {
             const slex_manifest_entry *e = &s->manifest->entries[u];
-            if (strcmp(slex_store_shard_utt_id(r, i), e->relpath))
-                rc = slex_fail(err, "%s: utterance %lld is %s but line %lld of %s is %s: the label store was made from "
+            if (strcmp(slex_store_shard_utt_id(r, i), e->relpath)) {
+                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld is %s but line %lld of %s is %s: the label store was made from "
                                "another manifest", dir, (long long)u + 1, slex_store_shard_utt_id(r, i),
                                (long long)e->line, s->spec.manifest, e->relpath);
-            s->lab_off[u] = row + slex_store_shard_offsets(r)[i];
+                break;
+            }
+            s->lab_off[u] = s->n_labels;
+            for (int64_t f = off[i]; !rc && f < off[i + 1]; f++) rc = push_label(s, K, u, f - off[i], rows[f], err);
         }
-        int64_t nf = slex_store_shard_num_frames(r);
-        if (!rc && nf > 0 && slex_store_shard_read_rows(r, 0, nf, s->labels + row, err)) rc = -1;
-        if (!rc && slex_store_shard_verify(r, err)) rc = -1; /* the CRC-32 of the shard just read */
-        row += nf;
         slex_store_shard_close(r);
     }
-    if (!rc) s->lab_off[n] = row;
+    free(rows);
+    if (!rc) s->lab_off[n] = s->n_labels;
     slex_store_close(st);
     return rc;
 }
@@ -187,21 +216,22 @@ static int open_source(slex_batcher *b, source *s, slex_error *err) {
     slex_manifest *m = s->manifest;
     for (int64_t e = 0; e < m->n; e++)
         if (m->entries[e].malformed)
-            return slex_fail(err, "%s: line %lld: %s", m->path, (long long)m->entries[e].line, m->entries[e].malformed);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: line %lld: %s", m->path, (long long)m->entries[e].line, m->entries[e].malformed);
     struct stat sb;
     int is_store = stat(s->spec.labels, &sb) == 0 && S_ISDIR(sb.st_mode);
+    s->lbytes = o->num_classes <= 65536 ? 2 : 4;
     if (is_store) {
-        if (read_store(s, err)) return -1; /* its frame rate is the label rate (--label-rate is for .km) */
+        if (read_store(s, o->num_classes, err)) return -1; /* its frame rate is the label rate (--label-rate is for .km) */
     } else {
         if (o->label_rate <= 0.0)
-            return slex_fail(err, "%s: a .km label file needs --label-rate (100 for MFCC units, 50 for HuBERT units)",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: a .km label file needs --label-rate (100 for MFCC units, 50 for HuBERT units)",
                              s->spec.labels);
         s->label_rate = o->label_rate;
-        if (read_km(s, err)) return -1;
+        if (read_km(s, o->num_classes, err)) return -1;
     }
     s->ratio = (float)(s->label_rate * (double)b->total_stride / SLEX_BATCH_SAMPLE_RATE);
     s->sorted = malloc(sizeof(int64_t) * (size_t)(m->n ? m->n : 1));
-    if (!s->sorted) return slex_fail(err, "%s: out of memory", m->path);
+    if (!s->sorted) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", m->path);
     for (int64_t e = 0; e < m->n; e++) {
         const slex_manifest_entry *en = &m->entries[e];
         if (en->num_samples < o->min_sample_size) {
@@ -211,24 +241,19 @@ static int open_source(slex_batcher *b, source *s, slex_error *err) {
         int64_t nl = s->lab_off[e + 1] - s->lab_off[e];
         double dur_audio = (double)en->num_samples / SLEX_BATCH_SAMPLE_RATE, dur_label = (double)nl / s->label_rate;
         if (fabs(dur_audio - dur_label) > o->tolerance_s)
-            return slex_fail(err, "%s: utterance %s (line %lld of %s): %lld labels at %g Hz last %.3f s but the audio "
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %s (line %lld of %s): %lld labels at %g Hz last %.3f s but the audio "
                              "lasts %.3f s (%lld samples): more than %g s apart (is the label rate right?)",
                              s->spec.labels, en->relpath, (long long)en->line, m->path, (long long)nl, s->label_rate,
                              dur_label, dur_audio, (long long)en->num_samples, o->tolerance_s);
-        for (int64_t i = s->lab_off[e]; i < s->lab_off[e + 1]; i++)
-            if (s->labels[i] < 0 || s->labels[i] >= o->num_classes)
-                return slex_fail(err, "%s: utterance %s (line %lld of %s): label %d at frame %lld is outside the %d "
-                                 "classes [0, %d)", s->spec.labels, en->relpath, (long long)en->line, m->path,
-                                 s->labels[i], (long long)(i - s->lab_off[e]), o->num_classes, o->num_classes);
         s->sorted[s->usable++] = e;
         s->samples += en->num_samples;
     }
     if (s->usable == 0)
-        return slex_fail(err, "%s: no usable utterance (%lld entries, %lld shorter than min-sample-size %lld)", m->path,
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no usable utterance (%lld entries, %lld shorter than min-sample-size %lld)", m->path,
                          (long long)m->n, (long long)s->skipped_short, (long long)o->min_sample_size);
     /* stable sort by length (bottom-up merge sort of the indices) */
     int64_t n = s->usable, *tmp = malloc(sizeof(int64_t) * (size_t)n);
-    if (!tmp) return slex_fail(err, "%s: out of memory", m->path);
+    if (!tmp) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", m->path);
     for (int64_t w = 1; w < n; w *= 2) {
         for (int64_t lo = 0; lo < n; lo += 2 * w) {
             int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
@@ -249,7 +274,7 @@ slex_batcher *slex_batcher_open(const slex_batch_options *opts, const slex_data_
     slex_batcher *b = calloc(1, sizeof *b);
     if (!b || !(b->src = calloc((size_t)n_specs, sizeof *b->src))) {
         free(b);
-        return slex_fail(err, "out of memory"), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     }
     b->opts = *opts;
     b->n_conv = model->num_conv;
@@ -271,7 +296,7 @@ slex_batcher *slex_batcher_open(const slex_batch_options *opts, const slex_data_
     }
     if (!(wsum > 0.0)) {
         slex_batcher_free(b);
-        return slex_fail(err, "every --data source has weight 0"), NULL;
+        return slex_fail_as(err, SLEX_ERR_INPUT, "every --data source has weight 0"), NULL;
     }
     return b;
 }
@@ -349,7 +374,7 @@ int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *pla
     const int S = b->n_sources;
     int *ok = calloc((size_t)S, sizeof *ok), *count = calloc((size_t)S, sizeof *count);
     int64_t *lb = calloc((size_t)S, sizeof *lb);
-    int rc = (!ok || !count || !lb) ? slex_fail(err, "out of memory") : 0;
+    int rc = (!ok || !count || !lb) ? slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory") : 0;
     for (int i = 0; !rc && i < S; i++) ok[i] = b->src[i].spec.weight > 0.0;
     int64_t L = 0, n = 0;
     if (!rc) {
@@ -366,10 +391,10 @@ int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *pla
         for (int64_t j = 0; j < n; j++) count[draw_source(b, ok, &rng)]++;
         plan->items = malloc(sizeof(slex_batch_item) * (size_t)n);
         plan->micro_start = malloc(sizeof(int) * (size_t)(n + 1));
-        if (!plan->items || !plan->micro_start) rc = slex_fail(err, "out of memory");
+        if (!plan->items || !plan->micro_start) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     int64_t *win = rc ? NULL : malloc(sizeof(int64_t) * (size_t)n);
-    if (!rc && !win) rc = slex_fail(err, "out of memory");
+    if (!rc && !win) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int i = 0; !rc && i < S; i++) {
         const source *s = &b->src[i];
         int64_t avail = s->usable - lb[i], w = avail < n ? avail : n, c = count[i] < w ? count[i] : w;
@@ -402,7 +427,7 @@ int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *pla
         }
         plan->frames = T;
         if (T < 1)
-            rc = slex_fail(err, "update %lld, batch %d: crops of %lld samples leave no model frame with a label",
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "update %lld, batch %d: crops of %lld samples leave no model frame with a label",
                            (long long)step, k, (long long)L);
     }
     free(ok);
@@ -419,18 +444,18 @@ void slex_microbatch_free(slex_microbatch *mb) {
 }
 
 int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_microbatch *mb, slex_error *err) {
-    if (m < 0 || m >= plan->n_micro) return slex_fail(err, "micro-batch %d of %d", m, plan->n_micro);
+    if (m < 0 || m >= plan->n_micro) return slex_fail_as(err, SLEX_ERR_INTERNAL, "micro-batch %d of %d", m, plan->n_micro);
     int j0 = plan->micro_start[m], j1 = plan->micro_start[m + 1];
     int64_t B = j1 - j0, L = plan->crop, T = plan->frames;
     if (mb->capacity_wave < B * L) {
         float *w = realloc(mb->wave, sizeof(float) * (size_t)(B * L));
-        if (!w) return slex_fail(err, "out of memory for a micro-batch of %lld x %lld samples", (long long)B, (long long)L);
+        if (!w) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for a micro-batch of %lld x %lld samples", (long long)B, (long long)L);
         mb->wave = w;
         mb->capacity_wave = B * L;
     }
     if (mb->capacity_labels < B * T) {
         int32_t *l = realloc(mb->labels, sizeof(int32_t) * (size_t)(B * T));
-        if (!l) return slex_fail(err, "out of memory for a micro-batch's labels");
+        if (!l) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for a micro-batch's labels");
         mb->labels = l;
         mb->capacity_labels = B * T;
     }
@@ -449,7 +474,7 @@ int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_
         if (slex_audio_read(path, SLEX_BATCH_SAMPLE_RATE, &x, &n, &info, err)) return -1;
         if (n < it->offset + L) {
             free(x);
-            return slex_fail(err, "%s: %lld samples, but line %lld of %s says %lld: the crop [%lld, %lld) does not fit",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld samples, but line %lld of %s says %lld: the crop [%lld, %lld) does not fit",
                              path, (long long)n, (long long)s->manifest->entries[it->utt].line, s->manifest->path,
                              (long long)entry_len(s, it->utt), (long long)it->offset, (long long)(it->offset + L));
         }
@@ -465,15 +490,15 @@ int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_
             memcpy(row, x + it->offset, sizeof(float) * (size_t)L);
         }
         free(x);
-        const int32_t *lab = s->labels + s->lab_off[it->utt];
+        const int64_t lab = s->lab_off[it->utt];
         int64_t nl = s->lab_off[it->utt + 1] - s->lab_off[it->utt];
         int64_t f0 = (int64_t)rint((double)it->offset * s->label_rate / SLEX_BATCH_SAMPLE_RATE);
         for (int64_t i = 0; i < T; i++) {
             int64_t f = f0 + (int64_t)((float)i * s->ratio); /* torch: arange(T).float() * ratio */
             if (f >= nl)
-                return slex_fail(err, "%s: utterance %s: frame %lld maps to label %lld of %lld", s->spec.labels,
+                return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: utterance %s: frame %lld maps to label %lld of %lld", s->spec.labels,
                                  s->manifest->entries[it->utt].relpath, (long long)i, (long long)f, (long long)nl);
-            mb->labels[r * T + i] = lab[f];
+            mb->labels[r * T + i] = label_at(s, lab + f);
         }
     }
     return 0;

@@ -39,7 +39,7 @@ static float *model_block(slex_hubert *m, int64_t *n, slex_error *err) {
     slex_hubert_params *p = slex_hubert_get_params(m);
     int nt = slex_hubert_tensors(c, p, NULL);
     slex_hubert_tensor *t = malloc(sizeof *t * (size_t)nt);
-    if (!t) return slex_fail(err, "out of memory"), NULL;
+    if (!t) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     slex_hubert_tensors(c, p, t);
     float *lo = NULL, *hi = NULL;
     for (int i = 0; i < nt; i++) {
@@ -50,7 +50,7 @@ static float *model_block(slex_hubert *m, int64_t *n, slex_error *err) {
     free(t);
     *n = slex_hubert_params_layout(c, NULL, NULL);
     if (!lo || hi - lo != *n)
-        return slex_fail(err, "model parameters are not one block of %lld floats", (long long)*n), NULL;
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "model parameters are not one block of %lld floats", (long long)*n), NULL;
     return lo;
 }
 
@@ -59,13 +59,13 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
     const slex_hubert_config *c = slex_hubert_get_config(model);
     if (slex_criterion_validate(&o->crit, err) || slex_adam_options_validate(&o->adam, err)) return NULL;
     if (head->cfg.hidden_size != c->hidden_size)
-        return slex_fail(err, "head of width %d for a model of width %d", head->cfg.hidden_size, c->hidden_size), NULL;
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "head of width %d for a model of width %d", head->cfg.hidden_size, c->hidden_size), NULL;
     if (o->lora != (lora != NULL))
-        return slex_fail(err, o->lora ? "LoRA mode without an adapter" : "an adapter given in full mode"), NULL;
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, o->lora ? "LoRA mode without an adapter" : "an adapter given in full mode"), NULL;
     if (!o->lora && !(o->feature_grad_mult >= 0.0f))
         return slex_fail(err, "feature-grad-mult %g: must be >= 0", o->feature_grad_mult), NULL;
     slex_trainer *t = calloc(1, sizeof *t);
-    if (!t) return slex_fail(err, "out of memory"), NULL;
+    if (!t) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     t->opts = *o;
     t->model = model;
     t->head = head;
@@ -106,7 +106,7 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
         t->sites = calloc((size_t)(L * SLEX_HUBERT_LINEARS), sizeof *t->sites);
         if (!t->sites) {
             slex_trainer_free(t);
-            return slex_fail(err, "out of memory"), NULL;
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
         }
         if (slex_lora_sites(lora, model, slex_optim_grad(t->optim, 1), t->sites, err)) {
             slex_trainer_free(t);
@@ -134,7 +134,7 @@ void slex_trainer_free(slex_trainer *t) {
 static int grow(float **buf, int64_t *cap, int64_t n, slex_error *err) {
     if (*cap >= n) return 0;
     float *b = realloc(*buf, sizeof(float) * (size_t)n);
-    if (!b) return slex_fail(err, "out of memory for %lld floats of training activations", (long long)n);
+    if (!b) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld floats of training activations", (long long)n);
     *buf = b;
     *cap = n;
     return 0;
@@ -148,7 +148,7 @@ int slex_trainer_accumulate(slex_trainer *t, const float *wave, int B, int64_t N
     const int64_t C = c->hidden_size, Cf = c->conv_dim[c->num_conv - 1];
     int64_t Tm = slex_hubert_chunk_frames(m, N);
     if (T != Tm)
-        return slex_fail(err, "micro-batch of %lld-sample crops: labels for %lld frames, the model gives %lld", (long long)N,
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "micro-batch of %lld-sample crops: labels for %lld frames, the model gives %lld", (long long)N,
                          (long long)T, (long long)Tm);
     int64_t rows = (int64_t)B * T;
     if (grow(&t->out, &t->cap_out, rows * C, err) || grow(&t->dout, &t->cap_dout, rows * C, err) ||
@@ -203,7 +203,7 @@ int slex_trainer_update(slex_trainer *t, double lr, double *grad_norm, slex_erro
 }
 
 int slex_trainer_update_total(slex_trainer *t, double lr, int64_t sample_size, double *grad_norm, slex_error *err) {
-    if (sample_size <= 0) return slex_fail(err, "update without any frame that carried a loss");
+    if (sample_size <= 0) return slex_fail_as(err, SLEX_ERR_INPUT, "update without any frame that carried a loss");
     if (slex_optim_step(t->optim, lr, 1.0 / (double)sample_size, t->opts.clip_norm, grad_norm, err)) return -1;
     const slex_hubert_config *c = slex_hubert_get_config(t->model);
     memcpy(t->head->mask_emb, slex_hubert_get_params(t->model)->mask_emb, sizeof(float) * (size_t)c->hidden_size);

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,49 @@ void slex_train_options_default(slex_train_options *o) {
     o->seed = 1;
 }
 
+/* The names --lora-targets takes, in slex_hubert_linear order. */
+static const char *const LINEAR_NAMES[SLEX_HUBERT_LINEARS] = {"q", "k", "v", "out", "fc1", "fc2"};
+/* 1-based layer list "1,3,5-8" -> selected[l] (0-based) and *lowest, the lowest selected
+ * (0-based); NULL = all.  Without selected only the syntax is checked (n_layers unknown). */
+static int parse_layers(const char *spec, int n_layers, char *selected, int *lowest, slex_error *err) {
+    if (selected) memset(selected, spec ? 0 : 1, (size_t)n_layers);
+    if (lowest) *lowest = spec ? INT_MAX : 0;
+    for (const char *p = spec; p && *p;) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        if (*end == '-') {
+            const char *q = end + 1;
+            b = strtol(q, &end, 10);
+            if (end == q) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        }
+        if (a < 1 || b < a || b > INT_MAX)
+            return slex_fail(err, "--lora-layers %s: expected layer numbers from 1 up, ranges a-b with a <= b", spec);
+        if (selected && b > n_layers)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: the model has layers 1..%d", spec, n_layers);
+        for (long l = a; selected && l <= b; l++) selected[l - 1] = 1;
+        if (lowest && a - 1 < *lowest) *lowest = (int)(a - 1);
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+    }
+    return 0;
+}
+
+static int parse_targets(const char *spec, char *which, slex_error *err) {
+    memset(which, 0, SLEX_HUBERT_LINEARS);
+    int any = 0;
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = 0;
+        for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
+            if (strlen(LINEAR_NAMES[i]) == len && !strncmp(p, LINEAR_NAMES[i], len)) which[i] = found = any = 1;
+        if (!found)
+            return slex_fail(err, "--lora-targets: unknown target \"%.*s\" (known: q, k, v, out, fc1, fc2)", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    return any ? 0 : slex_fail(err, "--lora-targets is empty");
+}
+
 int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
     if (!o->out) return slex_fail(err, "--out is required");
     if (!o->init == !o->arch)
@@ -65,6 +109,9 @@ int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
     if (!(o->layerdrop >= 0 && o->layerdrop < 1)) return slex_fail(err, "--layerdrop %g: must be in [0, 1)", o->layerdrop);
     if (o->checkpoint_every < 1) return slex_fail(err, "--checkpoint-every %lld: must be >= 1", (long long)o->checkpoint_every);
     if (o->final_dim < 1) return slex_fail(err, "--final-dim %d: must be >= 1", o->final_dim);
+    char which[SLEX_HUBERT_LINEARS];
+    if (!o->full && (parse_targets(o->lora_targets, which, err) || parse_layers(o->lora_layers, 0, NULL, NULL, err)))
+        return -1;
     slex_lr_schedule lr = o->lr;
     lr.total_updates = o->steps;
     if (slex_lr_schedule_validate(&lr, err) || slex_adam_options_validate(&o->adam, err) ||
@@ -79,7 +126,7 @@ int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
 /* What names an input's content: a store's content id, else a file's CRC-32 and size. */
 static int content_of(const char *path, char *out, size_t size, slex_error *err) {
     struct stat st;
-    if (stat(path, &st)) return slex_fail(err, "%s: %s", path, strerror(errno));
+    if (stat(path, &st)) return slex_fail_as(err, slex_errno_kind(errno), "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         char weights[PATH_CAP];
         snprintf(weights, sizeof weights, "%s/model.safetensors", path);
@@ -158,7 +205,7 @@ static char *run_params(const slex_train_options *o, const slex_data_spec *specs
     cJSON_AddNumberToObject(p, "seed", (double)o->seed);
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
-    if (!rc && !text) slex_fail(err, "out of memory");
+    if (!rc && !text) slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     return text;
 }
 
@@ -202,32 +249,40 @@ static void remove_tree(const char *path) {
     rmdir(path);
 }
 
-/* The state of OUT against these parameters: 0 fresh or resumable, 1 finished (done.json of
- * them), or an error for another run (unless force, which clears OUT's run files). */
-static int prepare_out(const slex_train_options *o, const char *params, int rank, int *finished, slex_error *err) {
+/* What OUT holds for these parameters. */
+typedef enum { OUT_FRESH, OUT_RESUMABLE, OUT_FINISHED } out_state;
+
+/* The state of OUT against these parameters, changing nothing: finished (done.json of them),
+ * resumable (run.json of them), fresh (no run, or another one and force); another run without
+ * force is an error. */
+static int check_out(const slex_train_options *o, const char *params, out_state *state, slex_error *err) {
     char run[PATH_CAP], done[PATH_CAP];
     snprintf(run, sizeof run, "%s/run.json", o->out);
     snprintf(done, sizeof done, "%s/done.json", o->out);
-    *finished = 0;
-    char *recorded = slex_path_exists(run) ? slex_read_text_file(run, NULL, err) : NULL;
-    if (recorded) {
-        size_t len = strlen(recorded);
-        while (len && recorded[len - 1] == '\n') recorded[--len] = 0;
-    }
-    int same = recorded && !strcmp(recorded, params);
-    if (recorded && !same && !o->force) {
+    *state = OUT_FRESH;
+    if (!slex_path_exists(run)) return 0;
+    char *recorded = slex_read_text_file(run, NULL, err);
+    if (!recorded) return -1;
+    size_t len = strlen(recorded);
+    while (len && recorded[len - 1] == '\n') recorded[--len] = 0;
+    int same = !strcmp(recorded, params);
+    if (!same && !o->force) {
         char what[1024], path[256];
         slex_resume_difference(recorded, params, what, path, sizeof what);
         free(recorded);
-        return slex_fail(err, "%s holds a run of other parameters (%s); use another --out or --force", o->out, what);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s holds a run of other parameters (%s); use another --out or --force",
+                            o->out, what);
     }
     free(recorded);
-    if (same) {
-        *finished = slex_path_exists(done);
-        return 0;
-    }
-    if (rank != 0) return 0;
-    /* A fresh run: the old run's files go (with --force), then its parameters are recorded. */
+    if (same) *state = slex_path_exists(done) ? OUT_FINISHED : OUT_RESUMABLE;
+    return 0;
+}
+
+/* A run that starts from its first update takes OUT (rank 0, once every input has been
+ * checked, so that a refused run leaves an old one whole): the files of an earlier run go
+ * (another run with force, or this one killed before its first checkpoint), then its
+ * parameters are recorded. */
+static int claim_out(const slex_train_options *o, const char *params, slex_error *err) {
     for (int64_t s; (s = last_checkpoint(o->out)) >= 0;) {
         char dir[PATH_CAP];
         checkpoint_dir(o->out, s, dir, sizeof dir);
@@ -239,8 +294,10 @@ static int prepare_out(const slex_train_options *o, const char *params, int rank
         snprintf(path, sizeof path, "%s/%s", o->out, files[i]);
         remove_tree(path);
     }
+    char run[PATH_CAP];
+    snprintf(run, sizeof run, "%s/run.json", o->out);
     char *line = malloc(strlen(params) + 2);
-    if (!line) return slex_fail(err, "out of memory");
+    if (!line) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     sprintf(line, "%s\n", params);
     int rc = slex_mkdirs(o->out, err) || slex_write_file_atomic(run, line, strlen(line), err);
     free(line);
@@ -271,52 +328,14 @@ typedef struct trainer {
 /* Per-update statistics, summed exactly over ranks: per source and in all. */
 enum { S_LOSS, S_LOSS_M, S_LOSS_U, S_PEN, S_SAMPLE, S_COUNT_M, S_COUNT_U, S_CORRECT_M, S_CORRECT_U, N_STATS };
 
-/* The names --lora-targets takes, in slex_hubert_linear order. */
-static const char *const LINEAR_NAMES[SLEX_HUBERT_LINEARS] = {"q", "k", "v", "out", "fc1", "fc2"};
-/* 1-based layer list "1,3,5-8" -> selected[l] (0-based); NULL = all. */
-static int parse_layers(const char *spec, int n_layers, char *selected, slex_error *err) {
-    memset(selected, spec ? 0 : 1, (size_t)n_layers);
-    for (const char *p = spec; p && *p;) {
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        if (end == p) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
-        if (*end == '-') {
-            const char *q = end + 1;
-            b = strtol(q, &end, 10);
-            if (end == q) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
-        }
-        if (a < 1 || b < a || b > n_layers)
-            return slex_fail(err, "--lora-layers %s: layers are 1..%d", spec, n_layers);
-        for (long l = a; l <= b; l++) selected[l - 1] = 1;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
-    }
-    return 0;
-}
-
-static int parse_targets(const char *spec, char *which, slex_error *err) {
-    memset(which, 0, SLEX_HUBERT_LINEARS);
-    int any = 0;
-    for (const char *p = spec; *p;) {
-        size_t len = strcspn(p, ",");
-        int found = 0;
-        for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
-            if (strlen(LINEAR_NAMES[i]) == len && !strncmp(p, LINEAR_NAMES[i], len)) which[i] = found = any = 1;
-        if (!found)
-            return slex_fail(err, "--lora-targets: unknown target \"%.*s\" (known: q, k, v, out, fc1, fc2)", (int)len, p);
-        p += len + (p[len] == ',');
-    }
-    return any ? 0 : slex_fail(err, "--lora-targets is empty");
-}
-
 /* A new adapter with PEFT's initialisation: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in),
  * 1/sqrt(in)), B = 0; drawn from the seed, target after target. */
 static int create_lora(trainer *t, slex_error *err) {
     const slex_train_options *o = t->o;
     int L = t->cfg->num_hidden_layers;
     char *layer_on = malloc((size_t)L), which[SLEX_HUBERT_LINEARS];
-    if (!layer_on) return slex_fail(err, "out of memory");
-    int rc = parse_layers(o->lora_layers, L, layer_on, err) || parse_targets(o->lora_targets, which, err);
+    if (!layer_on) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
+    int rc = parse_layers(o->lora_layers, L, layer_on, NULL, err) || parse_targets(o->lora_targets, which, err);
     /* Module paths from the model's tensor table: the linears of the chosen layers and kinds. */
     int nt = rc ? 0 : slex_hubert_tensors(t->cfg, slex_hubert_get_params(t->model), NULL);
     slex_hubert_tensor *tensors = rc ? NULL : malloc((size_t)(nt ? nt : 1) * sizeof *tensors);
@@ -333,7 +352,7 @@ static int create_lora(trainer *t, slex_error *err) {
         }
     }
     free(tensors);
-    if (!rc && !modules) rc = slex_fail(err, "out of memory");
+    if (!rc && !modules) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     if (!rc) {
         slex_lora_config cfg;
         slex_lora_config_default(&cfg);
@@ -451,7 +470,7 @@ static int save_optimizer(const trainer *t, const char *dir, slex_error *err) {
               fwrite(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, a.f) != (size_t)n;
     if (bad) {
         slex_atomic_abandon(&a);
-        return slex_fail(err, "%s: write failed (disk full?)", path);
+        return slex_fail_as(err, SLEX_ERR_IO, "%s: write failed (disk full?)", path);
     }
     return slex_atomic_commit(&a, err);
 }
@@ -460,7 +479,7 @@ static int load_optimizer(trainer *t, const char *dir, slex_error *err) {
     char path[FILE_CAP];
     snprintf(path, sizeof path, "%s/optimizer.bin", dir);
     FILE *f = fopen(path, "rb");
-    if (!f) return slex_fail(err, "%s: %s", path, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: %s", path, strerror(errno));
     char magic[8];
     int64_t n, updates;
     int64_t want = slex_optim_num_params(t->optim);
@@ -469,7 +488,7 @@ static int load_optimizer(trainer *t, const char *dir, slex_error *err) {
     bad = bad || fread(slex_optim_exp_avg(t->optim), sizeof(float), (size_t)n, f) != (size_t)n ||
           fread(slex_optim_exp_avg_sq(t->optim), sizeof(float), (size_t)n, f) != (size_t)n || fgetc(f) != EOF;
     fclose(f);
-    if (bad) return slex_fail(err, "%s: not the optimizer state of this run (damaged, or %lld parameters)", path, (long long)want);
+    if (bad) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not the optimizer state of this run (damaged, or %lld parameters)", path, (long long)want);
     slex_optim_set_updates(t->optim, updates);
     return 0;
 }
@@ -549,14 +568,14 @@ static int micro_step(trainer *t, const slex_batch_plan *plan, int m, uint64_t d
     }
     if (B * T > t->cap_frames) {
         uint8_t *mask = realloc(t->mask, (size_t)(B * T));
-        if (!mask) return slex_fail(err, "out of memory for %lld frames", (long long)(B * T));
+        if (!mask) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld frames", (long long)(B * T));
         t->mask = mask;
         t->cap_frames = B * T;
     }
     slex_rng rng;
     slex_rng_seed(&rng, draw_seed);
     if (slex_mask_compute(&t->o->mask, B, (int)T, &rng, t->mask, NULL, err)) return -1;
-    if (!t->skip && !(t->skip = malloc((size_t)L))) return slex_fail(err, "out of memory");
+    if (!t->skip && !(t->skip = malloc((size_t)L))) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int l = 0; l < L; l++) t->skip[l] = slex_rng_uniform(&rng) < t->o->layerdrop;
     slex_trainer_set_draws(t->stepper, t->skip, slex_rng_next(&rng));
     slex_head_stats hs;
@@ -572,6 +591,30 @@ static int micro_step(trainer *t, const slex_batch_plan *plan, int m, uint64_t d
     stats[S_CORRECT_M] = (double)hs.correct_m;
     stats[S_CORRECT_U] = (double)hs.correct_u;
     return 0;
+}
+
+/* A micro-batch whose loss or gradient is not finite stops the run on every rank, naming the
+ * step, the micro-batch and its source.  The update is not applied and no checkpoint follows,
+ * so the last checkpoint on disk is the last good state (re-running resumes from it). */
+static int check_finite(const trainer *t, const slex_batch_plan *plan, int m, int j, double loss, const float *grad,
+                        int64_t len, slex_error *err) {
+    int64_t bad = -1;
+    for (int64_t i = 0; isfinite(loss) && bad < 0 && i < len; i++)
+        if (!isfinite(grad[i])) bad = i;
+    if (isfinite(loss) && bad < 0) return 0;
+    slex_source_info info;
+    slex_batcher_source_info(t->batcher, plan->items[plan->micro_start[m]].source, &info);
+    char what[96], kept[PATH_CAP + 64];
+    double v = bad < 0 ? loss : (double)grad[bad];
+    const char *value = isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+    if (bad < 0) snprintf(what, sizeof what, "the loss is %s", value);
+    else snprintf(what, sizeof what, "the loss is finite but gradient element %lld is %s", (long long)bad, value);
+    int64_t last = last_checkpoint(t->o->out);
+    if (last >= 0) snprintf(kept, sizeof kept, "the last good checkpoint %s/checkpoint-%lld is kept", t->o->out, (long long)last);
+    else snprintf(kept, sizeof kept, "no checkpoint was written before it");
+    return slex_fail_as(err, SLEX_ERR_INPUT,
+                        "step %lld, micro-batch %d (source %s:%s): %s: the training diverged (a lower --lr, more "
+                        "--warmup-steps?) or the model overflows; %s", (long long)t->step + 1, j, info.manifest, info.labels, what, kept);
 }
 
 /* Micro-batches of one update: (k, m) pairs in order, j = their index. */
@@ -606,14 +649,14 @@ static int write_log_line(trainer *t, const double *all, const double *per_sourc
     cJSON_AddNumberToObject(o, "seconds_per_step", seconds);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!text) return slex_fail(err, "out of memory");
+    if (!text) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s/train_log.jsonl", t->o->out);
     FILE *f = fopen(path, "a");
     int bad = !f || fprintf(f, "%s\n", text) < 0;
     if (f) bad |= fclose(f) != 0;
     free(text);
-    return bad ? slex_fail(err, "%s: write failed", path) : 0;
+    return bad ? slex_fail_as(err, SLEX_ERR_IO, "%s: write failed", path) : 0;
 }
 
 static double now_seconds(void) {
@@ -634,6 +677,23 @@ static int all_ok(const trainer *t, int rc, slex_error *err) {
     return rc;
 }
 
+/* The statistics rows (rows x [all | per source] x N_STATS) summed exactly over ranks, each
+ * statistic on its own fixed-point scale: on one scale, a huge loss would round the frame
+ * counts beside it away. */
+static int sum_stats(const trainer *t, const double *stats, int rows, int total_rows, double *out, slex_error *err) {
+    int64_t width = t->n_sources + 1;
+    double *col = malloc((size_t)((rows ? rows : 1) * width) * sizeof *col), *sum = malloc((size_t)width * sizeof *sum);
+    int rc = col && sum ? 0 : slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
+    for (int k = 0; !rc && k < N_STATS; k++) {
+        for (int64_t i = 0; i < rows * width; i++) col[i] = stats[i * N_STATS + k];
+        rc = slex_exactsum_f64(col, rows, width, total_rows, t->comm, sum, err);
+        for (int64_t s = 0; !rc && s < width; s++) out[s * N_STATS + k] = sum[s];
+    }
+    free(col);
+    free(sum);
+    return rc;
+}
+
 static int one_update(trainer *t, slex_error *err) {
     const slex_train_options *o = t->o;
     double t0 = now_seconds();
@@ -648,7 +708,7 @@ static int one_update(trainer *t, slex_error *err) {
     for (int j = 0; j < up.total; j++) mine += j % t->size == t->rank;
     float *rows = rc ? NULL : malloc((size_t)(mine ? mine : 1) * (size_t)len * sizeof(float));
     double *stats = calloc((size_t)(mine ? mine : 1) * (size_t)(t->n_sources + 1) * N_STATS, sizeof *stats);
-    if (!rc && (!rows || !stats)) rc = slex_fail(err, "out of memory for %d gradient rows of %lld floats", mine, (long long)len);
+    if (!rc && (!rows || !stats)) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %d gradient rows of %lld floats", mine, (long long)len);
     int64_t samples = 0;
     int row = 0;
     for (int k = 0, j = 0; k < up.n_plans; k++)
@@ -664,6 +724,7 @@ static int one_update(trainer *t, slex_error *err) {
             rc = micro_step(t, &up.plans[k], m, seed, st, err);
             if (rc) break;
             memcpy(rows + (int64_t)row * len, slex_optim_grads(t->optim), (size_t)len * sizeof(float));
+            if ((rc = check_finite(t, &up.plans[k], m, j, st[S_LOSS], rows + (int64_t)row * len, len, err))) break;
             /* stats rows: [all | per source], only this row's source filled */
             double *srow = stats + (int64_t)row * (t->n_sources + 1) * N_STATS;
             memcpy(srow, st, sizeof st);
@@ -673,25 +734,18 @@ static int one_update(trainer *t, slex_error *err) {
     rc = all_ok(t, rc, err);
     double *sum = rc ? NULL : malloc((size_t)len * sizeof *sum);
     double *stat_sum = rc ? NULL : malloc((size_t)(t->n_sources + 1) * N_STATS * sizeof *stat_sum);
-    if (!rc && (!sum || !stat_sum)) rc = slex_fail(err, "out of memory");
+    if (!rc && (!sum || !stat_sum)) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     rc = all_ok(t, rc, err);
     if (!rc) rc = slex_exactsum_f32(rows, mine, len, up.total, t->comm, sum, err);
-    if (!rc) rc = slex_exactsum_f64(stats, mine, (int64_t)(t->n_sources + 1) * N_STATS, up.total, t->comm, stat_sum, err);
+    if (!rc) rc = sum_stats(t, stats, mine, up.total, stat_sum, err);
     double lr = slex_lr_at(&o->lr, t->step), grad_norm = 0;
     if (!rc) {
         float *g = slex_optim_grads(t->optim);
         for (int64_t i = 0; i < len; i++) g[i] = (float)sum[i];
-        if (!isfinite(stat_sum[S_LOSS]))
-            rc = slex_fail(err, "step %lld: the loss is not finite; the last good checkpoint is kept", (long long)t->step + 1);
-        for (int s = 0; !rc && s < t->n_sources; s++)
-            if (!isfinite(stat_sum[(1 + s) * N_STATS + S_LOSS])) {
-                slex_source_info info;
-                slex_batcher_source_info(t->batcher, s, &info);
-                rc = slex_fail(err, "step %lld: the loss of source %s is not finite; the last good checkpoint is kept",
-                               (long long)t->step + 1, info.manifest);
-            }
-        if (!rc && stat_sum[S_SAMPLE] <= 0) rc = slex_fail(err, "step %lld: no frame carried a loss", (long long)t->step + 1);
-        if (!rc) rc = slex_trainer_update_total(t->stepper, lr, (int64_t)stat_sum[S_SAMPLE], &grad_norm, err);
+        if (stat_sum[S_SAMPLE] <= 0)
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "step %lld: no frame carried a loss", (long long)t->step + 1);
+        if (!rc && slex_trainer_update_total(t->stepper, lr, (int64_t)stat_sum[S_SAMPLE], &grad_norm, err))
+            rc = slex_fail_wrap(err, "step %lld", (long long)t->step + 1);
     }
     if (!rc) {
         t->step++;
@@ -760,7 +814,7 @@ static int write_result(trainer *t, const char *params, slex_error *err) {
     }
     snprintf(path, sizeof path, "%s/done.json", t->o->out);
     char *line = malloc(strlen(params) + 2);
-    if (!line) return slex_fail(err, "out of memory");
+    if (!line) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     sprintf(line, "%s\n", params);
     int rc = slex_write_file_atomic(path, line, strlen(line), err);
     free(line);
@@ -774,19 +828,23 @@ int slex_train_run(const slex_train_options *o, const slex_data_spec *specs, int
     *outcome = SLEX_TRAIN_FINISHED;
     if (slex_train_options_validate(o, err)) return -1;
     char *params = run_params(o, specs, n_specs, err);
-    int finished = 0;
-    int rc = params ? prepare_out(o, params, t.rank, &finished, err) : -1;
+    out_state state = OUT_FRESH;
+    int rc = params ? check_out(o, params, &state, err) : -1;
     rc = all_ok(&t, rc, err);
-    if (!rc && finished) {
+    if (!rc && state == OUT_FINISHED) {
         *outcome = SLEX_TRAIN_ALREADY_DONE;
         free(params);
         return 0;
     }
-    int64_t resume_step = rc ? -1 : last_checkpoint(o->out);
+    int64_t resume_step = rc || state != OUT_RESUMABLE ? -1 : last_checkpoint(o->out);
     char from[PATH_CAP];
     if (resume_step >= 0) checkpoint_dir(o->out, resume_step, from, sizeof from);
     else snprintf(from, sizeof from, "%s", o->init ? o->init : o->arch);
-    if (!rc) rc = load_model(&t, from, resume_step >= 0, err);
+    /* The loaders validate what they read (header bounds, shapes, finite values, CRCs, an adapter
+     * against its base): a failure they leave unclassified is the input's; memory and file-system
+     * failures carry their own kinds. */
+    if (!rc && (rc = load_model(&t, from, resume_step >= 0, err)) && err && err->kind == SLEX_ERR_UNKNOWN)
+        err->kind = SLEX_ERR_INPUT;
     if (!rc) {
         t.cfg = slex_hubert_get_config(t.model);
         slex_batch_options bo = o->batch;
@@ -817,9 +875,10 @@ int slex_train_run(const slex_train_options *o, const slex_data_spec *specs, int
         t.step = resume_step;
         if (!rc && t.rank == 0) rc = truncate_log(o->out, resume_step, err);
         if (!rc && t.rank == 0) slex_info("resuming from %s (step %lld of %lld)", from, (long long)resume_step, (long long)o->steps);
-    } else if (!rc && t.rank == 0) {
-        rc = truncate_log(o->out, 0, err);
     }
+    /* Every input has loaded and fits: only now does a new run replace what OUT holds. */
+    rc = all_ok(&t, rc, err);
+    if (!rc && resume_step < 0 && t.rank == 0) rc = claim_out(o, params, err);
     if (!rc && t.rank == 0 && resume_step < 0) log_trainable(&t);
     rc = all_ok(&t, rc, err);
     double t0 = now_seconds(), last_log = 0;
