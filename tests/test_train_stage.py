@@ -383,6 +383,21 @@ def case_outputs():
     if cfg["r"] != 4 or cfg["lora_alpha"] != 8 or sorted(cfg["target_modules"]) != sorted(
             f"encoder.layers.{l}.attention.{p}_proj" for l in range(2) for p in ("q", "k", "v", "out")):
         sys.exit(f"FAIL: adapter_config.json: {cfg}")
+    # Adapters on the top layer only: nothing below it trains (the mask embedding is frozen), so
+    # the model keeps no activations of layer 1.  The first update's loss is the all-layer run's
+    # (B starts at zero), the adapter covers layer 2 only, the mask embedding is the base's.
+    top = os.path.join(WORK, "top")
+    train(top, 2, steps=2, extra=["--lora-layers", "2"])
+    if log(top)[0]["loss"] != log(out)[0]["loss"]:
+        sys.exit(f"FAIL: --lora-layers 2: first loss {log(top)[0]['loss']} vs {log(out)[0]['loss']} with every layer")
+    cfg2 = json.load(open(os.path.join(top, "adapter", "adapter_config.json")))
+    if sorted(cfg2["target_modules"]) != sorted(f"encoder.layers.1.attention.{p}_proj" for p in ("q", "k", "v", "out")):
+        sys.exit(f"FAIL: --lora-layers 2: adapter_config.json: {cfg2}")
+    base_mask = read_safetensors(os.path.join(MODEL, "model.safetensors"))["masked_spec_embed"]
+    for run, ck in ((out, "checkpoint-6"), (top, "checkpoint-2")):
+        head = read_safetensors(os.path.join(run, ck, "head.safetensors"))["masked_spec_embed"]
+        if not np.array_equal(head, base_mask):
+            sys.exit(f"FAIL: {run}: LoRA mode changed the mask embedding")
     # The second iteration starts from a checkpoint of the first: its adapter is merged into the base.
     it2 = os.path.join(WORK, "it2")
     args = [TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", os.path.join(out, "checkpoint-6"), "--mode", "lora",
@@ -392,7 +407,7 @@ def case_outputs():
     if p.returncode or "merged into the base" not in p.stderr or "head of" not in p.stderr:
         sys.exit(f"FAIL: second iteration from a checkpoint:\n{p.stderr}")
     print(f"outputs: slex-dump --adapter on the trained adapter = the merged model (max abs {err:.1e}); "
-          "PEFT adapter_config; second iteration from a checkpoint (adapter merged, head reused)")
+          "PEFT adapter_config; --lora-layers 2 (first loss as with every layer, mask embedding frozen); second iteration from a checkpoint (adapter merged, head reused)")
 
 
 def arch_config():

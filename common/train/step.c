@@ -73,8 +73,8 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
     slex_hubert_params *p = slex_hubert_get_params(model);
     const int64_t C = c->hidden_size, L = c->num_hidden_layers;
     memcpy(p->mask_emb, head->mask_emb, sizeof(float) * (size_t)C); /* the head's is loaded as the truth */
-    float *seg[3];
-    int64_t size[3];
+    float *seg[2];
+    int64_t size[2];
     int n = 0;
     int64_t nmodel = 0;
     if (!o->lora) {
@@ -84,8 +84,6 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
         }
         size[n++] = nmodel;
     } else {
-        seg[n] = p->mask_emb;
-        size[n++] = C;
         seg[n] = lora->params;
         size[n++] = lora->num_params;
     }
@@ -101,14 +99,13 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
             for (int i = 0; i < c->num_conv; i++)
                 t->mgrads.conv_w[i] = t->mgrads.conv_b[i] = t->mgrads.conv_norm_w[i] = t->mgrads.conv_norm_b[i] = NULL;
     } else {
-        memset(&t->mgrads, 0, sizeof t->mgrads);
-        t->mgrads.mask_emb = slex_optim_grad(t->optim, 0);
+        memset(&t->mgrads, 0, sizeof t->mgrads); /* the base, mask embedding included, is frozen */
         t->sites = calloc((size_t)(L * SLEX_HUBERT_LINEARS), sizeof *t->sites);
         if (!t->sites) {
             slex_trainer_free(t);
             return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
         }
-        if (slex_lora_sites(lora, model, slex_optim_grad(t->optim, 1), t->sites, err)) {
+        if (slex_lora_sites(lora, model, slex_optim_grad(t->optim, 0), t->sites, err)) {
             slex_trainer_free(t);
             return NULL;
         }

@@ -10,10 +10,20 @@
  *   slex_trainer_update: gradients / (summed sample_size), clip, Adam with lr.
  *
  * Trainable: full mode, every model parameter (the CNN through feature_grad_mult; 0 freezes
- * it) and the head; LoRA mode, the adapter's A and B, the head and the mask embedding (the
- * base frozen).  The mask embedding trained is the model's masked_spec_embed; the head's copy
- * is set from it after every update (slex checkpoints keep the two equal).  Gradients and the
- * Adam moments are the optimiser's three allocations over exactly these tensors.
+ * it) and the head; LoRA mode, the adapter's A and B and the head's projection and label
+ * embeddings, the base frozen with its mask embedding.  The mask embedding trained in full mode
+ * is the model's masked_spec_embed; the head's copy is set from it after every update (slex
+ * checkpoints keep the two equal).  Gradients and the Adam moments are the optimiser's three
+ * allocations over exactly these tensors.
+ *
+ * Why LoRA mode freezes the mask embedding: it is a parameter of the pretrained base (HF
+ * HubertModel's masked_spec_embed), which the paper leaves frozen, training only the adapters
+ * and the head (as PEFT does: masked_spec_embed is not an adapted module).  The base model was
+ * pretrained with it, so its layers already read it as "masked"; the adapters learn the new
+ * language's targets on top.  Its gradient would also be the one thing that needs the backward
+ * through every layer and the positional convolution, since fairseq's mask embedding replaces
+ * the masked frames below the first layer: frozen, the backward stops at the lowest adapted
+ * layer, and the model keeps no activations below it (model/hubert.h, first_trained_layer). 
  *
  * Every row of a micro-batch has the frames of the model's conv stack on its N samples; a
  * batch whose labels cover fewer frames (train/batch's T below that) is refused, since
@@ -76,7 +86,8 @@ int slex_trainer_update_total(slex_trainer *t, double lr, int64_t sample_size, d
 
 /* The optimiser (its gradients, moments and update count, for checkpoints and tests), and the
  * gradient blocks of the model (laid out like its parameters; NULL fields are frozen) and of
- * the head (final_proj, label embeddings; mask_emb NULL: the model's is trained). */
+ * the head (final_proj, label embeddings; mask_emb NULL: the model's is trained in full mode,
+ * frozen in LoRA mode). */
 slex_optim *slex_trainer_optim(slex_trainer *t);
 const slex_hubert_params *slex_trainer_model_grads(const slex_trainer *t);
 const slex_head_grads *slex_trainer_head_grads(const slex_trainer *t);

@@ -394,6 +394,19 @@ static int load_model(trainer *t, const char *dir, int resuming, slex_error *err
     lo.model.keep_cnn_activations = o->full && o->feature_grad_mult > 0;
     lo.model.max_batch = o->batch.micro_batch;
     lo.model.max_chunk_samples = o->batch.max_sample_size;
+    if (!o->full) {
+        /* LoRA mode: nothing below the lowest adapted layer trains (train/step.h: the mask
+         * embedding is frozen), so the model keeps activations from there up. */
+        char path[FILE_CAP];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        slex_hubert_config cfg;
+        if (slex_hubert_config_load(path, &cfg, err) ||
+            parse_layers(o->lora_layers, cfg.num_hidden_layers, NULL, &lo.model.first_trained_layer, err))
+            return -1;
+        if (lo.model.first_trained_layer >= cfg.num_hidden_layers)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: %s has layers 1..%d", o->lora_layers, dir,
+                                cfg.num_hidden_layers);
+    }
     if (!resuming && o->arch) {
         if (!(t->model = slex_hubert_create(o->arch, &lo.model, err))) return -1;
         if (t->rank == 0) slex_info("%s: random weights (seed %llu)", o->arch, (unsigned long long)o->seed);
