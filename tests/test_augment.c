@@ -18,7 +18,9 @@
  *     --augment (same seed: same sentences and speakers): every length and phone boundary is the
  *     clean one rescaled by the recorded speed; utterances with noise alone have the recorded
  *     SNR (measured from the two WAVs, with the recorded gain); gain alone has the recorded
- *     gain; the peak stays below the limit. */
+ *     gain; the peak stays below the limit.
+ *   test_augment similar REF.wav GOT.wav  the same length and a correlation of at least 0.999
+ *     (tests/test_synth_augment.sh: a speed change against sox's `speed F rate -v 16000`). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,9 +384,10 @@ static char **read_lines(const char *path, int64_t *n) {
     return out;
 }
 
+/* dir/rel, or rel alone when dir is NULL. */
 static float *read_wav(const char *dir, const char *rel, int64_t *n) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    snprintf(path, sizeof path, "%s%s%s", dir ? dir : "", dir ? "/" : "", rel);
     float *x = NULL;
     slex_audio_info info;
     slex_error err = {{0}};
@@ -476,10 +479,29 @@ static int check_corpus(const char *clean, const char *aug, const char *name) {
     return check_finish("test_augment corpus");
 }
 
+/* A WAV against a reference WAV of the same speech (sox's speed change of the clean utterance):
+ * the same length, normalised correlation at least 0.999 (any gain). */
+static int check_similar(const char *ref, const char *got) {
+    int64_t nr, ng;
+    float *r = read_wav(NULL, ref, &nr), *g = read_wav(NULL, got, &ng);
+    if (r && g) {
+        CHECK(nr == ng, "%s: %lld samples, the reference %s %lld", got, (long long)ng, ref, (long long)nr);
+        double rg = 0, rr = 0, gg = 0;
+        for (int64_t i = 0; i < nr && i < ng; i++) rg += (double)r[i] * g[i], rr += (double)r[i] * r[i], gg += (double)g[i] * g[i];
+        double c = rg / sqrt(rr * gg);
+        CHECK(c >= 0.999, "%s: correlation %.6f with the reference %s", got, c, ref);
+        fprintf(stderr, "test_augment similar: %s vs %s: %lld samples, correlation %.7f\n", got, ref, (long long)ng, c);
+    }
+    free(r), free(g);
+    return check_finish("test_augment similar");
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "corpus")) return check_corpus(argv[2], argv[3], argv[4]);
+    if (argc == 4 && !strcmp(argv[1], "similar")) return check_similar(argv[2], argv[3]);
     if (argc != 1) {
-        fprintf(stderr, "usage: test_augment | test_augment corpus CLEAN_DIR AUG_DIR NAME\n");
+        fprintf(stderr, "usage: test_augment | test_augment corpus CLEAN_DIR AUG_DIR NAME | test_augment similar REF.wav "
+                        "GOT.wav\n");
         return 2;
     }
     test_rescale();

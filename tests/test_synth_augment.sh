@@ -6,7 +6,8 @@
 # - --voices all draws from the wider pool (other variants and accents, rates outside 130..230);
 # - --augment gives byte-identical corpora with 1, 2 and 3 ranks;
 # - test_augment compares the augmented corpus with the same corpus made without --augment
-#   (lengths and phones rescaled by the recorded speed, SNRs and gains measured back);
+#   (lengths and phones rescaled by the recorded speed, SNRs and gains measured back), and a
+#   speed change with sox's speed effect on the clean utterance;
 # - the perturbation options need --augment; bad values fail; a run without --augment removes an
 #   earlier run's .augment file.
 set -eu
@@ -61,6 +62,16 @@ $MPI -np 2 "$SYNTH" --lang zh --minutes 0.5 --out "$WORK/clean" --seed 8
 ASAN_OPTIONS=$CHECKER_ASAN "$CHECKER" corpus "$WORK/clean" "$WORK/aug1" en_train
 ASAN_OPTIONS=$CHECKER_ASAN "$CHECKER" corpus "$WORK/clean" "$WORK/aug1" zh_train
 checks=$((checks + 2))
+# The speed change against sox's (`speed F` then `rate -v 16000`, the clean WAV as input), on the
+# first utterances with a speed change alone.
+awk -F'\t' 'NR > 1 && $2 != "1.000" && $3 == "-" && $5 == "none" { print $1 "\t" $2 }' "$WORK/aug1/en_train.augment" |
+    head -n 3 > "$WORK/speed_only.txt"
+[ "$(wc -l < "$WORK/speed_only.txt")" -eq 3 ] || fail "fewer than 3 utterances with a speed change alone"
+while IFS="$(printf '\t')" read -r rel speed; do
+    sox "$WORK/clean/$rel" "$WORK/sox.wav" speed "$speed" rate -v 16000
+    ASAN_OPTIONS=$CHECKER_ASAN "$CHECKER" similar "$WORK/sox.wav" "$WORK/aug1/$rel"
+    checks=$((checks + 1))
+done < "$WORK/speed_only.txt"
 
 # 5. Options.
 rc=0; "$SYNTH" --lang en --minutes 0.1 --out "$WORK/e" --speed-prob 0.5 2> "$WORK/err.txt" || rc=$?
