@@ -1,6 +1,7 @@
 #include "core/exactsum.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int slex_exact_comm_sum(const slex_exact_comm *comm, int64_t *values, int64_t n, slex_error *err) {
     if (!comm || comm->size <= 1) return 0;
@@ -29,9 +30,40 @@ int slex_exactsum_exponent(double max_abs, int64_t n_terms) {
     return 62 - e_max - e_n;
 }
 
-/* The value of element i of either array (one of them is NULL). */
-static inline double element(const float *vf, const double *vd, int64_t i) {
-    return vf ? (double)vf[i] : vd[i];
+/* Columns per pass of the integer accumulation: the partial sums (8 bytes each) stay in L2
+ * and are reduced over the ranks block by block, so no buffer of the whole length is needed. */
+#define SUM_BLOCK 32768
+
+/* max |v| over n floats; INFINITY when one is NaN.  Four running maxima (maxss each), NaN
+ * flagged apart (a NaN never wins a comparison). */
+static double max_abs_f32(const float *v, int64_t n) {
+    float m[4] = {0, 0, 0, 0};
+    int nan = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            const float a = fabsf(v[i + k]);
+            nan |= a != a;
+            m[k] = a > m[k] ? a : m[k];
+        }
+    for (; i < n; i++) {
+        const float a = fabsf(v[i]);
+        nan |= a != a;
+        m[0] = a > m[0] ? a : m[0];
+    }
+    if (nan) return INFINITY;
+    float a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
+    return a > b ? a : b;
+}
+
+static double max_abs_f64(const double *v, int64_t n) {
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double a = fabs(v[i]);
+        if (a > mx) mx = a;
+        else if (a != a) return INFINITY;
+    }
+    return mx;
 }
 
 static int exact_sums(const float *vf, const double *vd, int64_t rows, int64_t len, int64_t total_rows,
@@ -40,24 +72,35 @@ static int exact_sums(const float *vf, const double *vd, int64_t rows, int64_t l
         return slex_fail(err, "exact sum: bad sizes (%lld rows of %lld values, %lld rows in all)", (long long)rows,
                          (long long)len, (long long)total_rows);
     /* A NaN counts as an infinite maximum, so every rank sees the failure. */
-    double mx = 0;
     const int64_t n = rows * len;
-    for (int64_t i = 0; i < n; i++) {
-        const double a = fabs(element(vf, vd, i));
-        if (a > mx) mx = a;
-        else if (a != a) mx = INFINITY;
-    }
+    double mx = vf ? max_abs_f32(vf, n) : max_abs_f64(vd, n);
     if (slex_exact_comm_max(comm, &mx, 1, err)) return -1;
     if (!isfinite(mx)) return slex_fail(err, "exact sum: a value is not finite (NaN or infinite)");
-    int64_t *q = calloc((size_t)len + 1, sizeof *q);
-    if (!q) return slex_fail(err, "exact sum: out of memory for %lld sums", (long long)len);
+    const int64_t nb = len < SUM_BLOCK ? len : SUM_BLOCK;
+    int64_t *q = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *q);
+    if (!q) return slex_fail(err, "exact sum: out of memory for %lld sums", (long long)nb);
     const int e = slex_exactsum_exponent(mx, total_rows);
     const double scale = ldexp(1.0, e);
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < len; j++) q[j] += slex_exactsum_fixed(element(vf, vd, i * len + j), scale);
-    int rc = slex_exact_comm_sum(comm, q, len, err);
-    if (!rc)
-        for (int64_t j = 0; j < len; j++) out[j] = ldexp((double)q[j], -e);
+    /* q * 2^-e as one multiplication: exact while 2^-e is a normal number (|q| >= 1 keeps the
+     * product normal); ldexp beyond. */
+    const double unscale = e <= 1022 ? ldexp(1.0, -e) : 0.0;
+    int rc = 0;
+    for (int64_t j0 = 0; !rc && j0 < len; j0 += nb) {
+        const int64_t w = len - j0 < nb ? len - j0 : nb;
+        memset(q, 0, (size_t)w * sizeof *q);
+        for (int64_t i = 0; i < rows; i++) {
+            if (vf) {
+                const float *v = vf + i * len + j0;
+                for (int64_t j = 0; j < w; j++) q[j] += slex_exactsum_fixed((double)v[j], scale);
+            } else {
+                const double *v = vd + i * len + j0;
+                for (int64_t j = 0; j < w; j++) q[j] += slex_exactsum_fixed(v[j], scale);
+            }
+        }
+        rc = slex_exact_comm_sum(comm, q, w, err);
+        if (!rc)
+            for (int64_t j = 0; j < w; j++) out[j0 + j] = unscale != 0.0 ? (double)q[j] * unscale : ldexp((double)q[j], -e);
+    }
     free(q);
     return rc;
 }

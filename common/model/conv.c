@@ -25,16 +25,13 @@ int64_t slex_conv1d_scratch_floats(int Ci, int K, int S) {
 static void conv1d_one(float *out, const float *inp, const float *w, const float *bias, int64_t Ti, int Ci, int Co,
                        int K, int S, float *scratch) {
     int64_t To = slex_conv_out_len(Ti, K, S);
-    for (int64_t t = 0; t < To; t++) {
-        float *row = out + t * Co;
-        if (bias)
-            memcpy(row, bias, (size_t)Co * sizeof(float));
-        else
-            memset(row, 0, (size_t)Co * sizeof(float));
-    }
+    /* Without a bias the first product writes out (beta 0) instead of adding to zeros. */
+    float beta = bias ? 1.0f : 0.0f;
+    if (bias)
+        for (int64_t t = 0; t < To; t++) memcpy(out + t * Co, bias, (size_t)Co * sizeof(float));
     int window = K * Ci;
     if (S >= K) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)To, Co, window, 1.0f, inp, S * Ci, w, window, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)To, Co, window, 1.0f, inp, S * Ci, w, window, beta,
                     out, Co);
     } else if (Ci < MIN_CHANNELS_PER_TAP) {
         for (int64_t t0 = 0; t0 < To; t0 += IM2COL_ROWS) {
@@ -42,12 +39,12 @@ static void conv1d_one(float *out, const float *inp, const float *w, const float
             for (int r = 0; r < rows; r++)
                 memcpy(scratch + (int64_t)r * window, inp + (t0 + r) * S * Ci, (size_t)window * sizeof(float));
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, Co, window, 1.0f, scratch, window, w, window,
-                        1.0f, out + t0 * Co, Co);
+                        beta, out + t0 * Co, Co);
         }
     } else {
         for (int k = 0; k < K; k++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)To, Co, Ci, 1.0f, inp + (int64_t)k * Ci, S * Ci,
-                        w + (int64_t)k * Ci, window, 1.0f, out, Co);
+                        w + (int64_t)k * Ci, window, k ? 1.0f : beta, out, Co);
     }
 }
 
@@ -84,12 +81,19 @@ static void conv1d_backward_one(float *dinp, float *dw, float *dbias, const floa
                         S * Ci, 1.0f, dw + (int64_t)k * Ci, window);
     }
     if (!dinp) return;
-    /* windows (To, K*Ci) of dinp += dout (To, Co) @ w (Co, K*Ci); windows overlap when S < K */
-    memset(dinp, 0, (size_t)(Ti * Ci) * sizeof(float));
-    if (S >= K) {
+    /* windows (To, K*Ci) of dinp += dout (To, Co) @ w (Co, K*Ci); windows overlap when S < K.
+     * Rows tS + k of the taps k < S tile rows [0, To S) once, so those products write (beta 0)
+     * and only the rows past To S start from zero; the taps k >= S add. */
+    if (S == K) {
+        memset(dinp + To * S * Ci, 0, (size_t)((Ti - To * S) * Ci) * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)To, window, Co, 1.0f, dout, Co, w, window, 0.0f,
+                    dinp, S * Ci);
+    } else if (S > K) {
+        memset(dinp, 0, (size_t)(Ti * Ci) * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)To, window, Co, 1.0f, dout, Co, w, window, 1.0f,
                     dinp, S * Ci);
     } else if (Ci < MIN_CHANNELS_PER_TAP) {
+        memset(dinp, 0, (size_t)(Ti * Ci) * sizeof(float));
         for (int64_t t0 = 0; t0 < To; t0 += IM2COL_ROWS) {
             int rows = (int)(To - t0 < IM2COL_ROWS ? To - t0 : IM2COL_ROWS);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, window, Co, 1.0f, dout + t0 * Co, Co, w,
@@ -101,9 +105,10 @@ static void conv1d_backward_one(float *dinp, float *dw, float *dbias, const floa
             }
         }
     } else {
+        memset(dinp + To * S * Ci, 0, (size_t)((Ti - To * S) * Ci) * sizeof(float));
         for (int k = 0; k < K; k++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)To, Ci, Co, 1.0f, dout, Co, w + (int64_t)k * Ci,
-                        window, 1.0f, dinp + (int64_t)k * Ci, S * Ci);
+                        window, k < S ? 0.0f : 1.0f, dinp + (int64_t)k * Ci, S * Ci);
     }
 }
 

@@ -362,28 +362,34 @@ enum { DROP_ATT, DROP_ATTPROJ, DROP_ACT, DROP_FFN_OUT, DROP_LAYER = 4 };
 #define DROP_PROJ (UINT64_C(1) << 40)
 #define DROP_ENC_IN (DROP_PROJ + 1)
 
-/* 1 when element i of dropout site `site` is dropped with probability p (splitmix64 of the
- * seed, the site and the index: the same answer in the forward and the backward). */
-static int dropped(uint64_t seed, uint64_t site, uint64_t i, float p) {
+/* Element i of dropout site `site` is dropped with probability p when the top 53 bits of
+ * splitmix64(seed, site, i), as a fraction of 2^53, are below p: the same answer in the forward
+ * and the backward.  u / 2^53 < p is compared as u < ceil(p 2^53) (exact), without a
+ * conversion per element. */
+static uint64_t drop_threshold(float p) { return (uint64_t)ceil(ldexp((double)p, 53)); }
+
+static inline int dropped(uint64_t seed, uint64_t site, uint64_t i, uint64_t threshold) {
     uint64_t z = seed ^ (site * UINT64_C(0x9E3779B97F4A7C15)) ^ (i * UINT64_C(0xD1B54A32D192ED03));
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
     z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0) < p;
+    return (z >> 11) < threshold;
 }
 
 /* x (n) *= the site's dropout multipliers (0 or 1 / (1 - p)); the same call is its backward. */
 static void apply_dropout(float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
     if (p <= 0.0f) return;
-    float keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++) x[i] = dropped(seed, site, (uint64_t)i, p) ? 0.0f : x[i] * keep;
+    const float keep = 1.0f / (1.0f - p);
+    const uint64_t th = drop_threshold(p);
+    for (int64_t i = 0; i < n; i++) x[i] = dropped(seed, site, (uint64_t)i, th) ? 0.0f : x[i] * keep;
 }
 
 /* The attention dropout multipliers of layer l into m->att_drop; NULL when off. */
 static const float *attention_dropout(slex_hubert *m, const slex_hubert_batch *b, int l, int64_t n) {
     if (!b || b->attention_dropout <= 0.0f) return NULL;
-    for (int64_t i = 0; i < n; i++) m->att_drop[i] = 1.0f;
-    apply_dropout(m->att_drop, n, b->attention_dropout, b->dropout_seed, (uint64_t)l * DROP_LAYER + DROP_ATT);
+    const float p = b->attention_dropout, keep = 1.0f / (1.0f - p);
+    const uint64_t th = drop_threshold(p), site = (uint64_t)l * DROP_LAYER + DROP_ATT;
+    for (int64_t i = 0; i < n; i++) m->att_drop[i] = dropped(b->dropout_seed, site, (uint64_t)i, th) ? 0.0f : keep;
     return m->att_drop;
 }
 
