@@ -557,7 +557,9 @@ static void check_direction(const char *what, model_case *mc, float *x, const fl
 
 /* LORA_TOP: only the adapters train (mask_emb frozen), and activations are kept from the lowest
  * adapted layer up (first_trained_layer). */
-typedef enum { FULL, LORA, LORA_TOP } train_mode;
+/* LORA_ATT: LORA's attention adapters only, the model loaded with frozen_ffn (the FFN inputs
+ * shared by the layers): the same gradients, and an FFN weight gradient is refused. */
+typedef enum { FULL, LORA, LORA_TOP, LORA_ATT } train_mode;
 
 /* One configuration: the fixture model `variant`, in full or LoRA mode, with a mask, dropout,
  * one layer dropped (full mode) and feature_grad_mult 0.5 with a feature-penalty gradient. */
@@ -575,6 +577,7 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     slex_error cerr = {{0}};
     CHECK(slex_hubert_config_load(cfg_path, &fc, &cerr) == 0, "%s", cerr.msg);
     o.first_trained_layer = mode == LORA_TOP ? fc.num_hidden_layers - 1 : 0;
+    o.frozen_ffn = mode == LORA_ATT;
     o.max_batch = MODEL_B;
     o.max_chunk_samples = MODEL_N;
     slex_error err = {{0}};
@@ -600,9 +603,11 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     static const struct {
         int layer_from_top, which;
     } adapted[] = {{0, SLEX_HUBERT_Q}, {0, SLEX_HUBERT_V}, {0, SLEX_HUBERT_OUT}, {0, SLEX_HUBERT_FC1}, {1, SLEX_HUBERT_K}};
-    int n_adapted = mode == LORA ? (int)(sizeof adapted / sizeof adapted[0]) : mode == LORA_TOP ? 4 : 0;
+    int n_adapted = mode == LORA || mode == LORA_ATT ? (int)(sizeof adapted / sizeof adapted[0]) : mode == LORA_TOP ? 4 : 0;
+#define SKIPPED(k) (mode == LORA_ATT && adapted[k].which == SLEX_HUBERT_FC1)
     int64_t per = 0;
     for (int k = 0; k < n_adapted; k++) {
+        if (SKIPPED(k)) continue;
         int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
         per += (int64_t)r * in + (int64_t)outd * r;
     }
@@ -611,6 +616,7 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     lora_grad = filled(lora_n, ACCUM);
     int64_t off = 0;
     for (int k = 0; k < n_adapted; k++) {
+        if (SKIPPED(k)) continue;
         slex_hubert_lora_site *s = &sites[(int64_t)(L - 1 - adapted[k].layer_from_top) * SLEX_HUBERT_LINEARS +
                                           adapted[k].which];
         int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
@@ -646,6 +652,15 @@ static void test_model_backward(const char *data, const char *variant, train_mod
               "a gradient below first_trained_layer: %s", err.msg);
         g.mask_emb = NULL;
     }
+    if (mode == LORA_ATT) {
+        /* frozen_ffn: an FFN weight gradient is refused. */
+        model_loss(&mc);
+        float *fc = g.fc_w;
+        g.fc_w = gmem;
+        CHECK(slex_hubert_backward(m, R, Q, 0.0f, &g, &err) != 0 && strstr(err.msg, "frozen_ffn"),
+              "an FFN weight gradient with frozen_ffn: %s", err.msg);
+        g.fc_w = fc;
+    }
     float mult = mode == FULL ? 0.5f : 0.0f;
     model_loss(&mc);
     int rc = slex_hubert_backward(m, R, Q, mult, &g, &err);
@@ -668,6 +683,7 @@ static void test_model_backward(const char *data, const char *variant, train_mod
         check_direction(what, &mc, pt[i].data, gt[i].data, pt[i].numel, ACCUM, cnn ? mult : 1.0);
     }
     for (int k = 0; k < n_adapted; k++) {
+        if (SKIPPED(k)) continue;
         slex_hubert_lora_site *s = &sites[(int64_t)(L - 1 - adapted[k].layer_from_top) * SLEX_HUBERT_LINEARS +
                                           adapted[k].which];
         int in = C, outd = adapted[k].which == SLEX_HUBERT_FC1 ? c->intermediate_size : C;
@@ -681,6 +697,7 @@ static void test_model_backward(const char *data, const char *variant, train_mod
     free(pt), free(gt), free(gmem), free(wave), free(R), free(Q), free(out), free(mask), free(skip), free(sites);
     free(lora_mem), free(lora_grad);
     slex_hubert_free(m);
+#undef SKIPPED
 }
 
 /* The training forward with unmerged adapters (slex_lora_sites) equals the inference forward
@@ -780,5 +797,7 @@ int main(int argc, char **argv) {
     test_model_backward(argv[1], "pre_ln_layer", LORA);
     test_model_backward(argv[1], "post_ln_group", LORA_TOP);
     test_model_backward(argv[1], "pre_ln_layer", LORA_TOP);
+    test_model_backward(argv[1], "post_ln_group", LORA_ATT);
+    test_model_backward(argv[1], "pre_ln_layer", LORA_ATT);
     return check_finish("test_backward");
 }

@@ -59,6 +59,26 @@ void slex_attention_forward(float *out, float *att, int64_t att_head_stride, con
     }
 }
 
+/* dP (T) *= the dropout multipliers d (NULL: none), then dS = P * (dP - sum(dP * P)), in place. */
+static void softmax_backward_row(float *row, const float *pr, const float *d, int64_t T) {
+    int64_t j = 0, nv = T / 4 * 4;
+    v4f acc = v4_splat(0.0f);
+    for (; j < nv; j += 4) {
+        v4f g = v4_load(row + j);
+        if (d) g *= v4_load(d + j);
+        v4_store(row + j, g);
+        acc += g * v4_load(pr + j);
+    }
+    float s = v4_hsum(acc);
+    for (; j < T; j++) {
+        if (d) row[j] *= d[j];
+        s += row[j] * pr[j];
+    }
+    v4f vs = v4_splat(s);
+    for (j = 0; j < nv; j += 4) v4_store(row + j, v4_load(pr + j) * (v4_load(row + j) - vs));
+    for (; j < T; j++) row[j] = pr[j] * (row[j] - s);
+}
+
 /* Per head, with P the probabilities and P' = P * D after dropout, Y = P' V:
  * dV = P'^T dY, dP = (dY V^T) * D, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
  * dK = scale dS^T Q. */
@@ -84,15 +104,8 @@ void slex_attention_backward(float *dqkv, const float *dout, const float *qkv, c
                         C, 0.0f, dv, ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, dy + h * hd, C, v, ld, 0.0f,
                         dp, (int)T);
-            for (int64_t i = 0; i < T; i++) {
-                float *row = dp + i * T;
-                const float *pr = p + i * T;
-                if (d)
-                    for (int64_t j = 0; j < T; j++) row[j] *= d[i * T + j];
-                double s = 0.0;
-                for (int64_t j = 0; j < T; j++) s += (double)row[j] * pr[j];
-                for (int64_t j = 0; j < T; j++) row[j] = pr[j] * (row[j] - (float)s);
-            }
+            for (int64_t i = 0; i < T; i++)
+                softmax_backward_row(dp + i * T, p + i * T, d ? d + i * T : NULL, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, scale, dp, (int)T, k, ld, 0.0f,
                         dq, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, hd, (int)T, scale, dp, (int)T, q, ld, 0.0f,

@@ -64,6 +64,7 @@ static const slex_option load_rows[] = {
      .flags = SLEX_OPTF_INTERNAL},
     {SLEX_OPT_INT_FIELD(T, first_trained_layer), .name = "first-trained-layer", .def = 0, .min = 0, .max = 1 << 20,
      .flags = SLEX_OPTF_INTERNAL},
+    {SLEX_OPT_FLAG_FIELD(T, frozen_ffn), .name = "frozen-ffn", .flags = SLEX_OPTF_INTERNAL},
 };
 #undef T
 const slex_option_table slex_hubert_load_option_table = SLEX_OPTION_TABLE(load_rows);
@@ -156,6 +157,10 @@ static int64_t slice_of(const slex_hubert *m, int l) {
     return !m->opts.keep_activations || l < f ? 0 : l - f + (f > 0);
 }
 
+/* 1 when the per-layer buffers that only a gradient of the FFN weights reads (the FFN input
+ * and the GELU output) have one slice for all layers (frozen_ffn). */
+static int ffn_in_shared(const slex_hubert *m) { return m->opts.keep_activations && m->opts.frozen_ffn; }
+
 static float *alloc_acts(slex_hubert *m, int64_t N) {
     const slex_hubert_config *c = &m->cfg;
     slex_hubert_acts *a = &m->acts;
@@ -214,20 +219,22 @@ static float *alloc_acts(slex_hubert *m, int64_t N) {
     s[n++] = (slot){&a->enc_ln, BT * C};
     s[n++] = (slot){&a->enc_ln_mean, BT};
     s[n++] = (slot){&a->enc_ln_rstd, BT};
-    s[n++] = (slot){&a->ln1, Lk * BT * C};
+    int pre = c->do_stable_layer_norm;
+    int64_t Lf = ffn_in_shared(m) ? 1 : Lk;
+    s[n++] = (slot){&a->ln1, (pre ? Lk : Lf) * BT * C};
     s[n++] = (slot){&a->ln1_mean, Lk * BT};
     s[n++] = (slot){&a->ln1_rstd, Lk * BT};
     s[n++] = (slot){&a->qkv, Lk * BT * 3 * C};
     s[n++] = (slot){&a->att, Lk * Hk * B * T * T};
     s[n++] = (slot){&a->atty, Lk * BT * C};
-    s[n++] = (slot){&a->attproj, Lk * BT * C};
+    s[n++] = (slot){&a->attproj, BT * C};
     s[n++] = (slot){&a->res1, Lk * BT * C};
-    s[n++] = (slot){&a->ln2, Lk * BT * C};
+    s[n++] = (slot){&a->ln2, (pre ? Lf : Lk) * BT * C};
     s[n++] = (slot){&a->ln2_mean, Lk * BT};
     s[n++] = (slot){&a->ln2_rstd, Lk * BT};
     s[n++] = (slot){&a->fch, Lk * BT * F};
-    s[n++] = (slot){&a->fch_gelu, keep ? Lk * BT * F : 0};
-    s[n++] = (slot){&a->fcproj, Lk * BT * C};
+    s[n++] = (slot){&a->fch_gelu, keep ? Lf * BT * F : 0};
+    s[n++] = (slot){&a->fcproj, BT * C};
     s[n++] = (slot){&a->res2, Lk * BT * C};
     s[n++] = (slot){&a->scratch, scratch};
     s[n++] = (slot){&m->dx, keep ? BT * Cmax : 0};
@@ -362,34 +369,40 @@ enum { DROP_ATT, DROP_ATTPROJ, DROP_ACT, DROP_FFN_OUT, DROP_LAYER = 4 };
 #define DROP_PROJ (UINT64_C(1) << 40)
 #define DROP_ENC_IN (DROP_PROJ + 1)
 
-/* Element i of dropout site `site` is dropped with probability p when the top 53 bits of
- * splitmix64(seed, site, i), as a fraction of 2^53, are below p: the same answer in the forward
- * and the backward.  u / 2^53 < p is compared as u < ceil(p 2^53) (exact), without a
- * conversion per element. */
-static uint64_t drop_threshold(float p) { return (uint64_t)ceil(ldexp((double)p, 53)); }
+/* Element i of dropout site `site` is dropped with probability p when its 32 bits of
+ * splitmix64(seed, site, i / 2) (the low half for even i, the high half for odd i), as a
+ * fraction of 2^32, are below p: the same answer in the forward and the backward.  u / 2^32 < p
+ * is compared as u < ceil(p 2^32) (exact); one hash serves two elements. */
+static uint64_t drop_threshold(float p) { return (uint64_t)ceil(ldexp((double)p, 32)); }
 
-static inline int dropped(uint64_t seed, uint64_t site, uint64_t i, uint64_t threshold) {
-    uint64_t z = seed ^ (site * UINT64_C(0x9E3779B97F4A7C15)) ^ (i * UINT64_C(0xD1B54A32D192ED03));
+static inline uint64_t drop_bits(uint64_t base, uint64_t pair) {
+    uint64_t z = base ^ (pair * UINT64_C(0xD1B54A32D192ED03));
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    z ^= z >> 31;
-    return (z >> 11) < threshold;
+    return z ^ (z >> 31);
 }
 
-/* x (n) *= the site's dropout multipliers (0 or 1 / (1 - p)); the same call is its backward. */
-static void apply_dropout(float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
-    if (p <= 0.0f) return;
+/* out (n) = x * the site's dropout multipliers (0 or 1 / (1 - p)); x NULL: the multipliers
+ * themselves.  out may alias x. */
+static void dropout_site(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
     const float keep = 1.0f / (1.0f - p);
-    const uint64_t th = drop_threshold(p);
-    for (int64_t i = 0; i < n; i++) x[i] = dropped(seed, site, (uint64_t)i, th) ? 0.0f : x[i] * keep;
+    const uint64_t th = drop_threshold(p), base = seed ^ (site * UINT64_C(0x9E3779B97F4A7C15));
+    for (int64_t i = 0; i < n; i += 2) {
+        uint64_t z = drop_bits(base, (uint64_t)i >> 1);
+        out[i] = (z & 0xffffffffu) < th ? 0.0f : x ? x[i] * keep : keep;
+        if (i + 1 < n) out[i + 1] = (z >> 32) < th ? 0.0f : x ? x[i + 1] * keep : keep;
+    }
+}
+
+/* x (n) *= the site's dropout multipliers; the same call is its backward. */
+static void apply_dropout(float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
+    if (p > 0.0f) dropout_site(x, x, n, p, seed, site);
 }
 
 /* The attention dropout multipliers of layer l into m->att_drop; NULL when off. */
 static const float *attention_dropout(slex_hubert *m, const slex_hubert_batch *b, int l, int64_t n) {
     if (!b || b->attention_dropout <= 0.0f) return NULL;
-    const float p = b->attention_dropout, keep = 1.0f / (1.0f - p);
-    const uint64_t th = drop_threshold(p), site = (uint64_t)l * DROP_LAYER + DROP_ATT;
-    for (int64_t i = 0; i < n; i++) m->att_drop[i] = dropped(b->dropout_seed, site, (uint64_t)i, th) ? 0.0f : keep;
+    dropout_site(m->att_drop, NULL, n, b->attention_dropout, b->dropout_seed, (uint64_t)l * DROP_LAYER + DROP_ATT);
     return m->att_drop;
 }
 
@@ -465,12 +478,13 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         if (train) m->layer_in[l] = x;
         if (train && train->skip_layer && train->skip_layer[l]) continue;
         const slex_hubert_lora_site *site = train && train->lora ? train->lora + (int64_t)l * SLEX_HUBERT_LINEARS : NULL;
-        int64_t sl = slice_of(m, l);
-        float *ln1 = a->ln1 + sl * sTC, *ln1_mean = a->ln1_mean + sl * sT, *ln1_rstd = a->ln1_rstd + sl * sT;
+        int64_t sl = slice_of(m, l), sf = ffn_in_shared(m) ? 0 : sl; /* sf: the FFN inputs' slice */
+        int pre = c->do_stable_layer_norm;
+        float *ln1 = a->ln1 + (pre ? sl : sf) * sTC, *ln1_mean = a->ln1_mean + sl * sT, *ln1_rstd = a->ln1_rstd + sl * sT;
         float *qkv = a->qkv + 3 * sl * sTC, *att = a->att + sl * (keep ? (int64_t)H * B * T * T : 0);
-        float *atty = a->atty + sl * sTC, *attproj = a->attproj + sl * sTC, *res1 = a->res1 + sl * sTC;
-        float *ln2 = a->ln2 + sl * sTC, *ln2_mean = a->ln2_mean + sl * sT, *ln2_rstd = a->ln2_rstd + sl * sT;
-        float *fch = a->fch + sl * sTF, *fch_gelu = a->fch_gelu + sl * sTF, *fcproj = a->fcproj + sl * sTC;
+        float *atty = a->atty + sl * sTC, *attproj = a->attproj, *res1 = a->res1 + sl * sTC;
+        float *ln2 = a->ln2 + (pre ? sf : sl) * sTC, *ln2_mean = a->ln2_mean + sl * sT, *ln2_rstd = a->ln2_rstd + sl * sT;
+        float *fch = a->fch + sl * sTF, *fch_gelu = a->fch_gelu + sf * sTF, *fcproj = a->fcproj;
         float *res2 = a->res2 + sl * sTC;
         const float *ln1_w = p->ln1_w + (int64_t)l * C, *ln1_b = p->ln1_b + (int64_t)l * C;
         const float *ln2_w = p->ln2_w + (int64_t)l * C, *ln2_b = p->ln2_b + (int64_t)l * C;
@@ -480,7 +494,6 @@ static const float *forward_batch(slex_hubert *m, int B, int64_t n, int layer, c
         const float *fcproj_w = p->fcproj_w + (int64_t)l * C * F, *fcproj_b = p->fcproj_b + (int64_t)l * C;
         /* pre-LN: res1 = x + attn(LN1(x)); res2 = res1 + ffn(LN2(res1))
          * post-LN: ln1 = LN1(x + attn(x)); ln2 = LN2(ln1 + ffn(ln1)) */
-        int pre = c->do_stable_layer_norm;
         if (pre) slex_layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1_w, ln1_b, BT, C, c->layer_norm_eps);
         const float *att_in = pre ? ln1 : x;
         slex_linear_forward(qkv, att_in, qkv_w, qkv_b, BT, C, 3 * C);
@@ -623,14 +636,15 @@ typedef struct {
 
 static layer_acts layer_view(const slex_hubert *m, int layer) {
     const slex_hubert_acts *a = &m->acts;
-    int64_t l = slice_of(m, layer);
+    int64_t l = slice_of(m, layer), f = ffn_in_shared(m) ? 0 : l;
     int64_t BT = m->batch.B * m->T, C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
     int64_t H = m->cfg.num_attention_heads;
+    int pre = m->cfg.do_stable_layer_norm;
     return (layer_acts){
-        .ln1 = a->ln1 + l * BT * C, .ln1_mean = a->ln1_mean + l * BT, .ln1_rstd = a->ln1_rstd + l * BT,
+        .ln1 = a->ln1 + (pre ? l : f) * BT * C, .ln1_mean = a->ln1_mean + l * BT, .ln1_rstd = a->ln1_rstd + l * BT,
         .qkv = a->qkv + l * BT * 3 * C, .att = a->att + l * H * BT * m->T, .atty = a->atty + l * BT * C,
-        .res1 = a->res1 + l * BT * C, .ln2 = a->ln2 + l * BT * C, .ln2_mean = a->ln2_mean + l * BT,
-        .ln2_rstd = a->ln2_rstd + l * BT, .fch = a->fch + l * BT * F, .fch_gelu = a->fch_gelu + l * BT * F,
+        .res1 = a->res1 + l * BT * C, .ln2 = a->ln2 + (pre ? f : l) * BT * C, .ln2_mean = a->ln2_mean + l * BT,
+        .ln2_rstd = a->ln2_rstd + l * BT, .fch = a->fch + l * BT * F, .fch_gelu = a->fch_gelu + f * BT * F,
         .res2 = a->res2 + l * BT * C,
     };
 }
@@ -787,6 +801,13 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
         return slex_fail(err, "backward: a gradient below layer %d was asked for (%s), but the model keeps "
                               "activations from first_trained_layer %d up", f,
                          enc_in ? "below the encoder layers" : "a trainable layer", f);
+    for (int l = 0; ffn_in_shared(m) && l < L; l++) {
+        layer_params lg = layer_slice(g, l, C, c->intermediate_size);
+        const slex_hubert_lora_site *s1 = site_of(m, l, SLEX_HUBERT_FC1), *s2 = site_of(m, l, SLEX_HUBERT_FC2);
+        if (lg.fc_w || lg.fcproj_w || (s1 && s1->A && (s1->dA || s1->dB)) || (s2 && s2->A && (s2->dA || s2->dB)))
+            return slex_fail(err, "backward: a gradient of layer %d's feed-forward weights was asked for, but the "
+                                  "model was loaded with frozen_ffn (their inputs are not kept)", l + 1);
+    }
     int r = max_lora_rank(m, &m->batch);
     float *h = r ? malloc((size_t)(2 * BT * r) * sizeof(float)) : NULL;
     if (r && !h) return slex_fail(err, "backward: out of memory for the LoRA activations");

@@ -60,13 +60,18 @@ typedef struct slex_hubert_load_options {
      * training with nothing trainable below it: the layers underneath share one set of
      * buffers, and a backward that needs them is an error); default 0 (all). */
     int first_trained_layer;
+    /* 1 (with keep_activations): no gradient of the FFN weights (fc1, fc2 and adapters on them)
+     * will be asked for, so their inputs (the FFN input LayerNorm's output, the GELU output) are
+     * not kept per layer; a backward that needs them is an error.  Default 0. */
+    int frozen_ffn;
 } slex_hubert_load_options;
 
 void slex_hubert_load_options_default(slex_hubert_load_options *opts);
 
 /* The load options registered once (defaults, ranges, --help, and the dump parameters
  * normalize_waveform_option, max_chunk_samples, ignore_unexpected in that order);
- * keep_activations, keep_cnn_activations, max_batch and first_trained_layer are internal. */
+ * keep_activations, keep_cnn_activations, max_batch, first_trained_layer and frozen_ffn are
+ * internal. */
 extern const slex_option_table slex_hubert_load_option_table;
 
 /* Activations of one forward: B utterances (1 outside training) of N samples each -> T_i frames
@@ -92,12 +97,14 @@ typedef struct slex_hubert_acts {
     float *qkv;                                  /* (L, B, T, 3C) */
     float *att;                                  /* (L, B, H, T, T) softmax probabilities */
     float *atty;                                 /* (L, B, T, C) attention output before out_proj */
-    float *attproj;                              /* (L, B, T, C) */
+    float *attproj;                              /* (B, T, C) (no backward reads it: one slice) */
     float *res1;                                 /* (L, B, T, C) input + attention */
     float *ln2, *ln2_mean, *ln2_rstd;            /* (L, B, T, C), (L, B, T), (L, B, T) */
     float *fch;                                  /* (L, B, T, F) fc1 output before GELU */
-    float *fch_gelu;                             /* (L, B, T, F) (== fch without keep_activations) */
-    float *fcproj;                               /* (L, B, T, C) */
+    float *fch_gelu;                             /* (L, B, T, F) (== fch without keep_activations;
+                                                    one slice with frozen_ffn, as the FFN's input
+                                                    LayerNorm output: post-LN ln1, pre-LN ln2) */
+    float *fcproj;                               /* (B, T, C) (one slice, as attproj) */
     float *res2;                                 /* (L, B, T, C) */
     float *scratch;                              /* im2col blocks, attention dropout */
 } slex_hubert_acts;

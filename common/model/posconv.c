@@ -7,37 +7,66 @@
 /* Rows per im2col block. */
 #define IM2COL_ROWS 512
 
+/* Taps per pass of the weight norm: v is read in storage order (tap fastest) with the norms of
+ * a block of taps accumulating side by side; each norm still sums its elements in order. */
+#define WN_TAPS 256
+
 void slex_weightnorm_forward(float *w, const float *g, const float *v, int C, int Cg, int K) {
-    for (int k = 0; k < K; k++) {
-        double sq = 0.0;
-        for (int64_t i = 0; i < (int64_t)C * Cg; i++) sq += (double)v[i * K + k] * v[i * K + k];
+    const int64_t rows = (int64_t)C * Cg;
+    double sq[WN_TAPS], scale[WN_TAPS];
+    for (int k0 = 0; k0 < K; k0 += WN_TAPS) {
+        const int nk = K - k0 < WN_TAPS ? K - k0 : WN_TAPS;
+        for (int k = 0; k < nk; k++) sq[k] = 0.0;
+        for (int64_t i = 0; i < rows; i++) {
+            const float *vi = v + i * K + k0;
+            for (int k = 0; k < nk; k++) sq[k] += (double)vi[k] * vi[k];
+        }
         /* sq == 0: a zero tap; NaN sq (NaN or Inf in v) keeps the tap NaN, as PyTorch. */
-        double scale = sq == 0.0 ? 0.0 : g[k] / sqrt(sq);
+        for (int k = 0; k < nk; k++) scale[k] = sq[k] == 0.0 ? 0.0 : g[k0 + k] / sqrt(sq[k]);
         for (int o = 0; o < C; o++)
-            for (int c = 0; c < Cg; c++)
-                w[((int64_t)o * K + k) * Cg + c] = (float)(v[((int64_t)o * Cg + c) * K + k] * scale);
+            for (int c = 0; c < Cg; c++) {
+                const float *vi = v + ((int64_t)o * Cg + c) * K + k0;
+                float *wo = w + ((int64_t)o * K + k0) * Cg + c;
+                for (int k = 0; k < nk; k++) wo[(int64_t)k * Cg] = (float)(vi[k] * scale[k]);
+            }
     }
 }
 
 void slex_weightnorm_backward(float *dg, float *dv, const float *dw, const float *g, const float *v, int C, int Cg,
                               int K) {
-    for (int k = 0; k < K; k++) {
-        double sq = 0.0, dot = 0.0;
+    double sq[WN_TAPS], dot[WN_TAPS], a[WN_TAPS], b[WN_TAPS];
+    for (int k0 = 0; k0 < K; k0 += WN_TAPS) {
+        const int nk = K - k0 < WN_TAPS ? K - k0 : WN_TAPS;
+        for (int k = 0; k < nk; k++) sq[k] = dot[k] = 0.0;
         for (int o = 0; o < C; o++)
             for (int c = 0; c < Cg; c++) {
-                double x = v[((int64_t)o * Cg + c) * K + k];
-                sq += x * x;
-                dot += x * dw[((int64_t)o * K + k) * Cg + c];
+                const float *vi = v + ((int64_t)o * Cg + c) * K + k0;
+                const float *dwo = dw + ((int64_t)o * K + k0) * Cg + c;
+                for (int k = 0; k < nk; k++) {
+                    double x = vi[k];
+                    sq[k] += x * x;
+                    dot[k] += x * dwo[(int64_t)k * Cg];
+                }
             }
-        if (sq == 0.0) continue;
-        double n = sqrt(sq);
-        if (dg) dg[k] += (float)(dot / n);
+        for (int k = 0; k < nk; k++) {
+            if (sq[k] == 0.0) {
+                a[k] = b[k] = 0.0;
+                continue;
+            }
+            double n = sqrt(sq[k]);
+            if (dg) dg[k0 + k] += (float)(dot[k] / n);
+            a[k] = g[k0 + k] / n;
+            b[k] = g[k0 + k] * dot[k] / (n * sq[k]);
+        }
         if (!dv) continue;
-        double a = g[k] / n, b = g[k] * dot / (n * sq);
         for (int o = 0; o < C; o++)
             for (int c = 0; c < Cg; c++) {
-                int64_t iv = ((int64_t)o * Cg + c) * K + k;
-                dv[iv] += (float)(a * dw[((int64_t)o * K + k) * Cg + c] - b * v[iv]);
+                const int64_t iv = ((int64_t)o * Cg + c) * K + k0;
+                const float *dwo = dw + ((int64_t)o * K + k0) * Cg + c;
+                for (int k = 0; k < nk; k++) {
+                    if (sq[k] == 0.0) continue;
+                    dv[iv + k] += (float)(a[k] * dwo[(int64_t)k * Cg] - b[k] * v[iv + k]);
+                }
             }
     }
 }

@@ -392,6 +392,7 @@ static int load_model(trainer *t, const char *dir, int resuming, slex_error *err
     slex_checkpoint_load_options_default(&lo);
     lo.model.keep_activations = 1;
     lo.model.keep_cnn_activations = o->full && o->feature_grad_mult > 0;
+    lo.model.frozen_ffn = !o->full && !strstr(o->lora_targets, "fc"); /* no fc1, fc2 adapters */
     lo.model.max_batch = o->batch.micro_batch;
     lo.model.max_chunk_samples = o->batch.max_sample_size;
     if (!o->full) {
