@@ -382,15 +382,22 @@ static inline uint64_t drop_bits(uint64_t base, uint64_t pair) {
     return z ^ (z >> 31);
 }
 
-/* out (n) = x * the site's dropout multipliers (0 or 1 / (1 - p)); x NULL: the multipliers
- * themselves.  out may alias x. */
+/* out (n) = x * the site's dropout multipliers (0 or 1 / (1 - p), as PyTorch: a dropped NaN
+ * stays NaN); x NULL: the multipliers themselves.  out may alias x.  Branch-free: the draws are
+ * random, a branch on them would be mispredicted at rate p. */
 static void dropout_site(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t site) {
-    const float keep = 1.0f / (1.0f - p);
+    const float mul[2] = {1.0f / (1.0f - p), 0.0f}; /* [dropped] */
     const uint64_t th = drop_threshold(p), base = seed ^ (site * UINT64_C(0x9E3779B97F4A7C15));
-    for (int64_t i = 0; i < n; i += 2) {
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
         uint64_t z = drop_bits(base, (uint64_t)i >> 1);
-        out[i] = (z & 0xffffffffu) < th ? 0.0f : x ? x[i] * keep : keep;
-        if (i + 1 < n) out[i + 1] = (z >> 32) < th ? 0.0f : x ? x[i + 1] * keep : keep;
+        float m0 = mul[(z & 0xffffffffu) < th], m1 = mul[(z >> 32) < th];
+        out[i] = x ? x[i] * m0 : m0;
+        out[i + 1] = x ? x[i + 1] * m1 : m1;
+    }
+    if (i < n) {
+        float m0 = mul[(drop_bits(base, (uint64_t)i >> 1) & 0xffffffffu) < th];
+        out[i] = x ? x[i] * m0 : m0;
     }
 }
 
