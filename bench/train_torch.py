@@ -9,15 +9,19 @@
       DIR/tiny.json    the 4 x 256 pre-LN, layer-norm CNN config trained in full mode
       DIR/wav/, DIR/lora.tsv + lora.km (4 x 5 s, 1000 units at 50 Hz) and DIR/full.tsv +
       full.km (4 x 4 s, 100 units): synthetic utterances and random labels
-  train_torch.py bench DIR lora|full THREADS STEPS
+  train_torch.py bench DIR lora|full THREADS STEPS matmul|torchaudio
       STEPS training steps of torchaudio's hubert_pretrain_model on the batch, as its users run
       it: the masking of the model, fairseq's criterion (cross-entropy on masked frames, feature
       penalty 10), clip_grad_norm_(10), torch.optim.AdamW(betas (0.9, 0.98), eps 1e-6, weight
-      decay 0.01); dropout 0.1, attention dropout 0.1, layerdrop 0 (as the slex run).  lora: the
+      decay 0.01); dropout 0.1, attention dropout 0.1, layerdrop 0 (as the slex run).  The
+      cosine logits come from torchaudio's LogitGenerator ("torchaudio", as fairseq: an expanded
+      (K, N, D) cosine_similarity) or from the same logits as one matrix product ("matmul", the
+      faster reference).  lora: the
       base frozen (CNN included), PEFT-style LoRA (A Kaiming-uniform, B zero, alpha / r) rank 24,
       alpha 48 on q, k, v, out of every layer; mask embedding and head trainable.  full: every
       parameter, feature_grad_mult 0.1.  Prints "key value" lines: step_seconds (the best step
-      after one warm-up step), peak_rss_mb, threads.
+      after one warm-up step), step_cpu_seconds (CPU time of the process, all threads,
+      best step), peak_rss_mb, threads.
   train_torch.py flops DIR lora|full
       the FLOPs of one step from the config (matrix products only): the forward with the CNN,
       and the backward through what is trained (lora: input gradients of the frozen
@@ -46,6 +50,7 @@ TINY_CONV = [(256, 10, 5)] + [(256, 3, 2)] * 4 + [(256, 2, 2)] * 2
 # (utterances, samples each, units, label rate) per mode
 BATCH = {"lora": (4, 5 * SR, 1000), "full": (4, 4 * SR, 100)}
 LORA_R, LORA_ALPHA, FINAL_DIM = 24, 48.0, 256
+HEADS = ("matmul", "torchaudio")
 MODELS = {  # conv, extractor mode, pre-LN, layers, embed, heads, ffn, pos kernel, pos groups
     "lora": (BASE_CONV, "group_norm", False, 12, 768, 12, 3072, 128, 16),
     "full": (TINY_CONV, "layer_norm", True, 4, 256, 4, 1024, 64, 16),
@@ -109,6 +114,27 @@ def export(d):
         write_data(d, mode)
 
 
+class MatmulLogits(torch.nn.Module):
+    """torchaudio's LogitGenerator (cosine logits / 0.1, the target first, a negative equal to
+    the target at -inf) computed as one product of the normalised projections and label
+    embeddings: the (K, N, D) expansion that torchaudio and fairseq feed to cosine_similarity
+    costs gigabytes and most of the step at K = 1000."""
+
+    def __init__(self, gen):
+        super().__init__()
+        self.final_proj = gen.final_proj
+        self.label_embeddings = gen.label_embeddings
+
+    def logits(self, x, labels):
+        z = F.normalize(x, dim=-1, eps=1e-8) @ F.normalize(self.label_embeddings, dim=-1, eps=1e-8).t() / 0.1
+        t = labels.long().unsqueeze(1)
+        return torch.cat([z.gather(1, t), z.scatter(1, t, float("-inf"))], 1)
+
+    def forward(self, x, label, mask_m, mask_u):
+        proj = self.final_proj(x)
+        return self.logits(proj[mask_m], label[mask_m]), self.logits(proj[mask_u], label[mask_u])
+
+
 class Lora(torch.nn.Module):
     """y = base(x) + (x A^T B^T) alpha / r, base frozen; PEFT's initialisation."""
 
@@ -126,7 +152,7 @@ class Lora(torch.nn.Module):
         return self.base(x) + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scaling
 
 
-def build(d, mode):
+def build(d, mode, head):
     B, N, K = BATCH[mode]
     conv, ext, pre, layers, embed, heads, ffn, pos_k, pos_g = MODELS[mode]
     model = torchaudio.models.hubert_pretrain_model(
@@ -147,21 +173,23 @@ def build(d, mode):
             for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
                 setattr(layer.attention, name, Lora(getattr(layer.attention, name)))
         model.mask_generator.mask_embedding.requires_grad_(True)
+    if head == "matmul":
+        model.logit_generator = MatmulLogits(model.logit_generator)
     return model
 
 
-def bench(d, mode, threads, steps):
+def bench(d, mode, threads, steps, head):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    model = build(d, mode).train()
+    model = build(d, mode, head).train()
     wave_batch = read_batch(d, mode)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     normalize = MODELS[mode][1] == "layer_norm"  # fairseq's normalize=True recipes
     labels = torch.randint(0, BATCH[mode][2], (wave_batch.shape[0], frames(mode)))
-    best = float("inf")
+    best = best_cpu = float("inf")
     for step in range(steps + 1):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         x = torch.stack([F.layer_norm(w, w.shape) for w in wave_batch]) if normalize else wave_batch
         opt.zero_grad(set_to_none=True)
         logit_m, logit_u, feature_pen = model(x, labels)
@@ -171,13 +199,14 @@ def bench(d, mode, threads, steps):
         (loss / sample_size).backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         if step > 0:
-            best = min(best, seconds)
+            best, best_cpu = min(best, seconds), min(best_cpu, cpu)
         if not math.isfinite(float(loss)):
             sys.exit("train_torch.py: the loss is not finite")
     print("threads %d" % torch.get_num_threads())
     print("step_seconds %.3f" % best)
+    print("step_cpu_seconds %.3f" % best_cpu)
     print("peak_rss_mb %.0f" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
 
 
@@ -225,8 +254,8 @@ def flops(mode):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "export":
         export(sys.argv[2])
-    elif len(sys.argv) == 6 and sys.argv[1] == "bench" and sys.argv[3] in BATCH:
-        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "bench" and sys.argv[3] in BATCH and sys.argv[6] in HEADS:
+        bench(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     elif len(sys.argv) == 4 and sys.argv[1] == "flops" and sys.argv[3] in BATCH:
         flops(sys.argv[3])
     else:
