@@ -18,15 +18,16 @@
       (K, N, D) cosine_similarity) or from the same logits as one matrix product ("matmul", the
       faster reference).  lora: the
       base frozen (CNN included), PEFT-style LoRA (A Kaiming-uniform, B zero, alpha / r) rank 24,
-      alpha 48 on q, k, v, out of every layer; mask embedding and head trainable.  full: every
+      alpha 48 on q, k, v, out of every layer; the head trainable, the mask embedding frozen
+      (as slex-train).  full: every
       parameter, feature_grad_mult 0.1.  Prints "key value" lines: step_seconds (the best step
       after one warm-up step), step_cpu_seconds (CPU time of the process, all threads,
       best step), peak_rss_mb, threads.
   train_torch.py flops DIR lora|full
       the FLOPs of one step from the config (matrix products only): the forward with the CNN,
       and the backward through what is trained (lora: input gradients of the frozen
-      transformer, the adapters' and the head's gradients; full: every weight and input
-      gradient except the waveform's).  Prints gflop.
+      transformer down to the lowest layer's input, the adapters' and the head's gradients;
+      full: every weight and input gradient except the waveform's).  Prints gflop.
 """
 import json
 import math
@@ -172,7 +173,7 @@ def build(d, mode, head):
         for layer in model.wav2vec2.encoder.transformer.layers:
             for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
                 setattr(layer.attention, name, Lora(getattr(layer.attention, name)))
-        model.mask_generator.mask_embedding.requires_grad_(True)
+        model.mask_generator.mask_embedding.requires_grad_(False)  # frozen with the base, as slex
     if head == "matmul":
         model.logit_generator = MatmulLogits(model.logit_generator)
     return model
@@ -242,8 +243,9 @@ def flops(mode):
     if lora:
         fwd += layers * 4 * site
         # the frozen linears' input gradients, attention backward (dV, dP, dQ, dK), the adapters'
-        # A, B and input gradients; the positional conv's input gradient (for the mask embedding)
-        bwd += layers * (layer_lin + 2 * att + 4 * 2 * site) + pos
+        # A, B and input gradients, except the lowest layer's input gradient (nothing below it
+        # trains: the mask embedding is frozen with the base)
+        bwd += layers * (layer_lin + 2 * att + 4 * 2 * site) - 2.0 * BT * 3 * C * C - 3 * site / 2
     else:
         bwd += 2 * (lin + pos + layers * (layer_lin + att))
     print("gflop %.1f" % ((fwd + bwd) / 1e9))
