@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2046 # "set -- $(run ...)" splits a run's "seconds rss cpu" line on purpose
 # slex-train next to PyTorch (bench/train_torch.py: torchaudio 0.13.1's hubert_pretrain_model) on
 # the same steps, measured alternately in one run (slex and PyTorch take turns, ROUNDS times; each
 # figure is the best over the rounds):
@@ -73,7 +74,7 @@ torch_run() {
 
 echo "loaded machine: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; $(nproc) cores"
 for mode in $modes; do
-  s1= s2= t1= t2= m1= m2= n1= n2= sc= tc=
+  s1='' s2='' t1='' t2='' m1='' m2='' n1='' n2='' sc='' tc=''
   # the CPU time of one step on one rank: that of a run of 1 + STEPS steps less that of 1 step
   set -- $(slex_run "$mode" 1 1); c0=$3
   for round in $(seq "$rounds"); do
