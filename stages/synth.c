@@ -1,7 +1,8 @@
-/* slex-synth: a synthetic English or Mandarin corpus with phone alignments (espeak-ng).
+/* slex-synth: a synthetic English or Mandarin corpus with phone alignments (espeak-ng), or an
+ * English one from festival or flite.
  *
  *   slex-synth --lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices standard|all]
- *              [--augment [--speed-prob P ...]]
+ *              [--augment [--speed-prob P ...]] [--engine espeak|festival|flite] [--voice NAME ...]
  *
  * The corpus is the shortest prefix of the seeded utterance sequence (synth.h) whose audio
  * reaches M minutes.  Ranks make utterances k with k % size == rank in rounds; after each round
@@ -50,6 +51,8 @@ typedef struct {
     char *fortune_dir;
     int voices;  /* slex_voice_set: standard */
     int augment; /* flag */
+    int engine;                  /* slex_synth_engine_kind: espeak */
+    slex_string_list voice_pool; /* --voice, repeated */
 } synth_args;
 
 #define T synth_args
@@ -73,6 +76,11 @@ static const slex_option synth_rows[] = {
     {SLEX_OPT_FLAG_FIELD(T, augment), .name = "augment",
      .help = "perturb every utterance at random (speed, reverberation, noise, gain: the options below; "
              "parameters in <lang>_<split>.augment)"},
+    {SLEX_OPT_CHOICE_FIELD(T, engine), .name = "engine", .def = SLEX_ENGINE_ESPEAK, .choices = "espeak|festival|flite",
+     .help = "synthesiser: espeak (espeak-ng), festival or flite (English only; needs --voice)"},
+    {SLEX_OPT_LIST_FIELD(T, voice_pool), .name = "voice",
+     .help = "a named voice (repeat for a pool): festival kal_diphone, ked_diphone, cmu_us_slt_arctic_hts; "
+             "flite kal, kal16, awb, rms, slt; espeak en-us, en-us+f3, ... (replaces the accents of --voices)"},
 };
 #undef T
 static const slex_option_table synth_table = SLEX_OPTION_TABLE(synth_rows);
@@ -382,6 +390,20 @@ static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
     slex_synth_options_default(&r->opts);
     r->opts.lang = (slex_lang)a->lang;
     r->opts.split = (slex_split)a->split;
+    r->opts.engine = (slex_synth_engine_kind)a->engine;
+    r->opts.voice_pool = (const char *const *)a->voice_pool.items;
+    r->opts.n_voice_pool = a->voice_pool.count;
+    const char *engine = slex_synth_engine_name(r->opts.engine);
+    static const char voice_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-";
+    for (int i = 0; i < a->voice_pool.count; i++) {
+        const char *v = a->voice_pool.items[i];
+        if (!v[0] || strspn(v, voice_chars) != strlen(v))
+            return slex_fail(err, "--voice '%s': a voice name is made of letters, digits and _ + -", v);
+    }
+    if (r->opts.engine != SLEX_ENGINE_ESPEAK && r->opts.lang != SLEX_LANG_EN)
+        return slex_fail(err, "--engine %s makes English only (--lang en)", engine);
+    if (r->opts.engine != SLEX_ENGINE_ESPEAK && !a->voice_pool.count)
+        return slex_fail(err, "--engine %s needs --voice NAME (repeat it for a pool)", engine);
     if (a->speakers < 2 * r->opts.test_speaker_every)
         return slex_fail(err, "--speakers must be at least %d", 2 * r->opts.test_speaker_every);
     r->opts.seed = (uint64_t)a->seed;
@@ -480,10 +502,11 @@ int main(int argc, char **argv) {
     const slex_option_group groups[] = {{&synth_table, &a}, {&slex_augment_option_table, &r.aug}};
     slex_cli cli = {.program = "slex-synth",
                     .synopsis = "--lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices "
-                                "standard|all] [--augment]",
-                    .about = "Synthesises 16 kHz speech with espeak-ng from Debian's fortune texts, with a fairseq "
-                             "manifest and 16 kHz phone alignments (docs/alignments.md), optionally perturbed "
-                             "(--augment: docs/synth.md). Same arguments, same bytes, for any rank count.",
+                                "standard|all] [--augment] [--engine espeak|festival|flite] [--voice NAME ...]",
+                    .about = "Synthesises 16 kHz speech with espeak-ng (or, English only, festival or flite) from "
+                             "Debian's fortune texts, with a fairseq manifest and 16 kHz phone alignments "
+                             "(docs/alignments.md), optionally perturbed (--augment: docs/synth.md). Same arguments, "
+                             "same bytes, for any rank count.",
                     .groups = groups,
                     .n_groups = 2};
     slex_error err = {{0}};
@@ -508,7 +531,7 @@ int main(int argc, char **argv) {
     if (!slex_mpi_all_ok(ok)) goto fail;
     ok = !slex_synth_load_sentences(&r.opts, &r.sentences, &err) &&
          (r.order = slex_synth_sentence_order(&r.opts, r.sentences.n, &err)) &&
-         (r.engine = slex_synth_engine_create(&err));
+         (r.engine = slex_synth_engine_create(&r.opts, &err));
     /* Babble speech: the same on every rank (made from the initialised engine like any utterance). */
     if (ok && r.augment && slex_augment_uses_babble(&r.aug))
         ok = !slex_synth_babble_bank(r.engine, &r.opts, &r.sentences, BABBLE_UTTERANCES, &r.babble, &r.n_babble, &err);

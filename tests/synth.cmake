@@ -23,3 +23,12 @@ add_test(NAME synth_augment
                  ${SLEX_MPIEXEC})
 set_tests_properties(augment PROPERTIES TIMEOUT 120)
 set_tests_properties(synth_augment PROPERTIES TIMEOUT 300)
+
+# Other synthesisers (corpus/extsynth.h): parsers, then slex-synth --engine festival|flite end to end.
+add_test(NAME synth_ext
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tests/test_synth_ext.sh $<TARGET_FILE:slex-synth> $<TARGET_FILE:test_synth>
+                 ${CMAKE_BINARY_DIR}/test_synth_ext_scratch ${SLEX_MPIEXEC})
+set_tests_properties(synth_ext PROPERTIES TIMEOUT 300)
+add_executable(test_extsynth tests/test_extsynth.c)
+target_link_libraries(test_extsynth PRIVATE slexcommon)
+add_test(NAME extsynth_parse COMMAND test_extsynth)

@@ -12,6 +12,7 @@
 
 #include "core/hash.h"
 #include "corpus/audio.h"
+#include "corpus/extsynth.h"
 
 /* ---- names and options ---- */
 
@@ -32,6 +33,10 @@ int slex_split_parse(const char *name, slex_split *split) {
     return 0;
 }
 
+const char *slex_synth_engine_name(slex_synth_engine_kind kind) {
+    return kind == SLEX_ENGINE_FESTIVAL ? "festival" : kind == SLEX_ENGINE_FLITE ? "flite" : "espeak";
+}
+
 void slex_synth_options_default(slex_synth_options *o) {
     o->lang = SLEX_LANG_EN;
     o->split = SLEX_SPLIT_TRAIN;
@@ -41,6 +46,9 @@ void slex_synth_options_default(slex_synth_options *o) {
     o->test_speaker_every = 5;
     o->test_sentence_percent = 10;
     o->voices = SLEX_VOICES_STANDARD;
+    o->engine = SLEX_ENGINE_ESPEAK;
+    o->voice_pool = NULL;
+    o->n_voice_pool = 0;
 }
 
 /* ---- counter-based random numbers (splitmix64): draw i of stream (a, b, c) ---- */
@@ -376,6 +384,29 @@ void slex_synth_speaker(slex_lang lang, slex_voice_set voices, int index, slex_s
     out->range = (int)draw_int(key, 4, v->range_min, v->range_max);
 }
 
+void slex_synth_pool_speaker(const slex_synth_options *opts, int index, slex_speaker *out) {
+    if (opts->engine != SLEX_ENGINE_ESPEAK) { /* speaker s is voice s */
+        const char *voice = opts->voice_pool[index % opts->n_voice_pool];
+        memset(out, 0, sizeof *out);
+        out->index = index;
+        snprintf(out->id, sizeof out->id, "%s_%s_%s", slex_lang_name(opts->lang), slex_synth_engine_name(opts->engine),
+                 voice);
+        snprintf(out->voice, sizeof out->voice, "%s", voice);
+        out->rate = 100;
+        return;
+    }
+    slex_synth_speaker(opts->lang, opts->voices, index, out);
+    if (!opts->n_voice_pool) return;
+    /* The accent from the pool, by the same draw; the drawn variant stays unless the name has one. */
+    uint64_t key = stream_key(STREAM_SPEAKER, (uint64_t)opts->lang, (uint64_t)index);
+    const char *base = opts->voice_pool[draw_int(key, 0, 0, opts->n_voice_pool - 1)];
+    const char *variant = strchr(out->voice, '+');
+    char voice[sizeof out->voice];
+    if (strchr(base, '+') || !variant) snprintf(voice, sizeof voice, "%s", base);
+    else snprintf(voice, sizeof voice, "%.40s%s", base, variant);
+    memcpy(out->voice, voice, sizeof voice);
+}
+
 int slex_synth_speaker_is_test(const slex_synth_options *opts, int index) {
     return index % opts->test_speaker_every == 0;
 }
@@ -406,13 +437,19 @@ void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, 
     int every = opts->test_speaker_every;
     int n_test = (opts->num_speakers + every - 1) / every;
     int s;
+    if (opts->engine != SLEX_ENGINE_ESPEAK) { /* every voice of the pool, ±8% rate */
+        slex_synth_pool_speaker(opts, (int)draw_int(key, 0, 0, opts->n_voice_pool - 1), &out->speaker);
+        out->rate = (int)(100 * (0.92 + 0.16 * (double)draw_int(key, 1, 0, 1000) / 1000.0) + 0.5);
+        out->pitch = out->range = 0;
+        return;
+    }
     if (opts->split == SLEX_SPLIT_TEST) {
         s = (int)draw_int(key, 0, 0, n_test - 1) * every;
     } else {
         int j = (int)draw_int(key, 0, 0, opts->num_speakers - n_test - 1); /* j-th non-test index */
         s = j + j / (every - 1) + 1;
     }
-    slex_synth_speaker(opts->lang, opts->voices, s, &out->speaker);
+    slex_synth_pool_speaker(opts, s, &out->speaker);
     const voice_set *v = &voice_sets[opts->voices == SLEX_VOICES_ALL];
     out->rate = clampi((int)(out->speaker.rate * (0.92 + 0.16 * (double)draw_int(key, 1, 0, 1000) / 1000.0) + 0.5),
                        v->rate_lo, v->rate_hi);
@@ -658,12 +695,31 @@ done:
 /* ---- engine ---- */
 
 struct slex_synth_engine {
-    int rate; /* espeak's output rate (22050) */
+    slex_synth_engine_kind kind;
+    int rate;          /* espeak's output rate (22050) */
+    slex_extsynth *ext; /* festival, flite */
 };
 
 static int engine_exists; /* espeak-ng is one global engine per process */
 
-slex_synth_engine *slex_synth_engine_create(slex_error *err) {
+static int espeak_check_voices(const slex_synth_options *opts, slex_error *err);
+
+slex_synth_engine *slex_synth_engine_create(const slex_synth_options *opts, slex_error *err) {
+    if (opts->engine != SLEX_ENGINE_ESPEAK) {
+        if (opts->lang != SLEX_LANG_EN)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s makes English only", slex_synth_engine_name(opts->engine)),
+                   NULL;
+        slex_synth_engine *e = calloc(1, sizeof *e);
+        if (!e) return slex_fail(err, "out of memory"), NULL;
+        e->kind = opts->engine;
+        e->ext = slex_extsynth_open(opts->engine == SLEX_ENGINE_FESTIVAL ? SLEX_EXTSYNTH_FESTIVAL : SLEX_EXTSYNTH_FLITE,
+                                    opts->voice_pool, opts->n_voice_pool, err);
+        if (!e->ext) {
+            free(e);
+            return NULL;
+        }
+        return e;
+    }
     if (engine_exists) return slex_fail(err, "espeak-ng is already initialised in this process"), NULL;
     slex_synth_engine *e = calloc(1, sizeof *e);
     if (!e) return slex_fail(err, "out of memory"), NULL;
@@ -673,12 +729,19 @@ slex_synth_engine *slex_synth_engine_create(slex_error *err) {
         return slex_fail(err, "espeak_Initialize failed (is espeak-ng-data installed?)"), NULL;
     }
     engine_exists = 1;
+    if (opts->n_voice_pool && espeak_check_voices(opts, err)) {
+        free(e);
+        return NULL;
+    }
     return e;
 }
 
 /* The engine stays initialised until the process ends: a second espeak_Initialize after
  * espeak_Terminate deadlocks in 1.51, so slex never terminates it. */
-void slex_synth_engine_free(slex_synth_engine *e) { free(e); }
+void slex_synth_engine_free(slex_synth_engine *e) {
+    if (e) slex_extsynth_close(e->ext);
+    free(e);
+}
 
 /* What the child captures; the synth callback has no reliable context pointer, and the child
  * is a process of its own, so one static instance serves. */
@@ -763,9 +826,79 @@ send:;
     _exit(bad ? 2 : 0); /* no atexit handlers: they belong to the parent (MPI) */
 }
 
+/* Checks each voice of the pool in a forked child (espeak_SetVoiceByName changes the engine's
+ * state, which the parent keeps as it was for every utterance's child). */
+static int espeak_check_voices(const slex_synth_options *opts, slex_error *err) {
+    for (int i = 0; i < opts->n_voice_pool; i++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) return slex_fail(err, "fork: %s", strerror(errno));
+        if (pid == 0) _exit(espeak_SetVoiceByName(opts->voice_pool[i]) == EE_OK ? 0 : 1);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        if (!WIFEXITED(status) || WEXITSTATUS(status))
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "espeak-ng has no voice '%s' (`espeak-ng --voices=en` lists them; variants: "
+                                "NAME+m1..m7, +f1..f5, +klatt)",
+                                opts->voice_pool[i]);
+    }
+    return 0;
+}
+
+static int is_ext_pause(const char *name) {
+    return !strcmp(name, "pau") || !strcmp(name, "h#") || !strcmp(name, "brth") || !strcmp(name, "sil");
+}
+
+/* festival / flite: segment end times -> phoneme events (a segment starts where the previous one
+ * ends) at 1 MHz, pauses as "_", and a pause from the last end when the audio goes on. */
+static int ext_utterance(slex_synth_engine *e, const slex_synth_plan *plan, const char *text, slex_utterance *u,
+                         slex_error *err) {
+    enum { US = 1000000 };
+    slex_extsynth_result r;
+    if (slex_extsynth_utterance(e->ext, plan->speaker.voice, plan->rate, text, &r, err)) return -1;
+    int64_t n_in = (r.source_frames * US * 2 + r.source_rate) / (2 * (int64_t)r.source_rate);
+    slex_phoneme_event *ev = malloc((size_t)(r.n_phones + 1) * sizeof *ev);
+    int64_t n = 0;
+    int rc = -1;
+    if (!ev) {
+        slex_fail(err, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < r.n_phones; i++, n++) {
+        const char *name = is_ext_pause(r.phones[i].name) ? "_" : r.phones[i].name;
+        if (strlen(name) >= sizeof ev->name) {
+            slex_fail(err, "%s '%s': phone name '%s' is longer than %d bytes", slex_synth_engine_name(e->kind),
+                      plan->speaker.voice, name, (int)sizeof ev->name - 1);
+            goto done;
+        }
+        memset(&ev[n], 0, sizeof ev[n]);
+        ev[n].sample = i ? r.phones[i - 1].end_us : 0;
+        snprintf(ev[n].name, sizeof ev[n].name, "%s", name);
+    }
+    if (n && r.phones[n - 1].end_us < n_in) {
+        memset(&ev[n], 0, sizeof ev[n]);
+        ev[n].sample = r.phones[n - 1].end_us;
+        ev[n++].name[0] = '_';
+    }
+    if (slex_synth_events_to_segments(SLEX_LANG_EN, ev, n, n_in, US, r.n, SLEX_ALIGN_SAMPLE_RATE, NULL, u, err)) {
+        slex_fail_wrap(err, "%s '%s' (segment times in microseconds)", slex_synth_engine_name(e->kind),
+                       plan->speaker.voice);
+        goto done;
+    }
+    u->samples = r.samples;
+    u->n = r.n;
+    r.samples = NULL;
+    rc = 0;
+done:
+    free(ev);
+    slex_extsynth_result_free(&r);
+    return rc;
+}
+
 int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_plan *plan, const char *text,
                          slex_utterance *u, slex_error *err) {
     memset(u, 0, sizeof *u);
+    if (e->kind != SLEX_ENGINE_ESPEAK) return ext_utterance(e, plan, text, u, err);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC)) return slex_fail(err, "pipe: %s", strerror(errno));
     fflush(NULL); /* nothing buffered may be written twice */

@@ -16,7 +16,14 @@
  *    (espeak keeps state between utterances, so forking from the same parent state makes the
  *    output independent of utterance order and rank count); the child sends the 22050 Hz
  *    samples, phoneme events and phoneme trace back through a pipe, the parent resamples to
- *    16 kHz (libsoxr) and converts events to phone segments.
+ *    16 kHz (libsoxr) and converts events to phone segments.  Or (English only) festival or
+ *    flite, one run of the program per utterance (corpus/extsynth.h), whose segment end times
+ *    become the same phone segments.
+ *
+ * Voices: espeak speakers draw their accent from a fixed list, or from opts->voice_pool when given
+ * (a name without "+variant" gets a drawn variant).  For festival and flite the voice pool is
+ * opts->voice_pool and speaker s is voice s: every voice is a speaker of both splits (the sentence
+ * split still holds), speaking at its own pitch, rate 100% jittered per utterance.
  *
  * Phone labels are espeak phoneme names; every pause phoneme (names starting with '_') and
  * the audio before the first phoneme become SLEX_SILENCE_LABEL.  Mandarin labels carry the
@@ -32,6 +39,7 @@
 #include "core/err.h"
 
 typedef enum { SLEX_LANG_EN = 0, SLEX_LANG_ZH = 1 } slex_lang;
+typedef enum { SLEX_ENGINE_ESPEAK = 0, SLEX_ENGINE_FESTIVAL = 1, SLEX_ENGINE_FLITE = 2 } slex_synth_engine_kind;
 typedef enum { SLEX_SPLIT_TRAIN = 0, SLEX_SPLIT_TEST = 1 } slex_split;
 /* The speaker pool's voices and ranges.  Standard: accents en-us, en (British), en-gb-x-rp,
  * en-us-nyc, en-029, en-gb-scotland; variants m1-m7, f1-f5, klatt, klatt2, klatt3; base rate
@@ -47,6 +55,7 @@ const char *slex_voices_name(slex_voice_set voices); /* "standard" / "all" */
 /* 0, or -1 for an unknown name. */
 int slex_lang_parse(const char *name, slex_lang *lang);
 int slex_split_parse(const char *name, slex_split *split);
+const char *slex_synth_engine_name(slex_synth_engine_kind kind); /* "espeak" / "festival" / "flite" */
 
 /* Defaults in comments.  The split rules (test_sentence_percent, test_speaker_every,
  * num_speakers) must be the same for a train and a test corpus to stay disjoint. */
@@ -59,6 +68,9 @@ typedef struct slex_synth_options {
     int test_speaker_every;    /* 5: speakers 0, 5, 10, ... are test speakers */
     int test_sentence_percent; /* 10: a sentence is a test sentence when its hash % 100 < 10 */
     slex_voice_set voices;     /* SLEX_VOICES_STANDARD */
+    slex_synth_engine_kind engine; /* SLEX_ENGINE_ESPEAK */
+    const char *const *voice_pool; /* NULL: named voices (--voice; required for festival and flite) */
+    int n_voice_pool;              /* 0 */
 } slex_synth_options;
 
 void slex_synth_options_default(slex_synth_options *opts);
@@ -88,15 +100,20 @@ void slex_sentences_free(slex_sentences *s);
 
 typedef struct slex_speaker {
     int index;           /* in the language's pool */
-    char id[32];         /* "en_spk007" */
-    char voice[64];      /* espeak voice name with variant, "en-gb-scotland+f3" */
-    int rate;            /* words per minute, 130..230 (all: 100..320; espeak loses events above 449) */
-    int pitch;           /* 25..75 (all: 10..90) */
-    int range;           /* 20..90 (all: 10..100) */
+    char id[96];         /* "en_spk007", "en_festival_kal_diphone" */
+    char voice[64];      /* espeak voice name with variant, "en-gb-scotland+f3"; festival/flite voice */
+    int rate;            /* espeak: words per minute, 130..230 (all: 100..320; espeak loses events above
+                            449); festival/flite: 100 (% of the voice's own rate) */
+    int pitch;           /* espeak: 25..75 (all: 10..90); festival/flite: 0 (the voice's own) */
+    int range;           /* espeak: 20..90 (all: 10..100); festival/flite: 0 (the voice's own) */
 } slex_speaker;
 
-/* Speaker `index` of the language's pool of a voice set (independent of the seed). */
+/* Speaker `index` of the language's espeak pool of a voice set (independent of the seed). */
 void slex_synth_speaker(slex_lang lang, slex_voice_set voices, int index, slex_speaker *out);
+/* Speaker `index` of opts' pool: festival/flite voice opts->voice_pool[index], "en_<engine>_<voice>";
+ * espeak with a voice pool: the speaker of slex_synth_speaker with its accent drawn from the pool
+ * (a name with "+variant" keeps its own variant); otherwise slex_synth_speaker's. */
+void slex_synth_pool_speaker(const slex_synth_options *opts, int index, slex_speaker *out);
 int slex_synth_speaker_is_test(const slex_synth_options *opts, int index);
 
 typedef struct slex_synth_plan {
@@ -148,13 +165,20 @@ int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *even
 
 typedef struct slex_synth_engine slex_synth_engine;
 
-/* Initialises espeak-ng once for the process (espeak's state is global: a second engine, or
- * a second espeak_Initialize after espeak_Terminate, is refused).  NULL and err on failure. */
-slex_synth_engine *slex_synth_engine_create(slex_error *err);
+/* The engine of opts->engine.  espeak-ng is initialised once for the process (espeak's state is
+ * global: a second espeak engine, or a second espeak_Initialize after espeak_Terminate, is
+ * refused); opts->voice_pool, when given, are checked in a forked child.  festival and flite: the
+ * program and every voice of opts->voice_pool must be installed (corpus/extsynth.h).  A missing
+ * voice or program is an input error (SLEX_ERR_INPUT) naming it.  NULL and err on failure. */
+slex_synth_engine *slex_synth_engine_create(const slex_synth_options *opts, slex_error *err);
 void slex_synth_engine_free(slex_synth_engine *e);
 
 /* Synthesises text with the plan's voice, rate, pitch and range in a forked child: 16 kHz
- * samples plus phone segments in *u.  Same arguments, same bytes, in any order. */
+ * samples plus phone segments in *u.  Same arguments, same bytes, in any order.  festival and
+ * flite: segment end times t become 16 kHz positions round(t * 16000); their pauses (pau, h#,
+ * brth, sil) and the audio after the last segment are SLEX_SILENCE_LABEL, other names are
+ * kept (radio / CMU phone names, "ax", "hh"); a segment that starts after the audio's end is
+ * an error. */
 int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_plan *plan, const char *text,
                          slex_utterance *u, slex_error *err);
 

@@ -1,0 +1,383 @@
+#include "corpus/extsynth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "corpus/align.h"
+#include "corpus/audio.h"
+
+struct slex_extsynth {
+    slex_extsynth_program program;
+    char dir[4096];    /* private temporary directory */
+    char wav[4200];    /* dir/utt.wav */
+    char script[4200]; /* dir/utt.scm (festival) */
+};
+
+const char *slex_extsynth_program_name(slex_extsynth_program program) {
+    return program == SLEX_EXTSYNTH_FESTIVAL ? "festival" : "flite";
+}
+
+static const char *debian_voice_packages(slex_extsynth_program program) {
+    return program == SLEX_EXTSYNTH_FESTIVAL ? "festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts"
+                                             : "flite (voices kal, kal16, awb, rms, slt)";
+}
+
+void slex_extsynth_result_free(slex_extsynth_result *r) {
+    free(r->samples);
+    free(r->phones);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- running a program ---- */
+
+/* A program's captured output: NUL-terminated text (an open_memstream buffer). */
+typedef struct {
+    char *p;
+    size_t n;
+} text_buf;
+
+/* 1 when `name` is an executable file in a PATH directory. */
+static int in_path(const char *name) {
+    const char *path = getenv("PATH");
+    if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        char full[4200];
+        snprintf(full, sizeof full, "%.*s/%s", (int)(len ? len : 1), len ? path : ".", name);
+        if (!access(full, X_OK)) return 1;
+        path += len + (path[len] == ':');
+    }
+    return 0;
+}
+
+/* Runs argv[0] (found in PATH) with stdin /dev/null; its stdout and stderr into out and errs
+ * (NUL-terminated).  *status is waitpid's status.  -1 only when it could not be run at all. */
+static int run_program(char *const argv[], text_buf *out, text_buf *errs, int *status, slex_error *err) {
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC)) return slex_fail(err, "pipe: %s", strerror(errno));
+    if (pipe2(pe, O_CLOEXEC)) {
+        close(po[0]);
+        close(po[1]);
+        return slex_fail(err, "pipe: %s", strerror(errno));
+    }
+    fflush(NULL); /* nothing buffered may be written twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
+        return slex_fail(err, "fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        if (in < 0 || dup2(in, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0) _exit(126);
+        execvp(argv[0], argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    FILE *mem[2] = {open_memstream(&out->p, &out->n), open_memstream(&errs->p, &errs->n)};
+    int open_fds = 2, bad = !mem[0] || !mem[1];
+    while (open_fds && !bad) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            bad = 1;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            char chunk[65536];
+            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
+            if (got < 0 && errno == EINTR) continue;
+            if (got > 0 && fwrite(chunk, 1, (size_t)got, mem[i]) != (size_t)got) bad = 1;
+            if (got <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (fds[i].fd >= 0) close(fds[i].fd);
+        if (mem[i] && fclose(mem[i])) bad = 1;
+    }
+    if (!out->p || !errs->p) bad = 1;
+    if (bad) kill(pid, SIGKILL);
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
+    if (bad) return slex_fail(err, "%s: out of memory or poll failure reading its output", argv[0]);
+    return 0;
+}
+
+/* The program's last stderr line (for messages), without the newline. */
+static void last_line(const char *s, char *buf, size_t size) {
+    size_t len = strlen(s);
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r')) len--;
+    size_t start = len;
+    while (start && s[start - 1] != '\n') start--;
+    snprintf(buf, size, "%.*s", (int)(len - start), s + start);
+}
+
+/* "exited with status 3" / "killed by Segmentation fault", plus its last stderr line. */
+static void describe_exit(int status, const char *errs, char *buf, size_t size) {
+    char line[512];
+    last_line(errs, line, sizeof line);
+    char how[96];
+    if (WIFSIGNALED(status)) snprintf(how, sizeof how, "was killed by %s", strsignal(WTERMSIG(status)));
+    else snprintf(how, sizeof how, "exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    snprintf(buf, size, "%s%s%s", how, line[0] ? ": " : "", line);
+}
+
+/* ---- voices ---- */
+
+/* The program's voices as one space-separated string: festival prints (voice.list) as
+ * "(a b c)", flite -lv "Voices available: a b c". */
+static int list_voices(slex_extsynth *x, char *voices, size_t size, slex_error *err) {
+    const char *name = slex_extsynth_program_name(x->program);
+    text_buf out = {0}, errs = {0};
+    int status = 0, rc = -1;
+    if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
+        FILE *f = fopen(x->script, "w");
+        if (!f) return slex_fail(err, "%s: cannot create: %s", x->script, strerror(errno));
+        fprintf(f, "(format t \"slex-voices %%l\\n\" (voice.list))\n");
+        if (fclose(f)) return slex_fail(err, "%s: write error", x->script);
+        char *argv[] = {"festival", "-b", x->script, NULL};
+        if (run_program(argv, &out, &errs, &status, err)) goto done;
+    } else {
+        char *argv[] = {"flite", "-lv", NULL};
+        if (run_program(argv, &out, &errs, &status, err)) goto done;
+    }
+    const char *key = x->program == SLEX_EXTSYNTH_FESTIVAL ? "slex-voices (" : "Voices available:";
+    const char *p = strstr(out.p, key);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) || !p) {
+        char why[700];
+        describe_exit(status, errs.p, why, sizeof why);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: cannot list its voices (%s)", name, why);
+        goto done;
+    }
+    p += strlen(key);
+    size_t len = strcspn(p, ")\n");
+    snprintf(voices, size, " %.*s ", (int)len, p);
+    rc = 0;
+done:
+    free(out.p);
+    free(errs.p);
+    return rc;
+}
+
+slex_extsynth *slex_extsynth_open(slex_extsynth_program program, const char *const *voices, int n_voices,
+                                  slex_error *err) {
+    const char *name = slex_extsynth_program_name(program);
+    if (!in_path(name))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not installed (not found in PATH); install the Debian package %s",
+                            name, name),
+               NULL;
+    if (n_voices < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no voice given", name), NULL;
+    slex_extsynth *x = calloc(1, sizeof *x);
+    if (!x) return slex_fail(err, "out of memory"), NULL;
+    x->program = program;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(x->dir, sizeof x->dir, "%s/slex-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    if (!mkdtemp(x->dir)) {
+        slex_fail(err, "%s: cannot create a temporary directory: %s", x->dir, strerror(errno));
+        free(x);
+        return NULL;
+    }
+    snprintf(x->wav, sizeof x->wav, "%s/utt.wav", x->dir);
+    snprintf(x->script, sizeof x->script, "%s/utt.scm", x->dir);
+    char have[8192];
+    if (list_voices(x, have, sizeof have, err)) goto fail;
+    for (int i = 0; i < n_voices; i++) {
+        char key[256];
+        snprintf(key, sizeof key, " %s ", voices[i]);
+        if (strlen(voices[i]) >= 200 || strchr(voices[i], ' ') || !strstr(have, key)) {
+            const char *list = have + strspn(have, " ");
+            size_t hl = strlen(list);
+            while (hl && list[hl - 1] == ' ') hl--;
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s has no voice '%s' (it has: %.*s; voices come with the Debian packages %s)",
+                         name, voices[i], (int)hl, list, debian_voice_packages(program));
+            goto fail;
+        }
+    }
+    return x;
+fail:
+    slex_extsynth_close(x);
+    return NULL;
+}
+
+void slex_extsynth_close(slex_extsynth *x) {
+    if (!x) return;
+    unlink(x->wav);
+    unlink(x->script);
+    rmdir(x->dir);
+    free(x);
+}
+
+/* ---- phones ---- */
+
+static int push_phone(slex_extsynth_phone **ph, int64_t *n, int64_t *cap, const char *name, size_t len,
+                      const char *end_text, slex_error *err) {
+    char *stop;
+    double end = strtod(end_text, &stop);
+    if (stop == end_text || !(end >= 0 && end < 1e6) || (*stop && !strchr(" \t\r\n", *stop)))
+        return slex_fail(err, "segment '%.*s': bad end time '%.*s'", (int)len, name,
+                         (int)(strcspn(end_text, " \t\r\n") < 20 ? strcspn(end_text, " \t\r\n") : 20), end_text);
+    if (!len || len >= sizeof (*ph)->name) return slex_fail(err, "segment name '%.*s' is empty or too long", (int)len, name);
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        slex_extsynth_phone *g = realloc(*ph, (size_t)*cap * sizeof *g);
+        if (!g) return slex_fail(err, "out of memory");
+        *ph = g;
+    }
+    slex_extsynth_phone *p = &(*ph)[*n];
+    memset(p, 0, sizeof *p);
+    memcpy(p->name, name, len);
+    p->end_us = (int64_t)(end * 1e6 + 0.5);
+    if (*n && p->end_us < (*ph)[*n - 1].end_us)
+        return slex_fail(err, "segment %lld ('%s') ends at %.6f s, before the previous one", (long long)*n, p->name,
+                         end);
+    (*n)++;
+    return 0;
+}
+
+static int parse_festival(const char *out, slex_extsynth_phone **ph, int64_t *n, int64_t *cap, slex_error *err) {
+    int done = 0;
+    for (const char *line = out; *line && !done;) {
+        size_t ll = strcspn(line, "\n");
+        if (!strncmp(line, "slex-seg ", 9)) {
+            const char *name = line + 9;
+            size_t len = strcspn(name, " \n");
+            if (name[len] != ' ') return slex_fail(err, "malformed segment line '%.*s'", (int)ll, line);
+            if (push_phone(ph, n, cap, name, len, name + len + 1, err)) return -1;
+        } else if (!strncmp(line, "slex-done", 9) && (ll == 9 || line[9] == '\r')) {
+            done = 1;
+        }
+        line += ll + (line[ll] == '\n');
+    }
+    return done ? 0 : slex_fail(err, "the segment list is incomplete (no end marker)");
+}
+
+/* The first line made only of NAME:END tokens. */
+static int parse_flite(const char *out, slex_extsynth_phone **ph, int64_t *n, int64_t *cap, slex_error *err) {
+    for (const char *line = out; *line;) {
+        size_t ll = strcspn(line, "\n");
+        int tokens = 0, all = 1;
+        for (size_t i = 0; i < ll && all;) {
+            while (i < ll && strchr(" \t\r", line[i])) i++;
+            if (i == ll) break;
+            size_t tl = strcspn(line + i, " \t\r\n");
+            const char *colon = memchr(line + i, ':', tl);
+            all = colon && colon > line + i && colon + 1 < line + i + tl;
+            tokens++;
+            i += tl;
+        }
+        if (tokens && all) {
+            for (size_t i = 0; i < ll;) {
+                while (i < ll && strchr(" \t\r", line[i])) i++;
+                if (i == ll) break;
+                size_t tl = strcspn(line + i, " \t\r\n");
+                const char *colon = memchr(line + i, ':', tl);
+                if (push_phone(ph, n, cap, line + i, (size_t)(colon - (line + i)), colon + 1, err)) return -1;
+                i += tl;
+            }
+            return 0;
+        }
+        line += ll + (line[ll] == '\n');
+    }
+    return slex_fail(err, "no segment list (-psdur) in its output");
+}
+
+int slex_extsynth_parse_phones(slex_extsynth_program program, const char *out, slex_extsynth_phone **phones,
+                               int64_t *n, slex_error *err) {
+    slex_extsynth_phone *ph = NULL;
+    int64_t count = 0, cap = 0;
+    int rc = program == SLEX_EXTSYNTH_FESTIVAL ? parse_festival(out, &ph, &count, &cap, err)
+                                               : parse_flite(out, &ph, &count, &cap, err);
+    if (!rc && !count) rc = slex_fail(err, "no segments");
+    if (rc) {
+        free(ph);
+        return -1;
+    }
+    *phones = ph;
+    *n = count;
+    return 0;
+}
+
+/* ---- one utterance ---- */
+
+/* The festival script: voice, rate, synthesis, the WAV and the segment list. */
+static int write_festival_script(const slex_extsynth *x, const char *voice, int rate_percent, const char *text,
+                                 slex_error *err) {
+    FILE *f = fopen(x->script, "w");
+    if (!f) return slex_fail(err, "%s: cannot create: %s", x->script, strerror(errno));
+    fprintf(f, "(voice_%s)\n(defvar hts_engine_params nil)\n", voice);
+    fprintf(f, "(Parameter.set 'Duration_Stretch (/ 100 %d))\n", rate_percent);
+    fprintf(f, "(set! hts_engine_params (append hts_engine_params (list (list \"-r\" (/ %d 100)))))\n", rate_percent);
+    fputs("(set! utt (SynthText \"", f);
+    for (const char *c = text; *c; c++) {
+        if (*c == '"' || *c == '\\') fputc('\\', f);
+        fputc(*c, f);
+    }
+    fprintf(f, "\"))\n(utt.save.wave utt \"%s\" 'riff)\n", x->wav);
+    fputs("(mapcar (lambda (s) (format t \"slex-seg %s %f\\n\" (item.name s) (item.feat s \"end\")))"
+          " (utt.relation.items utt 'Segment))\n(format t \"slex-done\\n\")\n",
+          f);
+    if (ferror(f) | fclose(f)) return slex_fail(err, "%s: write error", x->script);
+    return 0;
+}
+
+int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percent, const char *text,
+                            slex_extsynth_result *out, slex_error *err) {
+    memset(out, 0, sizeof *out);
+    const char *name = slex_extsynth_program_name(x->program);
+    if (rate_percent < 50 || rate_percent > 200)
+        return slex_fail(err, "%s '%s': rate %d%% outside 50..200", name, voice, rate_percent);
+    unlink(x->wav);
+    text_buf so = {0}, se = {0};
+    int status = 0, rc = -1;
+    char stretch[64];
+    snprintf(stretch, sizeof stretch, "duration_stretch=%.6f", 100.0 / rate_percent);
+    if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
+        char *argv[] = {"festival", "-b", x->script, NULL};
+        if (write_festival_script(x, voice, rate_percent, text, err) || run_program(argv, &so, &se, &status, err))
+            goto done;
+    } else {
+        char *argv[] = {"flite", "-voice", (char *)voice, "--setf", stretch, "-psdur", "-t", (char *)text,
+                        "-o", x->wav, NULL};
+        if (run_program(argv, &so, &se, &status, err)) goto done;
+    }
+    char why[800];
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+        describe_exit(status, se.p, why, sizeof why);
+        slex_fail(err, "%s '%s' %s", name, voice, why);
+        goto done;
+    }
+    slex_error perr = {{0}};
+    if (slex_extsynth_parse_phones(x->program, so.p, &out->phones, &out->n_phones, &perr)) {
+        last_line(se.p, why, sizeof why);
+        slex_fail(err, "%s '%s': %s%s%s", name, voice, perr.msg, why[0] ? "; its last message: " : "", why);
+        goto done;
+    }
+    slex_audio_info info;
+    if (slex_audio_read(x->wav, SLEX_ALIGN_SAMPLE_RATE, &out->samples, &out->n, &info, err)) {
+        slex_fail_wrap(err, "%s '%s' wrote no usable audio", name, voice);
+        goto done;
+    }
+    out->source_rate = info.source_rate;
+    out->source_frames = info.source_frames;
+    rc = 0;
+done:
+    unlink(x->wav);
+    free(so.p);
+    free(se.p);
+    if (rc) slex_extsynth_result_free(out);
+    return rc;
+}
