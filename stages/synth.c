@@ -15,7 +15,7 @@
  *   DIR/<lang>_<split>.align         phone alignment (tonal labels for zh)
  *   DIR/<lang>_<split>.phones        label vocabulary with counts (tonal for zh)
  *   DIR/<lang>_<split>.utts          relpath, speaker, voice, rate, pitch, range, text
- *   DIR/<lang>_<split>.rejected      utterances espeak-ng could not make, with the reason
+ *   DIR/<lang>_<split>.rejected      utterances the synthesiser could not make, with the reason
  *   DIR/<lang>_<split>.augment       with --augment: relpath and the perturbations applied
  * The manifest is renamed into place last: a corpus with a manifest is complete. */
 #include <dirent.h>
@@ -67,7 +67,8 @@ static const slex_option synth_rows[] = {
      .help = "output directory (created; several corpora may share it)"},
     {SLEX_OPT_LONG_FIELD(T, seed), .name = "seed", .def = 1, .help = "seed of the sentence order, speaker choice and jitter"},
     {SLEX_OPT_INT_FIELD(T, speakers), .name = "speakers", .def = 40, .min = 1, .max = 100000,
-     .help = "speakers in the language's pool (every 5th is a test speaker)"},
+     .help = "speakers in the language's pool (every 5th is a test speaker); espeak only: for festival and flite "
+             "the speakers are the --voice pool"},
     {SLEX_OPT_STRING_FIELD(T, fortune_dir), .name = "fortune-dir", .flags = SLEX_OPTF_PATH,
      .def_text = "/usr/share/games/fortunes", .help = "directory of the fortune files"},
     {SLEX_OPT_CHOICE_FIELD(T, voices), .name = "voices", .def = SLEX_VOICES_STANDARD, .choices = "standard|all",
@@ -132,7 +133,7 @@ static void format_augment(const slex_augment_params *p, char *buf, size_t size)
 }
 
 /* Makes utterance k: WAV file and a record in the part file.  Returns its sample count, or 0
- * when espeak-ng could not make it (a rejection record says why); -1 on an I/O failure. */
+ * when the synthesiser could not make it (a rejection record says why); -1 on an I/O failure. */
 static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
     slex_synth_plan plan;
     slex_synth_make_plan(&r->opts, r->order, r->sentences.n, k, &plan);

@@ -28,7 +28,8 @@ set_tests_properties(synth_augment PROPERTIES TIMEOUT 300)
 add_test(NAME synth_ext
          COMMAND sh ${CMAKE_SOURCE_DIR}/tests/test_synth_ext.sh $<TARGET_FILE:slex-synth> $<TARGET_FILE:test_synth>
                  ${CMAKE_BINARY_DIR}/test_synth_ext_scratch ${SLEX_MPIEXEC})
-set_tests_properties(synth_ext PROPERTIES TIMEOUT 300)
+set_tests_properties(synth_ext PROPERTIES TIMEOUT 600)
 add_executable(test_extsynth tests/test_extsynth.c)
 target_link_libraries(test_extsynth PRIVATE slexcommon)
 add_test(NAME extsynth_parse COMMAND test_extsynth)
+set_tests_properties(extsynth_parse PROPERTIES LABELS unit)

@@ -873,7 +873,7 @@ static int ext_utterance(slex_synth_engine *e, const slex_synth_plan *plan, cons
         }
         memset(&ev[n], 0, sizeof ev[n]);
         ev[n].sample = i ? r.phones[i - 1].end_us : 0;
-        snprintf(ev[n].name, sizeof ev[n].name, "%s", name);
+        memcpy(ev[n].name, name, strlen(name)); /* shorter than the field: checked above */
     }
     if (n && r.phones[n - 1].end_us < n_in) {
         memset(&ev[n], 0, sizeof ev[n]);
