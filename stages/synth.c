@@ -403,6 +403,9 @@ static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
     }
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && r->opts.lang != SLEX_LANG_EN)
         return slex_fail(err, "--engine %s makes English only (--lang en)", engine);
+    if (r->opts.engine != SLEX_ENGINE_ESPEAK && a->voices == SLEX_VOICES_ALL)
+        return slex_fail(err, "--voices all is espeak-ng's speaker pool; --engine %s speaks with the --voice pool",
+                         engine);
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && !a->voice_pool.count)
         return slex_fail(err, "--engine %s needs --voice NAME (repeat it for a pool)", engine);
     if (a->speakers < 2 * r->opts.test_speaker_every)

@@ -58,6 +58,13 @@ awk -F'\t' '$4 < 92 || $4 > 108 || $5 != 0 || $6 != 0 { bad = 1 } END { exit bad
     fail "rate outside 92..108 % or a pitch/range set in $WORK/fe1/en_train.utts"
 checks=$((checks + 1))
 
+# An espeak pool: the named accents only, with drawn variants, or the variant given.
+"$SYNTH" --lang en --voice en-029 --voice en-us+f2 --minutes 0.3 --out "$WORK/es" --seed 3
+awk -F'\t' '$3 !~ /^en-029[+][a-z0-9]+$/ && $3 != "en-us+f2" { bad = 1 } END { exit bad }' "$WORK/es/en_train.utts" ||
+    fail "espeak voices outside the pool in $WORK/es/en_train.utts"
+[ "$(cut -f3 "$WORK/es/en_train.utts" | sort -u | wc -l)" -ge 3 ] || fail "espeak pool: fewer than 3 voices"
+checks=$((checks + 2))
+
 # The hand-checked sentence (and a train sentence, so that the loader finds both splits).
 mkdir -p "$WORK/fortunes"
 for f in computers cookie debian definitions disclaimer drugs education ethnic food fortunes goedel humorists kids \
@@ -112,6 +119,8 @@ expect 4 "festival: not installed (not found in PATH); install the Debian packag
     $MPI -np 1 /usr/bin/env PATH="$WORK/empty-path" "$SYNTH" --lang en --engine festival --voice kal_diphone --minutes 0.1 \
     --out "$WORK/x"
 expect 2 "makes English only" "$SYNTH" --lang zh --engine flite --voice slt --minutes 0.1 --out "$WORK/x"
+expect 2 "speaks with the --voice pool" "$SYNTH" --lang en --engine flite --voice slt --voices all --minutes 0.1 \
+    --out "$WORK/x"
 expect 2 "needs --voice" "$SYNTH" --lang en --engine festival --minutes 0.1 --out "$WORK/x"
 expect 2 "a voice name is made of" "$SYNTH" --lang en --engine festival --voice 'kal)(x' --minutes 0.1 --out "$WORK/x"
 echo "test_synth_ext.sh: $checks checks, 0 failed" >&2
