@@ -147,6 +147,7 @@ static int resume_checkpoint(run_ctx *r, slex_kmeans_state *st, const slex_kmean
     int ok = slex_resume_has_checkpoint(&r->resume) && !slex_kmeans_state_load(st, r->resume.ckpt, err) &&
              !slex_resume_load_history(&r->resume, (double)st->step, err) && st->k == ko->k &&
              st->dim == slex_featpool_dim(pool) && st->n_frames == slex_featpool_size(pool);
+    st->opts.bounds_mb = ko->bounds_mb; /* not saved (SLEX_OPTF_NOT_SAVED): this run's budget */
     return slex_mpi_all_ok(ok);
 }
 

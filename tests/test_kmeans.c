@@ -578,6 +578,88 @@ static void test_resume(void) {
     free(means);
 }
 
+/* A SLEXKMS2 file packed here by hand, from the format's description (kmeans_state.h; the fields as
+ * the code before the option table wrote them), loads into the same values: checkpoints written
+ * by older builds still resume. */
+static void put_le(FILE *f, uint64_t v) {
+    for (int i = 0; i < 8; i++) fputc((int)(v >> (8 * i)) & 0xff, f);
+}
+static uint64_t f64_bits(double v) {
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    return u;
+}
+
+static void test_checkpoint_format(void) {
+    const int k = 3, d = 2;
+    /* options k, max_iter, batch_size, init_size, n_init, init, max_no_improvement, tol,
+     * reassignment_ratio, lloyd_passes, lloyd_chunk, seed, checkpoint_every (not bounds_mb) */
+    const uint64_t head[] = {k, 7, 11, 13, 2, SLEX_KMEANS_INIT_RANDOM, 17, f64_bits(0.25), f64_bits(0.125), 4, 300,
+                             0xfedcba9876543210ull, 9,
+                             /* k, dim, n_frames, batch_size, init_size, phase, step, n_steps, lloyd_pass,
+                              * has_ewa, ewa_inertia, ewa_inertia_min, no_improvement, since_reassign,
+                              * tol_scaled, init_inertia, last_inertia, stop_reason */
+                             k, d, 1000, 11, 39, SLEX_KMEANS_PHASE_MINIBATCH, 27, 636, 0, 1, f64_bits(1.5),
+                             f64_bits(1.25), 5, 297, f64_bits(0.0625), f64_bits(3.5), f64_bits(2.75),
+                             SLEX_KMEANS_STOP_TOL,
+                             /* the RNG */
+                             1, 2, 3, 0x8000000000000001ull};
+    const float centers[6] = {1.5f, -2.0f, 0.25f, 1e-3f, -7.0f, 3.0f};
+    const int64_t counts[3] = {10, 0, 17};
+    char path[] = "/tmp/test_kmeans_format_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    FILE *f = fopen(path, "w+b");
+    fwrite("SLEXKMS2", 1, 8, f);
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++) put_le(f, head[i]);
+    for (int i = 0; i < k * d; i++) {
+        uint32_t u;
+        memcpy(&u, &centers[i], 4);
+        for (int b = 0; b < 4; b++) fputc((int)(u >> (8 * b)) & 0xff, f);
+    }
+    for (int i = 0; i < k; i++) put_le(f, (uint64_t)counts[i]);
+    long len = ftell(f);
+    unsigned char *bytes = malloc((size_t)len);
+    rewind(f);
+    CHECK(fread(bytes, 1, (size_t)len, f) == (size_t)len, "read back");
+    put_le(f, slex_fnv1a64(SLEX_FNV1A_BASIS, bytes, (size_t)len));
+    fclose(f);
+    slex_kmeans_state st = {0};
+    slex_error err = {{0}};
+    CHECK(slex_kmeans_state_load(&st, path, &err) == 0, "hand-made checkpoint: %s", err.msg);
+    const slex_kmeans_options *o = &st.opts;
+    CHECK(o->k == k && o->max_iter == 7 && o->batch_size == 11 && o->init_size == 13 && o->n_init == 2 &&
+              o->init == SLEX_KMEANS_INIT_RANDOM && o->max_no_improvement == 17 && o->tol == 0.25 &&
+              o->reassignment_ratio == 0.125 && o->lloyd_passes == 4 && o->lloyd_chunk == 300 &&
+              o->seed == 0xfedcba9876543210ull && o->checkpoint_every == 9,
+          "options read from the file: max_iter %d batch %d init_size %d n_init %d init %d mni %d tol %g rr %g "
+          "lloyd %d chunk %d seed %llx every %d",
+          o->max_iter, o->batch_size, o->init_size, o->n_init, o->init, o->max_no_improvement, o->tol,
+          o->reassignment_ratio, o->lloyd_passes, o->lloyd_chunk, (unsigned long long)o->seed, o->checkpoint_every);
+    CHECK(o->bounds_mb == 1024, "bounds_mb is not saved: the default, got %d", o->bounds_mb);
+    CHECK(st.k == k && st.dim == d && st.n_frames == 1000 && st.batch_size == 11 && st.init_size == 39 &&
+              st.phase == SLEX_KMEANS_PHASE_MINIBATCH && st.step == 27 && st.n_steps == 636 && st.lloyd_pass == 0 &&
+              st.has_ewa == 1 && st.ewa_inertia == 1.5 && st.ewa_inertia_min == 1.25 && st.no_improvement == 5 &&
+              st.since_reassign == 297 && st.tol_scaled == 0.0625 && st.init_inertia == 3.5 &&
+              st.last_inertia == 2.75 && st.stop_reason == SLEX_KMEANS_STOP_TOL,
+          "counters read from the file");
+    CHECK(st.rng.s[0] == 1 && st.rng.s[1] == 2 && st.rng.s[2] == 3 && st.rng.s[3] == 0x8000000000000001ull, "rng");
+    CHECK(memcmp(st.centers, centers, sizeof centers) == 0 && memcmp(st.counts, counts, sizeof counts) == 0, "arrays");
+    /* Saving it again writes the same bytes. */
+    CHECK(slex_kmeans_state_save(&st, path, &err) == 0, "%s", err.msg);
+    f = fopen(path, "rb");
+    unsigned char *again = malloc((size_t)len + 8);
+    size_t got = fread(again, 1, (size_t)len + 8, f);
+    CHECK(got == (size_t)len + 8 && fgetc(f) == EOF && memcmp(again, bytes, (size_t)len) == 0,
+          "the state saved again differs from the hand-made file (%zu bytes)", got);
+    fclose(f);
+    free(again);
+    free(bytes);
+    remove(path);
+    slex_kmeans_state_free(&st);
+}
+
 static void test_errors(void) {
     slex_kmeans_options o;
     slex_kmeans_options_default(&o);
@@ -668,6 +750,7 @@ int main(int argc, char **argv) {
     test_planted();
     test_ranks_threads();
     test_resume();
+    test_checkpoint_format();
     test_errors();
     return check_finish("test_kmeans");
 }

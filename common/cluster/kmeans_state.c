@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/hash.h"
 
+/* Every row without SLEX_OPTF_NOT_SAVED is also an option field of the checkpoint (SLEXKMS2), in this
+ * order (state_fields): a row added, removed or moved makes a new checkpoint format (a new magic). */
 #define T slex_kmeans_options
 static const slex_option kmeans_rows[] = {
     {SLEX_OPT_INT_FIELD(T, k), .name = "k", .flags = SLEX_OPTF_REQUIRED, .def = 0, .min = 1, .max = INT_MAX,
@@ -31,10 +34,11 @@ static const slex_option kmeans_rows[] = {
      .param = "reassignment_ratio", .help = "sklearn's low-count centre reassignment"},
     {SLEX_OPT_INT_FIELD(T, lloyd_passes), .name = "lloyd-passes", .def = 0, .min = 0, .max = INT_MAX,
      .param = "lloyd_passes", .help = "full-batch Lloyd refinement passes after the mini-batches"},
-    {SLEX_OPT_U64_FIELD(T, seed), .name = "seed", .def = 0, .param = "seed", .help = "random seed"},
     {SLEX_OPT_INT_FIELD(T, lloyd_chunk), .name = "lloyd-chunk", .flags = SLEX_OPTF_INTERNAL, .def = 65536, .min = 1,
      .max = INT_MAX},
-    {SLEX_OPT_INT_FIELD(T, bounds_mb), .name = "bounds-mb", .def = 1024, .min = 0, .max = INT_MAX,
+    {SLEX_OPT_U64_FIELD(T, seed), .name = "seed", .def = 0, .param = "seed", .help = "random seed"},
+    {SLEX_OPT_INT_FIELD(T, bounds_mb), .name = "bounds-mb", .flags = SLEX_OPTF_NOT_SAVED, .def = 1024, .min = 0,
+     .max = INT_MAX,
      .help = "per-rank memory for the bounds that let Lloyd passes skip distances (0 = compute all; same result)"},
     {SLEX_OPT_INT_FIELD(T, checkpoint_every), .name = "checkpoint-every", .def = 100, .min = 0, .max = INT_MAX,
      .help = "mini-batch steps between checkpoints (OUT.ckpt; 0 = never)"},
@@ -185,15 +189,29 @@ typedef struct field {
     int width; /* bytes of the in-memory integer (4 or 8) */
 } field;
 
-static int state_fields(slex_kmeans_state *s, field *f) {
+enum { MAX_FIELDS = 64, COUNTER_FIELDS = 22 };
+
+/* The options (the table's saved rows, in its order), then the algorithm's counters and the RNG
+ * (COUNTER_FIELDS); f holds MAX_FIELDS.  The number of fields, or -1. */
+static int state_fields(slex_kmeans_state *s, field *f, slex_error *err) {
     int n = 0;
+    const slex_option_table *t = &slex_kmeans_option_table;
+    if (t->n + COUNTER_FIELDS > MAX_FIELDS)
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans checkpoint: more than %d fields", MAX_FIELDS);
+    for (int i = 0; i < t->n; i++) {
+        const slex_option *o = &t->rows[i];
+        void *p = (char *)&s->opts + o->offset;
+        if (o->flags & SLEX_OPTF_NOT_SAVED) continue;
+        if (o->type == SLEX_OPT_INT || o->type == SLEX_OPT_CHOICE || o->type == SLEX_OPT_FLAG)
+            f[n++] = (field){FIELD_I64, p, (int)sizeof(int)};
+        else if (o->type == SLEX_OPT_LONG) f[n++] = (field){FIELD_I64, p, 8};
+        else if (o->type == SLEX_OPT_U64) f[n++] = (field){FIELD_U64, p, 8};
+        else if (o->type == SLEX_OPT_DOUBLE) f[n++] = (field){FIELD_F64, p, 8};
+        else return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans checkpoint: --%s has no binary form", o->name);
+    }
 #define FI(x) f[n++] = (field){FIELD_I64, &(x), (int)sizeof(x)}
 #define FD(x) f[n++] = (field){FIELD_F64, &(x), 8}
 #define FU(x) f[n++] = (field){FIELD_U64, &(x), 8}
-    FI(s->opts.k); FI(s->opts.max_iter); FI(s->opts.batch_size); FI(s->opts.init_size);
-    FI(s->opts.n_init); FI(s->opts.init); FI(s->opts.max_no_improvement); FD(s->opts.tol);
-    FD(s->opts.reassignment_ratio); FI(s->opts.lloyd_passes); FI(s->opts.lloyd_chunk);
-    FU(s->opts.seed); FI(s->opts.checkpoint_every);
     FI(s->k); FI(s->dim); FI(s->n_frames); FI(s->batch_size); FI(s->init_size); FI(s->phase);
     FI(s->step); FI(s->n_steps); FI(s->lloyd_pass); FI(s->has_ewa); FD(s->ewa_inertia);
     FD(s->ewa_inertia_min); FI(s->no_improvement); FI(s->since_reassign); FD(s->tol_scaled);
@@ -205,12 +223,11 @@ static int state_fields(slex_kmeans_state *s, field *f) {
     return n;
 }
 
-#define MAX_FIELDS 64
-
 int slex_kmeans_state_save(const slex_kmeans_state *state, const char *path, slex_error *err) {
     slex_kmeans_state copy = *state; /* state_fields wants writable pointers; we only read */
     field fields[MAX_FIELDS];
-    int nf = state_fields(&copy, fields);
+    int nf = state_fields(&copy, fields, err);
+    if (nf < 0) return -1;
     byte_buf b = {0};
     int rc = buf_put(&b, kCheckpointMagic, 8);
     for (int i = 0; i < nf && !rc; i++) {
@@ -232,35 +249,21 @@ int slex_kmeans_state_save(const slex_kmeans_state *state, const char *path, sle
     if (!rc) rc = put_u64(&b, slex_fnv1a64(SLEX_FNV1A_BASIS, b.data, b.len));
     if (rc) {
         free(b.data);
-        return slex_fail(err, "%s: out of memory building the k-means checkpoint", path);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory building the k-means checkpoint", path);
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) {
-        free(b.data);
-        return slex_fail(err, "%s: out of memory", path);
+    slex_atomic out;
+    rc = slex_atomic_fopen(&out, path, err);
+    if (!rc) {
+        fwrite(b.data, 1, b.len, out.f); /* a short write sets the stream's error: commit fails on it */
+        rc = slex_atomic_commit(&out, err);
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    } else {
-        size_t wrote = fwrite(b.data, 1, b.len, fp);
-        int close_rc = fclose(fp);
-        if (wrote != b.len || close_rc != 0) rc = slex_fail(err, "%s: write failed: %s", tmp, strerror(errno));
-        else if (rename(tmp, path) != 0)
-            rc = slex_fail(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        if (rc) remove(tmp);
-    }
-    free(tmp);
     free(b.data);
     return rc;
 }
 
 int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_error *err) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return slex_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
     byte_buf b = {0};
     unsigned char chunk[65536];
     size_t got;
@@ -270,12 +273,18 @@ int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_erro
     fclose(fp);
     if (rc || read_error) {
         free(b.data);
-        return slex_fail(err, "%s: cannot read the k-means checkpoint", path);
+        return slex_fail_as(err, rc ? SLEX_ERR_RESOURCE : SLEX_ERR_IO, "%s: cannot read the k-means checkpoint%s", path,
+                            rc ? ": out of memory" : "");
     }
     slex_kmeans_state s;
     memset(&s, 0, sizeof s);
+    slex_kmeans_options_default(&s.opts); /* the options not saved keep their defaults */
     field fields[MAX_FIELDS];
-    int nf = state_fields(&s, fields);
+    int nf = state_fields(&s, fields, err);
+    if (nf < 0) {
+        free(b.data);
+        return -1;
+    }
     const char *why = NULL;
     if (b.len < 16 || memcmp(b.data, kCheckpointMagic, 8) != 0) why = "not a k-means checkpoint";
     if (!why) {
@@ -301,14 +310,14 @@ int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_erro
     if (!why && b.len - 8 - b.pos != nc * 4 + (size_t)s.k * 8) why = "array sizes do not match the header";
     if (why) {
         free(b.data);
-        return slex_fail(err, "%s: %s", path, why);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s", path, why);
     }
     s.centers = malloc(nc * sizeof *s.centers);
     s.counts = malloc((size_t)s.k * sizeof *s.counts);
     if (!s.centers || !s.counts) {
         slex_kmeans_state_free(&s);
         free(b.data);
-        return slex_fail(err, "%s: out of memory", path);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     }
     for (size_t i = 0; i < nc; i++) {
         const unsigned char *p = b.data + b.pos + 4 * i;

@@ -99,10 +99,15 @@ void slex_kmeans_state_free(slex_kmeans_state *state);
 /* dst must be freed or zero-initialised; it gets its own arrays. */
 int slex_kmeans_state_copy(slex_kmeans_state *dst, const slex_kmeans_state *src, slex_error *err);
 
-/* Binary checkpoint: "SLEXKMS2" (format 2), every field in fixed little-endian layout, the arrays, an
- * FNV-1a 64 checksum.  Written to "<path>.tmp" then renamed, so a file that exists is whole. */
+/* Binary checkpoint: "SLEXKMS2" (format 2): the magic, then 8 little-endian bytes a field (integers
+ * as int64, doubles as IEEE 754, the seed and RNG words as uint64): the options (the rows of
+ * slex_kmeans_option_table without SLEX_OPTF_NOT_SAVED, in the table's order), the counters in the
+ * order of the struct (k .. stop_reason), the 4 RNG words; the centres (float32), the counts
+ * (int64), an FNV-1a 64 checksum of all before it.  Written through core's atomic writer
+ * (fileio.h), so a file that exists is whole. */
 int slex_kmeans_state_save(const slex_kmeans_state *state, const char *path, slex_error *err);
-/* state must be freed or zero-initialised; on success it owns new arrays. */
+/* state must be freed or zero-initialised; on success it owns new arrays.  The options that are
+ * not saved (bounds_mb) hold their defaults: a resumed run sets its own. */
 int slex_kmeans_state_load(slex_kmeans_state *state, const char *path, slex_error *err);
 
 #endif

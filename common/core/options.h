@@ -52,6 +52,8 @@ enum {
     SLEX_OPTF_PATH = 1u << 1,      /* STRING / STRING_LIST: not empty, not starting with '-' */
     SLEX_OPTF_INTERNAL = 1u << 2,  /* not an option of any program: only a default and a parameter */
     SLEX_OPTF_ABOVE_MIN = 1u << 3, /* numbers: strictly greater than min */
+    SLEX_OPTF_NOT_SAVED = 1u << 4, /* not part of a saved run state (a memory budget: a resumed run
+                                      takes it from its own options; the result does not depend on it) */
 };
 
 typedef struct slex_string_list {
