@@ -1,7 +1,10 @@
 # k-means (common/kmeans, common/rng).  Fixtures: tests/data/kmeans, written by
 # tests/kmeans_reference.py (sklearn 1.2.1).
+# The k-means tests' shared helpers (tests/kmeans_test_util.h).
+add_library(kmeans_test_util STATIC tests/kmeans_test_util.c)
+target_link_libraries(kmeans_test_util PUBLIC slexcommon)
 add_executable(test_kmeans tests/test_kmeans.c)
-target_link_libraries(test_kmeans PRIVATE slexcommon)
+target_link_libraries(test_kmeans PRIVATE kmeans_test_util)
 add_test(NAME kmeans COMMAND test_kmeans ${CMAKE_SOURCE_DIR}/tests/data/kmeans)
 set_tests_properties(kmeans PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 # The same fit over 2 and 3 real MPI ranks must give the single-process codebook bit for bit.
@@ -14,6 +17,6 @@ foreach(ranks 2 3)
 endforeach()
 # Lloyd passes with bounds (common/lloyd) give the labels of the plain assignment, bit for bit.
 add_executable(test_lloyd tests/test_lloyd.c)
-target_link_libraries(test_lloyd PRIVATE slexcommon)
+target_link_libraries(test_lloyd PRIVATE kmeans_test_util)
 add_test(NAME lloyd COMMAND test_lloyd)
 set_tests_properties(lloyd PROPERTIES ENVIRONMENT "OPENBLAS_NUM_THREADS=1" LABELS unit)

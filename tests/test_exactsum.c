@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "check_mpi.h"
 #include "core/exactsum.h"
 #include "core/mpi_util.h"
 #include "core/rng.h"
@@ -133,11 +134,7 @@ static int run_mpi(void) {
     CHECK(size == 1 || rc == -1, "rank %d: a NaN on rank %d not reported here", rank, size - 1);
     free(v);
     free(vd);
-    int failed = check_failures, any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    if (rank == 0) return check_finish("test_exactsum --mpi") | (any != 0);
-    return any != 0;
+    return check_finish_mpi("test_exactsum --mpi");
 }
 
 int main(int argc, char **argv) {

@@ -13,39 +13,14 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_mpi.h"
 #include "cluster/kmeans.h"
 #include "core/hash.h"
 #include "core/mpi_util.h"
 #include "core/rng.h"
-
-/* ---- in-memory source ---- */
-
-typedef struct memory_source {
-    const float *x;
-    int64_t n;
-    int dim;
-} memory_source;
-
-static int memory_fetch(void *ctx, const int64_t *frames, int64_t n, float *out, slex_error *err) {
-    const memory_source *m = ctx;
-    for (int64_t i = 0; i < n; i++) {
-        if (frames[i] < 0 || frames[i] >= m->n) return slex_fail(err, "frame %lld out of range", (long long)frames[i]);
-        memcpy(out + i * m->dim, m->x + frames[i] * m->dim, (size_t)m->dim * sizeof *out);
-    }
-    return 0;
-}
-
-static slex_kmeans_source make_source(memory_source *m) {
-    return (slex_kmeans_source){m, m->n, m->dim, memory_fetch};
-}
+#include "kmeans_test_util.h"
 
 /* ---- synthetic data: K well-separated Gaussian clusters ---- */
-
-static double normal(slex_rng *r) {
-    double u1 = slex_rng_uniform(r), u2 = slex_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 /* x (n, d), truth (n), means (k, d): means on a grid of spacing `sep`, unit-variance noise. */
 static void planted(uint64_t seed, int64_t n, int d, int k, double sep, float *x, int32_t *truth, float *means) {
@@ -730,11 +705,7 @@ static int run_mpi(void) {
     }
     free(x);
     free(means);
-    int failed = check_failures, any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    if (rank == 0) return check_finish("test_kmeans --mpi") | (any != 0);
-    return any != 0;
+    return check_finish_mpi("test_kmeans --mpi");
 }
 
 int main(int argc, char **argv) {

@@ -16,30 +16,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "check_mpi.h"
 #include "cluster/kmeans.h"
 #include "core/mpi_util.h"
+#include "core/hash.h"
 #include "core/rng.h"
-
-typedef struct memory_source {
-    const float *x;
-    int64_t n;
-    int dim;
-} memory_source;
-
-static int memory_fetch(void *ctx, const int64_t *frames, int64_t n, float *out, slex_error *err) {
-    const memory_source *m = ctx;
-    for (int64_t i = 0; i < n; i++) {
-        if (frames[i] < 0 || frames[i] >= m->n) return slex_fail(err, "frame %lld out of range", (long long)frames[i]);
-        memcpy(out + i * m->dim, m->x + frames[i] * m->dim, (size_t)m->dim * sizeof *out);
-    }
-    return 0;
-}
-
-static double normal(slex_rng *r) {
-    double u1 = slex_rng_uniform(r), u2 = slex_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+#include "kmeans_test_util.h"
 
 /* Frames [0, N_SMALL) are all small: the first rank's part of a pass in order, for 2 or 3 ranks. */
 enum { N = 6000, D = 12, K = 10, N_LARGE_TAIL = 8, N_SMALL = 4096 };
@@ -60,12 +42,6 @@ static double max_abs_rows(const float *x, int64_t lo, int64_t hi) {
     double m = 0;
     for (int64_t i = lo * D; i < hi * D; i++) m = fmax(m, fabs(x[i]));
     return m;
-}
-
-static uint64_t hash_bytes(const void *v, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)v)[i]) * 0x100000001b3ULL;
-    return h;
 }
 
 typedef struct variant {
@@ -102,7 +78,8 @@ static void fit_variant(const variant *v, uint64_t seed, const slex_kmeans_sourc
     CHECK(slex_kmeans_fit(&st, src, comm, NULL, NULL, &err) == 0, "%s, rank %d: %s", v->name, rank, err.msg);
     double inertia = NAN;
     CHECK(slex_kmeans_inertia(st.centers, K, D, src, comm, 1500, &inertia, &err) == 0, "%s", err.msg);
-    unsigned long long h = hash_bytes(st.centers, sizeof(float) * K * D) ^ hash_bytes(&inertia, sizeof inertia), lo = h,
+    unsigned long long h = slex_fnv1a64(SLEX_FNV1A_BASIS, st.centers, sizeof(float) * K * D) ^
+                             slex_fnv1a64(SLEX_FNV1A_BASIS, &inertia, sizeof inertia), lo = h,
                        hi = h;
     MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
@@ -148,16 +125,12 @@ int main(void) {
     }
     CHECK(size == 1 || hi_max >= 1000 * lo_max, "maxima of the ranks' parts %g .. %g", lo_max, hi_max);
     memory_source m = {x, N, D};
-    slex_kmeans_source src = {&m, N, D, memory_fetch};
+    slex_kmeans_source src = make_source(&m);
     slex_exact_comm comm = slex_mpi_exact_comm();
     /* Several seeds: the validation sample (which sets tol's scale) is drawn once per fit, and
      * whether its slices' maxima differ depends on the draw. */
     for (size_t v = 0; v < sizeof kVariants / sizeof kVariants[0]; v++)
         for (uint64_t seed = 3; seed < 7; seed++) fit_variant(&kVariants[v], seed, &src, &comm, rank, size);
     free(x);
-    int failed = check_failures, any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    if (rank == 0) return check_finish("test_kmeans_ranges") | (any != 0);
-    return any != 0;
+    return check_finish_mpi("test_kmeans_ranges");
 }

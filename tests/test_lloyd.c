@@ -14,12 +14,7 @@
 #include "cluster/assign.h"
 #include "cluster/lloyd.h"
 #include "core/rng.h"
-
-static double normal(slex_rng *r) {
-    double u1 = slex_rng_uniform(r), u2 = slex_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+#include "kmeans_test_util.h"
 
 /* Overlapping clusters (many more components than centres, so no fit is exact), and a tenth of
  * the frames half-way between two other frames (near-ties). */
