@@ -28,8 +28,9 @@
 
 #define PATH_CAP 4200
 
-/* Exit codes: 0 done, 1 failed, 2 bad command line. */
-enum { EXIT_DONE = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/* Exit codes (core/err.h): 0 done, 2 bad command line; a failure 1 (I/O), 4 (bad input),
+ * 5 (resources) or 6 (internal) by its kind. */
+enum { EXIT_DONE = SLEX_EXIT_OK, EXIT_USAGE = SLEX_EXIT_USAGE };
 
 /* Parses a subcommand's options; returns -1 to go on, else the exit code. */
 static int parse(slex_cli *cli, int argc, char **argv, const slex_mpi *mpi, slex_error *err) {
@@ -51,14 +52,19 @@ static int usage_error(const slex_mpi *mpi, const char *msg) {
 }
 
 /* Agrees on failure across ranks: a rank that failed logs its message; -1 (go on) when every
- * rank succeeded, else EXIT_FAILED on all.  A failure with an empty message was said elsewhere. */
+ * rank succeeded, else on all the exit code of the failure's kind (of the most specific one when
+ * several ranks failed).  A failure with an empty message was said elsewhere. */
 static int together(int rc, const slex_error *err) {
     if (rc && err->msg[0]) slex_error_log("%s", err->msg);
-    return slex_mpi_all_ok(!rc) ? -1 : EXIT_FAILED;
+    int code = slex_mpi_exit_code(rc ? SLEX_EXIT_FAILED : SLEX_EXIT_OK, err);
+    return code == SLEX_EXIT_OK ? -1 : code;
 }
 
 /* The exit code of a last step, agreed across ranks. */
-static int all_done(int rc, const slex_error *err) { return together(rc, err) < 0 ? EXIT_DONE : EXIT_FAILED; }
+static int all_done(int rc, const slex_error *err) {
+    int code = together(rc, err);
+    return code < 0 ? EXIT_DONE : code;
+}
 
 static int write_metrics(const char *dir, cJSON *doc, slex_error *err) {
     char path[PATH_CAP];
@@ -93,13 +99,14 @@ static void lang_from_path(const char *path, char *out, size_t size) {
     snprintf(out, size, "%.*s", (int)strcspn(base, "_."), base);
 }
 
-/* Counts one language on this rank, then sums over ranks: -1 (go on) or EXIT_FAILED on all. */
+/* Counts one language on this rank, then sums over ranks: -1 (go on) or the exit code on all. */
 static int count_language(slex_units_language *lang, const slex_store *labels, const slex_alignment *al,
                           const char *exclude, const slex_mpi *mpi, slex_error *err) {
     units_walk w = {.counts = slex_unit_counts_create(al, (int)slex_store_frame_rate(labels), exclude, err)};
     int rc = w.counts ? slex_labels_walk(labels, mpi->rank, mpi->size, count_utt, &w, err) : -1;
     lang->counts = w.counts;
-    if (together(rc, err) >= 0) return EXIT_FAILED;
+    int code = together(rc, err);
+    if (code >= 0) return code;
     int64_t missing = slex_mpi_sum_i64(w.missing);
     if (missing) {
         if (w.missing) slex_error_log("%s: no alignment in %s for %lld utterance(s) of this rank, the first %s",
@@ -108,11 +115,11 @@ static int count_language(slex_units_language *lang, const slex_store *labels, c
             slex_error_log("%s does not cover the labelled utterances: %lld of %lld utterance(s) of %s have no "
                            "alignment", lang->align, (long long)missing, (long long)slex_store_utterances(labels),
                            lang->labels);
-        return EXIT_FAILED;
+        return SLEX_EXIT_INPUT;
     }
     int k = slex_unit_counts_k(w.counts), k_all;
     MPI_Allreduce(&k, &k_all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (together(slex_unit_counts_grow(w.counts, k_all, err), err) >= 0) return EXIT_FAILED;
+    if ((code = together(slex_unit_counts_grow(w.counts, k_all, err), err)) >= 0) return code;
     int64_t n;
     int64_t *buf = slex_unit_counts_buffer(w.counts, &n);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
@@ -179,11 +186,11 @@ static int cmd_units(int argc, char **argv, const slex_mpi *mpi) {
             !(al[i] = slex_alignment_read(aligns.items[i], &err)))
             rc = -1;
         else if (i && slex_store_frame_rate(stores[i]) != rate)
-            rc = slex_fail(&err, "%s is at %g Hz but %s at %g Hz: one run compares one label rate", labels.items[i],
+            rc = slex_fail_as(&err, SLEX_ERR_INPUT, "%s is at %g Hz but %s at %g Hz: one run compares one label rate", labels.items[i],
                            slex_store_frame_rate(stores[i]), labels.items[0], rate);
         else rate = slex_store_frame_rate(stores[i]);
         for (int j = 0; !rc && j < i; j++)
-            if (!strcmp(names[i], names[j])) rc = slex_fail(&err, "language %s given twice (use --lang)", names[i]);
+            if (!strcmp(names[i], names[j])) rc = slex_fail_as(&err, SLEX_ERR_INPUT, "language %s given twice (use --lang)", names[i]);
     }
     code = together(rc, &err);
     for (int i = 0; code < 0 && i < n; i++) code = count_language(&lang[i], stores[i], al[i], exclude, mpi, &err);
@@ -220,7 +227,7 @@ typedef struct drift_walk {
 static int drift_utt(void *ctx, const char *utt_id, const int32_t *a, const int32_t *b, int64_t n, slex_error *err) {
     drift_walk *w = ctx;
     for (int64_t i = 0; i < n; i++) {
-        if (a[i] < 0 || b[i] < 0) return slex_fail(err, "%s: frame %lld has a negative unit", utt_id, (long long)i);
+        if (a[i] < 0 || b[i] < 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: frame %lld has a negative unit", utt_id, (long long)i);
         if (!w->joint) {
             if (a[i] >= w->ka) w->ka = a[i] + 1;
             if (b[i] >= w->kb) w->kb = b[i] + 1;
@@ -277,7 +284,7 @@ static int cmd_drift(int argc, char **argv, const slex_mpi *mpi) {
         w.ka = k[0];
         w.kb = k[1];
         w.joint = calloc((size_t)w.ka * (size_t)w.kb + 1, sizeof *w.joint);
-        rc = !w.joint ? slex_fail(&err, "out of memory for a %d x %d table", w.ka, w.kb)
+        rc = !w.joint ? slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory for a %d x %d table", w.ka, w.kb)
                       : slex_labels_walk_pair(a, b, mpi->rank, mpi->size, drift_utt, &w, &err);
         code = together(rc, &err);
     }

@@ -58,12 +58,12 @@ static int export_shard(const slex_store *s, int shard, const export_options *o,
     if (!rc) rc = slex_npy_write_header_f32(fn.f, frames, dim, fn.tmp, err);
     const int64_t block = 8192;
     float *buf = rc ? NULL : malloc((size_t)block * (size_t)dim * sizeof *buf);
-    if (!rc && !buf) rc = slex_fail(err, "out of memory");
+    if (!rc && !buf) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int64_t at = 0; !rc && at < frames; at += block) {
         int64_t n = frames - at < block ? frames - at : block;
         rc = slex_store_shard_read_rows(r, at, n, buf, err);
         if (!rc && fwrite(buf, sizeof *buf * (size_t)dim, (size_t)n, fn.f) != (size_t)n)
-            rc = slex_fail(err, "%s: write failed (disk full?)", fn.tmp);
+            rc = slex_fail_as(err, SLEX_ERR_IO, "%s: write failed (disk full?)", fn.tmp);
         if (!rc) *rows += n;
     }
     if (!rc) rc = slex_store_shard_verify(r, err);
@@ -93,7 +93,7 @@ static int previous_export(const slex_store *s, const export_options *o, const c
     snprintf(old_id, sizeof old_id, "%s", cJSON_IsString(id) ? id->valuestring : "none");
     cJSON_Delete(doc);
     if (!same)
-        return slex_fail(err, "%s: an export of other features (content id %s; %s now holds %s): use --force to redo it, "
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: an export of other features (content id %s; %s now holds %s): use --force to redo it, "
                               "or choose another --out",
                          marker, old_id, o->store, slex_store_content_id(s));
     for (int shard = 0; shard < slex_store_nshard(s); shard++) {

@@ -119,7 +119,7 @@ static int check_apart(const kmeans_stage_options *o, char (*dirs)[4096], slex_e
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", o->out);
     slex_path_role outputs[3] = {{"--out", o->out}, {"--out (its checkpoint)", ckpt}, {"--export-npy", o->export_npy}};
     slex_path_role *inputs = calloc((size_t)o->stores.count, sizeof *inputs);
-    if (!inputs) return slex_fail(err, "out of memory");
+    if (!inputs) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int i = 0; i < o->stores.count; i++) inputs[i] = (slex_path_role){.option = "--store", .path = dirs[i]};
     int rc = slex_paths_check_apart(outputs, 3, inputs, o->stores.count, err);
     free(inputs);
@@ -204,6 +204,7 @@ static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmean
             slex_info("resuming from %s (step %lld of %lld)", r.resume.ckpt, (long long)st.step, (long long)st.n_steps);
         r.logged_pass = st.lloyd_pass;
     } else {
+        slex_error_clear(err); /* an unusable checkpoint is not this run's failure */
         rc = start_afresh(&r, &st, ko, pool, err);
     }
     const slex_kmeans_source src = {.ctx = pool,
@@ -241,11 +242,11 @@ static void explain_other(const char *out, const char *recorded, const char *par
     int store = -1;
     slex_resume_difference(recorded, params, what, path, sizeof what);
     if (sscanf(path, "stores[%d].content_id", &store) == 1 && store >= 0 && store < o->stores.count)
-        slex_fail(err, "%s was made from other contents of the store %s (content id %s; the features were redone "
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s was made from other contents of the store %s (content id %s; the features were redone "
                        "since): use --force to redo it",
                   out, o->stores.items[store], strstr(what, ": ") + 2);
     else
-        slex_fail(err, "%s exists and was made from other inputs or parameters (%s): use --force to replace it", out,
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s exists and was made from other inputs or parameters (%s): use --force to replace it", out,
                   what);
 }
 
@@ -325,7 +326,7 @@ static int parse_command_line(int argc, char **argv, const slex_mpi *mpi, kmeans
         c->inputs = calloc((size_t)n, sizeof *c->inputs);
         c->dirs = calloc((size_t)n, sizeof *c->dirs);
         if (!c->inputs || !c->dirs) {
-            slex_fail(&err, "out of memory");
+            slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory");
             parsed = SLEX_PARSE_ERROR;
         }
         for (int i = 0; parsed == SLEX_PARSE_OK && i < n; i++) {
@@ -372,32 +373,31 @@ static int open_inputs(const kmeans_command_line *c, kmeans_inputs *in, slex_err
              (in->pool = slex_featpool_open(c->inputs, o->stores.count, o->percent, ko->seed,
                                             (int64_t)o->cache_mb << 20, err)) != NULL;
     if (ok && ko->k > slex_featpool_size(in->pool))
-        ok = !slex_fail(err, "--k %d is more than the %lld frames of the pooled stores", ko->k,
+        ok = !slex_fail_as(err, SLEX_ERR_INPUT, "--k %d is more than the %lld frames of the pooled stores", ko->k,
                         (long long)slex_featpool_size(in->pool));
     if (ok) ok = (in->pool_json = slex_featpool_describe(in->pool)) && (in->params = run_params(ko, o, in->pool_json));
     return slex_mpi_all_ok(ok) ? 0 : -1;
 }
 
-/* Opens the inputs, decides, learns: the exit code. */
-static int run_stage(const kmeans_command_line *c, const slex_mpi *mpi) {
+/* Opens the inputs, decides, learns: the exit code (1 for a failure described in err). */
+static int run_stage(const kmeans_command_line *c, const slex_mpi *mpi, slex_error *err) {
     const slex_kmeans_options *ko = &c->ko;
     const kmeans_stage_options *o = &c->o;
-    slex_error err = {{0}};
     kmeans_inputs in;
     int exit_code = 1;
-    if (open_inputs(c, &in, &err)) {
-        if (err.msg[0]) slex_error_log("%s", err.msg);
-    } else if ((exit_code = decide(o, in.params, mpi, &err)) != DECIDE_RUN) {
+    if (open_inputs(c, &in, err)) {
+        if (err->msg[0]) slex_error_log("%s", err->msg);
+    } else if ((exit_code = decide(o, in.params, mpi, err)) != DECIDE_RUN) {
         if (exit_code == DECIDE_DONE) exit_code = 0;
-        else if (err.msg[0]) slex_error_log("%s", err.msg);
+        else if (err->msg[0]) slex_error_log("%s", err->msg);
     } else {
         if (mpi->rank == 0)
             for (int i = 0; i < o->stores.count; i++)
                 slex_info("%s: %lld utterances, %lld frames selected", c->dirs[i],
                           (long long)slex_featpool_input_utterances(in.pool, i),
                           (long long)slex_featpool_input_frames(in.pool, i));
-        int rc = learn(in.pool, ko, o, mpi, in.params, &err);
-        if (rc && err.msg[0]) slex_error_log("%s", err.msg);
+        int rc = learn(in.pool, ko, o, mpi, in.params, err);
+        if (rc && err->msg[0]) slex_error_log("%s", err->msg);
         exit_code = slex_mpi_all_ok(rc == 0) ? 0 : 1;
     }
     inputs_free(&in);
@@ -409,9 +409,11 @@ int main(int argc, char **argv) {
     slex_log_init("kmeans", mpi.rank, mpi.size);
     slex_log_level_from_env();
     kmeans_command_line c;
+    slex_error err = {{0}};
     int exit_code = parse_command_line(argc, argv, &mpi, &c);
-    if (exit_code < 0) exit_code = run_stage(&c, &mpi);
+    if (exit_code < 0) exit_code = run_stage(&c, &mpi, &err);
     command_line_free(&c);
+    exit_code = slex_mpi_exit_code(exit_code, &err); /* 1 by the error's kind (4, 5, 6), agreed by the ranks */
     slex_mpi_stop();
     return exit_code;
 }

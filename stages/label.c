@@ -76,7 +76,7 @@ static int ensure_rows(label_job *job, int64_t rows, slex_error *err) {
     if (x) job->x = x;
     int32_t *labels = realloc(job->labels, (size_t)rows * sizeof *labels);
     if (labels) job->labels = labels;
-    if (!x || !labels) return slex_fail(err, "out of memory for %lld rows", (long long)rows);
+    if (!x || !labels) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld rows", (long long)rows);
     job->cap_rows = rows;
     return 0;
 }
@@ -94,7 +94,7 @@ static int label_block(label_job *job, slex_store_shard *r, int shard, int64_t u
             if (slex_store_shard_verify(r, err)) return -1;
             int64_t row = off[u0] + i / dim, u = u0;
             while (off[u + 1] <= row) u++;
-            return slex_fail(err, "%s shard %d, utterance %s (frame %lld): NaN/Inf in the features",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s shard %d, utterance %s (frame %lld): NaN/Inf in the features",
                              slex_store_dir(job->feats), shard, slex_store_shard_utt_id(r, u),
                              (long long)(row - off[u]));
         }
@@ -154,7 +154,7 @@ static int write_km(const char *label_dir, const char *feature_dir, const label_
             int64_t n = off[u + 1] - off[u];
             if (n > cap) {
                 int32_t *grown = realloc(labels, (size_t)n * sizeof *grown);
-                if (!grown) rc = slex_fail(err, "out of memory");
+                if (!grown) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                 else labels = grown, cap = n;
             }
             if (!rc) rc = slex_store_shard_read_rows(r, off[u], n, labels, err);
@@ -232,15 +232,15 @@ int main(int argc, char **argv) {
         int ok = !slex_paths_check_apart(outputs, 2, inputs, 2, &err) && (feats = slex_store_open(o.store, &err)) &&
                  !slex_codebook_read(o.codebook, &cb, &err);
         if (ok && slex_store_get_dtype(feats) != SLEX_STORE_F32)
-            ok = !slex_fail(&err, "%s: is a label store, not a feature store", o.store);
+            ok = !slex_fail_as(&err, SLEX_ERR_INPUT, "%s: is a label store, not a feature store", o.store);
         if (ok && slex_store_dim(feats) != cb.dim)
-            ok = !slex_fail(&err, "%s has %d-dimensional centres but %s has %d-dimensional features", o.codebook, cb.dim,
+            ok = !slex_fail_as(&err, SLEX_ERR_INPUT, "%s has %d-dimensional centres but %s has %d-dimensional features", o.codebook, cb.dim,
                             o.store, slex_store_dim(feats));
         if (ok && !(params = label_params(o.codebook, feats, &err))) ok = 0;
         job.feats = feats;
         job.cb = &cb;
         if (ok && !(job.work = malloc(slex_assign_work_floats(cb.k, cb.dim) * sizeof(float))))
-            ok = !slex_fail(&err, "out of memory");
+            ok = !slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory");
         slex_shard_plan plan;
         int usage = ok && slex_shard_plan_resolve(slex_store_nshard(feats), o.shard, &mpi, &plan, &err);
         ok = ok && !usage;

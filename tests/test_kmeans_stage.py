@@ -160,7 +160,7 @@ def case_pool():
         stores = json.loads(f.attrs["params"])["stores"]
     # fairseq: int(n_utts * percent) per shard; shards of 5+5 and 30+30 utterances.
     check([s["utterances"] for s in stores] == [4, 30], f"--percent 0.5 utterances {[s['utterances'] for s in stores]}")
-    p = run([KMEANS, "--store", a + ":1", "--store", b, "--k", "6", "--out", os.path.join(WORK, "x.h5")], expect=1)
+    p = run([KMEANS, "--store", a + ":1", "--store", b, "--k", "6", "--out", os.path.join(WORK, "x.h5")], expect=4)
     check("weight to every store" in p.stderr, "mixed weights refused")
 
 
@@ -212,34 +212,34 @@ def case_bad():
     utts, _ = planted(6, CENTERS, 7)
     good = make_store("good", utts)
     other = make_store("other", [np.zeros((10, 4), np.float32) + i for i in range(3)])
-    p = run([KMEANS, "--store", good, "--store", other, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=1)
+    p = run([KMEANS, "--store", good, "--store", other, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=4)
     check("4-dimensional" in p.stderr or "dimensional features" in p.stderr, "different dims: " + p.stderr[-200:])
     p = run([KMEANS, "--store", good, "--k", "3", "--init", "kmeans", "--out", os.path.join(WORK, "x.h5")], expect=2)
     check("--init kmeans: expected one of k-means++, random" in p.stderr, f"bad --init named: {p.stderr.strip()}")
-    p = run([KMEANS, "--store", good, "--k", "100000", "--out", os.path.join(WORK, "x.h5")], expect=1)
+    p = run([KMEANS, "--store", good, "--k", "100000", "--out", os.path.join(WORK, "x.h5")], expect=4)
     check("more than the" in p.stderr, "K larger than the frames")
     p = run([KMEANS, "--store", os.path.join(WORK, "nowhere"), "--k", "3", "--out", os.path.join(WORK, "x.h5")],
-            expect=1)
+            expect=4)
     check("not a finished store" in p.stderr, "missing store")
     empty = make_store("empty", [np.zeros((0, 8), np.float32)] * 3)
-    p = run([KMEANS, "--store", empty, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=1)
+    p = run([KMEANS, "--store", empty, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=4)
     check("no frames" in p.stderr, "empty store: " + p.stderr[-200:])
     nan_utts = [u.copy() for u in utts]
     nan_utts[4][7, 2] = np.nan
     nanstore = make_store("nan", nan_utts, nshard=2)
-    p = run([KMEANS, "--store", nanstore, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=1)
+    p = run([KMEANS, "--store", nanstore, "--k", "3", "--out", os.path.join(WORK, "x.h5")], expect=4)
     check("u00004, frame 7" in p.stderr and "part-00001-of-00002" in p.stderr, "NaN named: " + p.stderr[-300:])
     check(not os.path.exists(os.path.join(WORK, "x.h5")), "no codebook written on errors")
     # Labelling with a codebook of another dimension: an error before anything is written.
     cb = os.path.join(WORK, "cb4.h5")
     run([KMEANS, "--store", other, "--k", "2", "--out", cb], env=QUIET)
     out = os.path.join(WORK, "lab")
-    p = run([LABEL, "--store", good, "--codebook", cb, "--out", out], expect=1)
+    p = run([LABEL, "--store", good, "--codebook", cb, "--out", out], expect=4)
     check("4-dimensional centres" in p.stderr and not os.path.exists(out), "dim mismatch at labelling")
     p = run([LABEL, "--store", nanstore, "--codebook", os.path.join(WORK, "nope.h5"), "--out", out], expect=4)
     check("no such codebook" in p.stderr, "missing codebook")
     # An existing codebook of other parameters is not overwritten without --force.
-    p = run([KMEANS, "--store", other, "--k", "3", "--out", cb], expect=1)
+    p = run([KMEANS, "--store", other, "--k", "3", "--out", cb], expect=4)
     check("--force" in p.stderr, "other parameters refused")
 
 
@@ -291,7 +291,7 @@ def case_stale_codebook():
     fp_after = json.load(open(os.path.join(store, "index.json")))
     check(fp_before["fingerprint"] == fp_after["fingerprint"] and fp_before["content_id"] != fp_after["content_id"],
           "the redone store keeps its fingerprint and changes its content id")
-    p = run([KMEANS] + args + ["--out", cb], env=QUIET, expect=1)
+    p = run([KMEANS] + args + ["--out", cb], env=QUIET, expect=4)
     check("nothing to do" not in p.stderr, "stale codebook not taken as done")
     check(store in p.stderr and "other contents" in p.stderr and "--force" in p.stderr,
           "the error names the store: " + p.stderr[-400:])
@@ -318,7 +318,7 @@ def case_logs():
     args = ["--store", store, "--k", "8", "--batch-size", "200", "--max-iter", "2", "--lloyd-passes", "2"]
     out = os.path.join(WORK, "cb.h5")
     os.makedirs(out + ".ckpt.history")  # the checkpoint cannot be written
-    p = run(mpi(MPIEXEC, 2, [KMEANS] + args + ["--out", out]), env=QUIET, expect=1)
+    p = run(mpi(MPIEXEC, 2, [KMEANS] + args + ["--out", out]), env=QUIET, expect=4)
     errors = [line for line in p.stderr.splitlines() if "error" in line]
     check(len(errors) == 1 and out + ".ckpt.history" in errors[0], "one error naming the file: " + repr(errors))
     check(not any(line.rstrip().endswith("checkpoint:") for line in p.stderr.splitlines()),
@@ -333,7 +333,7 @@ def case_logs():
     os.remove(out)
     npy = os.path.join(WORK, "centres.npy")
     os.makedirs(npy)
-    run([KMEANS] + args + ["--out", out, "--export-npy", npy], env=QUIET, expect=1)
+    run([KMEANS] + args + ["--out", out, "--export-npy", npy], env=QUIET, expect=4)
     check(os.path.exists(out + ".ckpt"), "the finished state is kept as the checkpoint")
     clean = open(out, "rb").read()
     os.remove(out)

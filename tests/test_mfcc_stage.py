@@ -170,7 +170,7 @@ def case_bad():
     # Manifest-level errors.
     p = run([MFCC, "--manifest", os.path.join(WORK, "nope.tsv"), "--out", out], env=QUIET, expect=4)
     check("nope.tsv: cannot open manifest" in p.stderr, "missing manifest named")
-    p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "40", "--force"], env=QUIET, expect=1)
+    p = run([MFCC, "--manifest", manifest, "--out", out, "--nshard", "40", "--force"], env=QUIET, expect=4)
     check("cannot fill 40 shards" in p.stderr, "too many shards")
 
 

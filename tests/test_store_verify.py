@@ -183,7 +183,7 @@ def case_label():
     for name in ATTACKS:
         s = attacked(pristine, other, name)
         out, km = os.path.join(WORK, "lab_" + name), os.path.join(WORK, "km_" + name)
-        p = run([LABEL, "--store", s, "--codebook", cb, "--out", out, "--km", km], env=QUIET, expect=1)
+        p = run([LABEL, "--store", s, "--codebook", cb, "--out", out, "--km", km], env=QUIET, expect=4)
         refused(p, name, "slex-label")
         check(not os.path.exists(os.path.join(out, "index.json")) and not os.path.exists(os.path.join(km, "train.km")),
               f"slex-label, attack {name}: no finished label store, no train.km")
@@ -197,12 +197,12 @@ def case_label():
     flip_middle(os.path.join(damaged, SHARD1))
     for cmd in (["export-units", "--labels", damaged, "--out", os.path.join(WORK, "units.txt")],
                 ["drift", "--labels", lab, "--labels", damaged, "--out", os.path.join(WORK, "drift")]):
-        p = run([os.path.join(BIN, "slex-eval")] + cmd, env=QUIET, expect=1)
+        p = run([os.path.join(BIN, "slex-eval")] + cmd, env=QUIET, expect=4)
         check(os.path.join("lab_damaged", SHARD1) in p.stderr and "CRC-32" in p.stderr,
               f"slex-eval {cmd[0]} refuses a damaged label store: {p.stderr.strip()[-300:]}")
     # Two ranks: the rank that meets the damage fails the run.
     p = run(mpi(MPIEXEC, 2, [LABEL, "--store", os.path.join(WORK, "attacked_flip"), "--codebook", cb, "--out",
-                             os.path.join(WORK, "lab_flip2")]), env=QUIET, expect=1)
+                             os.path.join(WORK, "lab_flip2")]), env=QUIET, expect=4)
     refused(p, "flip", "slex-label on 2 ranks")
 
 
@@ -216,7 +216,7 @@ def case_export():
     for name in ATTACKS:
         s = attacked(pristine, other, name)
         out = os.path.join(WORK, "fs_" + name)
-        p = run([EXPORT, "--store", s, "--out", out], expect=1)
+        p = run([EXPORT, "--store", s, "--out", out], expect=4)
         refused(p, name, "slex-export")
         check(not os.path.exists(os.path.join(out, "train.export.json")), f"slex-export, attack {name}: not finished")
         if name in ("flip", "record_crc", "foreign_rows"):
@@ -226,7 +226,7 @@ def case_export():
     # without --force (the rows of "other_rows" differ, its shape and parameters do not).
     p = run([EXPORT, "--store", pristine, "--out", fs])
     check("nothing to do" in p.stderr, "a finished export is not redone: " + p.stderr)
-    p = run([EXPORT, "--store", other["rows"], "--out", fs], expect=1)
+    p = run([EXPORT, "--store", other["rows"], "--out", fs], expect=4)
     check("use --force" in p.stderr and "train.export.json" in p.stderr, "a stale export is an error: " + p.stderr)
     run([EXPORT, "--store", other["rows"], "--out", fs, "--force"])
     x = np.load(os.path.join(fs, "train_1_2.npy"))
@@ -244,12 +244,12 @@ def case_kmeans():
         for cache in ("2048", "0"):  # the cached pool streams the shards; the uncached one verifies them at open
             out = os.path.join(WORK, f"cb_{name}_{cache}.h5")
             p = run([KMEANS, "--store", s, "--k", "4", "--out", out, "--n-init", "1", "--max-iter", "1", "--cache-mb",
-                     cache], env=QUIET, expect=1)
+                     cache], env=QUIET, expect=4)
             refused(p, name, f"slex-kmeans --cache-mb {cache}")
             check(not os.path.exists(out), f"slex-kmeans, attack {name}: no codebook")
     # A pooled run names the damaged store among several.
     p = run([KMEANS, "--store", pristine, "--store", os.path.join(WORK, "attacked_flip"), "--k", "4", "--out",
-             os.path.join(WORK, "pooled.h5"), "--n-init", "1", "--max-iter", "1", "--cache-mb", "1"], env=QUIET, expect=1)
+             os.path.join(WORK, "pooled.h5"), "--n-init", "1", "--max-iter", "1", "--cache-mb", "1"], env=QUIET, expect=4)
     check(os.path.join("attacked_flip", SHARD1) in p.stderr, "pooled: the damaged store's shard is named: " + p.stderr)
 
 
@@ -274,7 +274,7 @@ def case_repair():
     labels, km = os.path.join(WORK, "labels"), os.path.join(WORK, "km")
     label = [LABEL, "--store", feats, "--codebook", cb, "--out", labels, "--km", km]
     flip_middle(os.path.join(feats, SHARD1))
-    p = run(label, env=QUIET, expect=1)
+    p = run(label, env=QUIET, expect=4)
     check(SHARD1 in p.stderr and "CRC-32" in p.stderr, "the damaged shard is refused: " + p.stderr[-300:])
     check(not os.path.exists(os.path.join(labels, "part-00001-of-00002.json")), "no labels from the damaged shard")
     p = run(mfcc, env=QUIET)
@@ -292,7 +292,7 @@ def case_repair():
     check([t.split("\t")[0] for t in tsv[:len(ids)]] == ids, "train.tsv lists the store's utterances in order")
     # Index damage is repaired the same way: the producer rewrites index.json.
     edit_index(feats, lambda ix: ix["shards"][0].__setitem__("crc32", "00000000"))
-    p = run(label + ["--out", os.path.join(WORK, "labels2")], env=QUIET, expect=1)
+    p = run(label + ["--out", os.path.join(WORK, "labels2")], env=QUIET, expect=4)
     check(SHARD0 in p.stderr, "a damaged index entry is refused: " + p.stderr[-300:])
     run(mfcc, env=QUIET)
     run([LABEL, "--store", feats, "--codebook", cb, "--out", os.path.join(WORK, "labels2")], env=QUIET)

@@ -100,7 +100,7 @@ static int select_input(slex_featpool *p, int idx, slex_error *err) {
     int nshard = slex_store_nshard(in->store);
     in->shards = calloc((size_t)nshard, sizeof *in->shards);
     in->last_used = calloc((size_t)nshard, sizeof *in->last_used);
-    if (!in->shards || !in->last_used) return slex_fail(err, "out of memory");
+    if (!in->shards || !in->last_used) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     int64_t cap = 0;
     for (int s = 0; s < nshard; s++) {
         slex_store_shard *r = shard_reader(p, in, s, err);
@@ -108,7 +108,7 @@ static int select_input(slex_featpool *p, int idx, slex_error *err) {
         int64_t n = slex_store_shard_num_utts(r);
         const int64_t *off = slex_store_shard_offsets(r);
         unsigned char *keep = malloc((size_t)n + 1);
-        if (!keep) return slex_fail(err, "out of memory");
+        if (!keep) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         choose_utterances(n, p->percent, p->seed ^ ((uint64_t)idx << 48) ^ ((uint64_t)s << 20), keep);
         for (int64_t u = 0; u < n; u++) {
             if (!keep[u] || off[u + 1] == off[u]) continue;
@@ -122,7 +122,7 @@ static int select_input(slex_featpool *p, int idx, slex_error *err) {
                     segment *grown = realloc(in->segs, (size_t)cap * sizeof *grown);
                     if (!grown) {
                         free(keep);
-                        return slex_fail(err, "out of memory");
+                        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                     }
                     in->segs = grown;
                 }
@@ -135,7 +135,7 @@ static int select_input(slex_featpool *p, int idx, slex_error *err) {
         close_shard(p, in, s);
     }
     if (in->n_frames == 0)
-        return slex_fail(err, "%s: no frames%s", slex_store_dir(in->store),
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no frames%s", slex_store_dir(in->store),
                          p->percent < 1.0 ? " in the --percent sample" : "");
     return 0;
 }
@@ -159,7 +159,7 @@ static int check_finite(slex_featpool *p, pool_input *in, int shard, int64_t row
             if (slex_store_shard_verify(r, err)) return -1;
             char name[64];
             slex_store_shard_name(shard, slex_store_nshard(in->store), name, sizeof name);
-            return slex_fail(err, "%s/%s.h5: utterance %s, frame %lld: NaN/Inf in the features",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s/%s.h5: utterance %s, frame %lld: NaN/Inf in the features",
                              slex_store_dir(in->store), name, slex_store_shard_utt_id(r, lo), (long long)(row - off[lo]));
         }
     return 0;
@@ -190,12 +190,12 @@ static int verify_and_cache(slex_featpool *p, pool_input *in, slex_error *err) {
 
 slex_featpool *slex_featpool_open(const slex_featpool_input *inputs, int n_inputs, double percent, uint64_t seed,
                                   int64_t cache_bytes, slex_error *err) {
-    if (n_inputs < 1) return slex_fail(err, "no input store"), NULL;
-    if (!(percent > 0 && percent <= 1)) return slex_fail(err, "--percent must be in (0, 1], got %g", percent), NULL;
+    if (n_inputs < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "no input store"), NULL;
+    if (!(percent > 0 && percent <= 1)) return slex_fail_as(err, SLEX_ERR_INPUT, "--percent must be in (0, 1], got %g", percent), NULL;
     slex_featpool *p = calloc(1, sizeof *p);
     if (!p || !(p->in = calloc((size_t)n_inputs, sizeof *p->in))) {
         free(p);
-        return slex_fail(err, "out of memory"), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     }
     p->n_in = n_inputs;
     p->percent = percent;
@@ -203,7 +203,7 @@ slex_featpool *slex_featpool_open(const slex_featpool_input *inputs, int n_input
     int weighted = 0;
     for (int i = 0; i < n_inputs; i++) weighted += inputs[i].weight > 0;
     if (weighted && weighted != n_inputs) {
-        slex_fail(err, "give a weight to every store (DIR:WEIGHT) or to none");
+        slex_fail_as(err, SLEX_ERR_INPUT, "give a weight to every store (DIR:WEIGHT) or to none");
         goto fail;
     }
     int64_t total = 0;
@@ -212,14 +212,14 @@ slex_featpool *slex_featpool_open(const slex_featpool_input *inputs, int n_input
         in->weight = inputs[i].weight;
         if (!(in->store = slex_store_open(inputs[i].dir, err))) goto fail;
         if (slex_store_get_dtype(in->store) != SLEX_STORE_F32) {
-            slex_fail(err, "%s: is a label store, not a feature store", inputs[i].dir);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s: is a label store, not a feature store", inputs[i].dir);
             goto fail;
         }
         if (i == 0) {
             p->dim = slex_store_dim(in->store);
             p->frame_rate = slex_store_frame_rate(in->store);
         } else if (slex_store_dim(in->store) != p->dim || slex_store_frame_rate(in->store) != p->frame_rate) {
-            slex_fail(err, "%s has %d-dimensional features at %g Hz, but %s has %d at %g Hz", inputs[i].dir,
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s has %d-dimensional features at %g Hz, but %s has %d at %g Hz", inputs[i].dir,
                       slex_store_dim(in->store), slex_store_frame_rate(in->store), inputs[0].dir, p->dim,
                       p->frame_rate);
             goto fail;
@@ -298,7 +298,7 @@ int slex_featpool_fetch(slex_featpool *p, const int64_t *index, int64_t n, float
     int64_t n_refs = 0;
     for (int64_t j = 0; j < n; j++) {
         int64_t v = index[j];
-        if (v < 0 || v >= p->size) return slex_fail(err, "frame %lld is outside the pool of %lld", (long long)v,
+        if (v < 0 || v >= p->size) return slex_fail_as(err, SLEX_ERR_INTERNAL, "frame %lld is outside the pool of %lld", (long long)v,
                                                     (long long)p->size);
         int i = 0;
         while (v >= p->in[i].pool_first + p->in[i].pool_size) i++;
@@ -318,7 +318,7 @@ int slex_featpool_fetch(slex_featpool *p, const int64_t *index, int64_t n, float
         if (n_refs == p->refs_cap) {
             int64_t cap = p->refs_cap ? 2 * p->refs_cap : 1024;
             frame_ref *grown = realloc(p->refs, (size_t)cap * sizeof *grown);
-            if (!grown) return slex_fail(err, "out of memory");
+            if (!grown) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             p->refs = grown;
             p->refs_cap = cap;
         }

@@ -76,7 +76,7 @@ static int minibatch_work_alloc(minibatch_work *w, const slex_kmeans_state *st, 
     if (!w->frames || !w->x || !w->labels || !w->dist || !w->work || !w->reduce ||
         (st->opts.tol > 0 && !w->old)) {
         minibatch_work_free(w);
-        return slex_fail(err, "kmeans: out of memory for a mini-batch of %d frames", st->batch_size);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for a mini-batch of %d frames", st->batch_size);
     }
     return 0;
 }
@@ -97,7 +97,7 @@ static int random_reassign(slex_kmeans_state *st, minibatch_work *w, int64_t lo,
     int64_t *exch = NULL;
     int rc = 0;
     if (!chosen || !order || !rows) {
-        rc = slex_fail(err, "kmeans: out of memory in reassignment");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory in reassignment");
         goto done;
     }
     int n_low = 0;
@@ -133,7 +133,7 @@ static int random_reassign(slex_kmeans_state *st, minibatch_work *w, int64_t lo,
     }
     exch = calloc((size_t)n_low * (size_t)dim, sizeof *exch);
     if (!exch) {
-        rc = slex_fail(err, "kmeans: out of memory in reassignment");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory in reassignment");
         goto done;
     }
     for (int i = 0; i < n_low; i++)
@@ -273,7 +273,7 @@ static int pass_buffers_alloc(pass_buffers *b, int k, int dim, int64_t chunk, co
     b->reduce = malloc(((size_t)k * (size_t)dim + (size_t)k + 1) * sizeof *b->reduce);
     if (!b->frames || !b->x || !b->labels || !b->dist || !b->work || !b->reduce) {
         pass_buffers_free(b);
-        return slex_fail(err, "kmeans: out of memory for a pass in chunks of %lld frames", (long long)chunk);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for a pass in chunks of %lld frames", (long long)chunk);
     }
     return 0;
 }
@@ -340,8 +340,8 @@ done:
 
 int slex_kmeans_inertia(const float *centers, int k, int dim, const slex_kmeans_source *src,
                         const slex_exact_comm *comm, int chunk, double *inertia, slex_error *err) {
-    if (src->dim != dim) return slex_fail(err, "kmeans: centres have %d dimensions, data %d", dim, src->dim);
-    if (chunk < 1) return slex_fail(err, "kmeans: chunk must be >= 1");
+    if (src->dim != dim) return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans: centres have %d dimensions, data %d", dim, src->dim);
+    if (chunk < 1) return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans: chunk must be >= 1");
     pass_buffers buf;
     if (pass_buffers_alloc(&buf, k, dim, chunk, comm, err)) return -1;
     int rc = full_pass(centers, k, dim, src, comm, chunk, NULL, &buf, NULL, NULL, inertia, err);
@@ -357,7 +357,7 @@ static int lloyd_pass(slex_kmeans_state *st, const slex_kmeans_source *src, cons
     int64_t *counts = calloc((size_t)k, sizeof *counts);
     int rc = 0;
     if (!acc || !counts) {
-        rc = slex_fail(err, "kmeans: out of memory for a Lloyd pass");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for a Lloyd pass");
     } else {
         double inertia;
         rc = full_pass(st->centers, k, dim, src, comm, st->opts.lloyd_chunk, bounds, buf, acc, counts, &inertia, err);
@@ -407,7 +407,7 @@ int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const 
         return slex_fail(err, "kmeans: the state is for %lld frames of dimension %d, the data has %lld of %d",
                          (long long)st->n_frames, st->dim, (long long)src->n_frames, src->dim);
     if (comm && comm->size > 1 && (!comm->sum_i64 || !comm->max_f64 || comm->rank < 0 || comm->rank >= comm->size))
-        return slex_fail(err, "kmeans: incomplete communicator (rank %d of %d)", comm->rank, comm->size);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans: incomplete communicator (rank %d of %d)", comm->rank, comm->size);
     int rc;
     if (st->phase == SLEX_KMEANS_PHASE_INIT) {
         if (slex_kmeans_initialise(st, src, comm, err)) return -1;

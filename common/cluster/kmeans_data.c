@@ -21,7 +21,7 @@ int slex_kmeans_fetch_checked(const slex_kmeans_source *src, const int64_t *fram
     for (int64_t i = 0; i < n; i++)
         for (int d = 0; d < dim; d++)
             if (!isfinite(out[i * dim + d]))
-                return slex_fail(err, "kmeans: frame %lld has a non-finite value (%g) in dimension %d",
+                return slex_fail_as(err, SLEX_ERR_INPUT, "kmeans: frame %lld has a non-finite value (%g) in dimension %d",
                                  (long long)frames[i], (double)out[i * dim + d], d);
     return 0;
 }
@@ -81,7 +81,7 @@ int slex_kmeans_sample_make(slex_kmeans_sample *s, slex_kmeans_state *st, const 
     s->x = malloc(((size_t)(s->hi - s->lo) * (size_t)src->dim + 1) * sizeof *s->x);
     if (!s->frames || !s->x) {
         slex_kmeans_sample_free(s);
-        return slex_fail(err, "kmeans: out of memory for a sample of %lld frames", (long long)n);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for a sample of %lld frames", (long long)n);
     }
     slex_kmeans_draw_frames(st, n, draw, s->frames);
     if (slex_kmeans_fetch_checked(src, s->frames + s->lo, s->hi - s->lo, s->x, err)) {

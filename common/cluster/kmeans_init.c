@@ -45,7 +45,7 @@ static int kmeans_plusplus(slex_kmeans_state *st, const slex_kmeans_sample *s, c
     float *cand = malloc((size_t)trials * (size_t)dim * sizeof *cand);
     int rc = 0;
     if (!xx || !closest || !cand_d || !closest_q || !exch || !cand) {
-        rc = slex_fail(err, "kmeans: out of memory in k-means++");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory in k-means++");
         goto done;
     }
     for (int64_t i = 0; i < nloc; i++) xx[i] = slex_assign_sq_norm(s->x + i * dim, dim);
@@ -144,7 +144,7 @@ static int scaled_tolerance(slex_kmeans_state *st, const slex_kmeans_sample *s, 
     const int dim = st->dim;
     const int64_t nloc = s->hi - s->lo;
     int64_t *q = calloc((size_t)dim * 2, sizeof *q);
-    if (!q) return slex_fail(err, "kmeans: out of memory");
+    if (!q) return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory");
     double m[2] = {slex_kmeans_max_abs(s->x, nloc * dim), 0};
     m[1] = m[0] * m[0];
     if (slex_exact_comm_max(comm, m, 2, err)) {
@@ -181,7 +181,7 @@ static int random_init(slex_kmeans_state *st, const slex_kmeans_source *src, int
                        slex_error *err) {
     const int64_t n = st->init_size;
     int64_t *frames = malloc((size_t)n * sizeof *frames);
-    if (!frames) return slex_fail(err, "kmeans: out of memory for a sample of %lld frames", (long long)n);
+    if (!frames) return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for a sample of %lld frames", (long long)n);
     slex_kmeans_draw_frames(st, n, draw, frames);
     for (int c = 0; c < st->k; c++) {
         int64_t j = c + (int64_t)slex_rng_below(&st->rng, (uint64_t)(n - c));
@@ -205,7 +205,7 @@ int slex_kmeans_initialise(slex_kmeans_state *st, const slex_kmeans_source *src,
     double *dist = malloc(((size_t)st->init_size + 1) * sizeof *dist);
     int rc = 0;
     if (!work || !trial || !labels || !dist) {
-        rc = slex_fail(err, "kmeans: out of memory for the initialisation");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for the initialisation");
         goto done;
     }
     if (slex_kmeans_sample_make(&valid, st, src, comm, st->init_size, 1, err)) { rc = -1; goto done; }

@@ -63,17 +63,17 @@ const char *slex_kmeans_stop_name(int stop_reason) {
 int slex_kmeans_state_init(slex_kmeans_state *state, const slex_kmeans_options *opts,
                            int64_t n_frames, int dim, slex_error *err) {
     memset(state, 0, sizeof *state);
-    if (opts->k < 1) return slex_fail(err, "kmeans: k must be >= 1 (got %d)", opts->k);
+    if (opts->k < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "kmeans: k must be >= 1 (got %d)", opts->k);
     if (dim < 1 || dim > 100000)
-        return slex_fail(err, "kmeans: feature dimension must be 1..100000 (got %d)", dim);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "kmeans: feature dimension must be 1..100000 (got %d)", dim);
     if (n_frames < opts->k)
-        return slex_fail(err, "kmeans: k=%d is larger than the number of frames (%lld)", opts->k,
+        return slex_fail_as(err, SLEX_ERR_INPUT, "kmeans: k=%d is larger than the number of frames (%lld)", opts->k,
                          (long long)n_frames);
     if (opts->max_iter < 0 || opts->batch_size < 1 || opts->init_size < 0 || opts->n_init < 1 ||
         opts->max_no_improvement < 0 || !(opts->tol >= 0) || !(opts->reassignment_ratio >= 0) ||
         opts->lloyd_passes < 0 || opts->lloyd_chunk < 1 || opts->checkpoint_every < 0 || opts->bounds_mb < 0 ||
         (opts->init != SLEX_KMEANS_INIT_KMEANS_PP && opts->init != SLEX_KMEANS_INIT_RANDOM))
-        return slex_fail(err, "kmeans: invalid options (max_iter %d, batch_size %d, init_size %d, "
+        return slex_fail_as(err, SLEX_ERR_INPUT, "kmeans: invalid options (max_iter %d, batch_size %d, init_size %d, "
                               "n_init %d, max_no_improvement %d, tol %g, reassignment_ratio %g, "
                               "lloyd_passes %d, lloyd_chunk %d, checkpoint_every %d)",
                          opts->max_iter, opts->batch_size, opts->init_size, opts->n_init,
@@ -102,7 +102,7 @@ int slex_kmeans_state_init(slex_kmeans_state *state, const slex_kmeans_options *
     state->counts = calloc((size_t)opts->k, sizeof *state->counts);
     if (!state->centers || !state->counts) {
         slex_kmeans_state_free(state);
-        return slex_fail(err, "kmeans: out of memory for %d x %d centres", opts->k, dim);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory for %d x %d centres", opts->k, dim);
     }
     return 0;
 }
@@ -121,7 +121,7 @@ int slex_kmeans_state_copy(slex_kmeans_state *dst, const slex_kmeans_state *src,
     if (!centers || !counts) {
         free(centers);
         free(counts);
-        return slex_fail(err, "kmeans: out of memory copying the state");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "kmeans: out of memory copying the state");
     }
     memcpy(centers, src->centers, nc * sizeof *centers);
     memcpy(counts, src->counts, (size_t)src->k * sizeof *counts);

@@ -86,7 +86,7 @@ static int make_groups(slex_lloyd *l, const float *centers, int want, slex_error
     int32_t *renumber = malloc((size_t)want * sizeof *renumber);
     int rc = 0;
     if (!gc || !sum || !count || !work || !renumber) {
-        rc = slex_fail(err, "lloyd: out of memory grouping %d centres", k);
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "lloyd: out of memory grouping %d centres", k);
         goto done;
     }
     for (int g = 0; g < want; g++)
@@ -111,7 +111,7 @@ static int make_groups(slex_lloyd *l, const float *centers, int want, slex_error
     l->groups = groups;
     l->group_start = calloc((size_t)groups + 1, sizeof *l->group_start);
     if (!l->group_start) {
-        rc = slex_fail(err, "lloyd: out of memory");
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "lloyd: out of memory");
         goto done;
     }
     for (int c = 0; c < k; c++) {
@@ -140,7 +140,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
                             slex_error *err) {
     slex_lloyd *l = calloc(1, sizeof *l);
     if (!l) {
-        slex_fail(err, "lloyd: out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "lloyd: out of memory");
         return NULL;
     }
     l->k = k;
@@ -158,7 +158,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
     l->perm = malloc((size_t)k * sizeof *l->perm);
     l->group_of = malloc((size_t)k * sizeof *l->group_of);
     if (!l->perm || !l->group_of || make_groups(l, centers, want, err)) {
-        if (!l->perm || !l->group_of) slex_fail(err, "lloyd: out of memory");
+        if (!l->perm || !l->group_of) slex_fail_as(err, SLEX_ERR_RESOURCE, "lloyd: out of memory");
         slex_lloyd_close(l);
         return NULL;
     }
@@ -182,7 +182,7 @@ slex_lloyd *slex_lloyd_open(const float *centers, int k, int dim, int64_t n_loca
     l->cand_ids = malloc((size_t)k * sizeof *l->cand_ids);
     if (!l->grouped || !l->cc || !l->centers || !l->group_drift || !l->drift_up || !l->label || !l->lower || !l->dots ||
         !l->gathered || !l->gdots || !l->need || !l->s_old || !l->rows || !l->cand_scores || !l->cand_ids) {
-        slex_fail(err, "lloyd: out of memory for bounds of %lld frames x %d groups", (long long)l->n_state,
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "lloyd: out of memory for bounds of %lld frames x %d groups", (long long)l->n_state,
                   l->groups);
         slex_lloyd_close(l);
         return NULL;

@@ -88,7 +88,7 @@ int slex_paths_check_apart(const slex_path_role *outputs, int n_outputs, const s
             if (within(out, in)) how = !strcmp(out, in) || within(in, out) ? "is" : "lies inside";
             else if (within(in, out)) how = "contains";
             if (how)
-                return slex_fail(err, "%s %s %s %s %s (%s): an output must be apart from the inputs, or writing it "
+                return slex_fail_as(err, SLEX_ERR_INPUT, "%s %s %s %s %s (%s): an output must be apart from the inputs, or writing it "
                                       "would change what is being read", outputs[o].option, outputs[o].path, how,
                                  inputs[i].option, inputs[i].path, in);
         }

@@ -223,7 +223,7 @@ int slex_label_vocab_write(const slex_label_vocab *v, const char *path, slex_err
 
 slex_label_vocab *slex_label_vocab_read(const char *path, slex_error *err) {
     FILE *f = fopen(path, "r");
-    if (!f) return slex_fail(err, "%s: cannot open label vocabulary: %s", path, strerror(errno)), NULL;
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open label vocabulary: %s", path, strerror(errno)), NULL;
     slex_label_vocab *v = slex_label_vocab_create();
     char *line = NULL;
     size_t cap = 0;
@@ -366,7 +366,7 @@ static int begin_utt(slex_alignment *a, const char *id, int64_t lineno, slex_err
 
 slex_alignment *slex_alignment_read(const char *path, slex_error *err) {
     FILE *f = fopen(path, "r");
-    if (!f) return slex_fail(err, "%s: cannot open alignment: %s", path, strerror(errno)), NULL;
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open alignment: %s", path, strerror(errno)), NULL;
     slex_alignment *a = calloc(1, sizeof *a);
     char *line = NULL;
     size_t cap = 0;

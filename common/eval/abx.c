@@ -77,7 +77,7 @@ static int read_speakers(abx_data *d, const char *path, slex_error *err) {
     int64_t n = slex_alignment_num_utts(d->al);
     d->speaker_of = malloc((size_t)(n ? n : 1) * sizeof *d->speaker_of);
     d->speakers = slex_label_vocab_create();
-    int rc = d->speaker_of && d->speakers ? 0 : slex_fail(err, "out of memory");
+    int rc = d->speaker_of && d->speakers ? 0 : slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int64_t i = 0; i < n && !rc; i++) d->speaker_of[i] = -1;
     int line = 0;
     for (char *p = text, *end; !rc && *p; p = end + (*end != 0)) {
@@ -86,7 +86,7 @@ static int read_speakers(abx_data *d, const char *path, slex_error *err) {
         char *tab = memchr(p, '\t', (size_t)(end - p));
         if (p == end || *p == '#') continue;
         if (!tab) {
-            rc = slex_fail(err, "%s:%d: expected relpath<TAB>speaker", path, line);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%d: expected relpath<TAB>speaker", path, line);
             break;
         }
         size_t spk_len = strcspn(tab + 1, "\t\n");
@@ -95,7 +95,7 @@ static int read_speakers(abx_data *d, const char *path, slex_error *err) {
         *tab = '\t';
         if (u < 0) continue;
         int32_t id = slex_label_vocab_add(d->speakers, tab + 1, spk_len);
-        if (id < 0) rc = slex_fail(err, "out of memory");
+        if (id < 0) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         d->speaker_of[u] = id;
     }
     free(text);
@@ -140,11 +140,11 @@ static int build_items(abx_data *d, int any_context, slex_error *err) {
         int64_t samples = n_segs ? seg[n_segs - 1].end : 0;
         int64_t frames = slex_align_num_frames(d->hop == 320 ? SLEX_FRAMES_50HZ : SLEX_FRAMES_100HZ, samples);
         if (frames != d->store_frames[u])
-            return slex_fail(err, "%s: %lld frames in the store, but its alignment (%lld samples) gives %lld",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld frames in the store, but its alignment (%lld samples) gives %lld",
                              slex_alignment_utt_id(d->al, u), (long long)d->store_frames[u], (long long)samples,
                              (long long)frames);
         if (d->speaker_of[u] < 0)
-            return slex_fail(err, "%s: no speaker for this utterance in the speakers file",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no speaker for this utterance in the speakers file",
                              slex_alignment_utt_id(d->al, u));
         for (int64_t j = !any_context; j + !any_context < n_segs; j++) {
             if (is_silence(&seg[j]) || (!any_context && (is_silence(&seg[j - 1]) || is_silence(&seg[j + 1])))) continue;
@@ -158,7 +158,7 @@ static int build_items(abx_data *d, int any_context, slex_error *err) {
             if (d->n_items == cap) {
                 cap = cap ? 2 * cap : 4096;
                 item *it = realloc(d->items, (size_t)cap * sizeof *it);
-                if (!it) return slex_fail(err, "out of memory for %lld items", (long long)cap);
+                if (!it) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld items", (long long)cap);
                 d->items = it;
             }
             int32_t ctx = 0;
@@ -219,7 +219,7 @@ static int subsample(abx_data *d, const slex_abx_options *o, slex_error *err) {
     if (!mark || !idx) {
         free(mark);
         free(idx);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     slex_rng rng;
     slex_rng_seed(&rng, (uint64_t)o->seed);
@@ -257,14 +257,14 @@ static int load_items(abx_data *d, const slex_store *s, int rank, int size, slex
     size_t values = (size_t)(d->frames ? d->frames : 1) * (size_t)d->dim;
     if (d->is_units) d->units = calloc(values, sizeof *d->units);
     else d->feats = calloc(values, sizeof *d->feats);
-    if (!d->units && !d->feats) return slex_fail(err, "out of memory for %lld frames of dim %d", (long long)d->frames, d->dim);
+    if (!d->units && !d->feats) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld frames of dim %d", (long long)d->frames, d->dim);
     /* For each utterance, its kept items (items are grouped by context, not utterance). */
     int64_t n_utts = slex_alignment_num_utts(d->al);
     int64_t *head = malloc((size_t)(n_utts ? n_utts : 1) * sizeof *head), *next = malloc((size_t)(d->n_items ? d->n_items : 1) * sizeof *next);
     if (!head || !next) {
         free(head);
         free(next);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     for (int64_t u = 0; u < n_utts; u++) head[u] = -1;
     for (int64_t i = d->n_items - 1; i >= 0; i--) {
@@ -396,7 +396,7 @@ static int push_cell(cell_list *l, cell c, slex_error *err) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 1024;
         cell *v = realloc(l->v, (size_t)l->cap * sizeof *v);
-        if (!v) return slex_fail(err, "out of memory for %lld ABX cells", (long long)l->cap);
+        if (!v) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld ABX cells", (long long)l->cap);
         l->v = v;
     }
     l->v[l->n++] = c;
@@ -415,7 +415,7 @@ static int enumerate_cells(const abx_data *d, const slex_abx_options *o, cell_li
     if (!runs || !pick) {
         free(runs);
         free(pick);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     slex_rng rng;
     slex_rng_seed(&rng, (uint64_t)o->seed ^ 0x5a5a5a5a5a5a5a5aULL);
@@ -465,7 +465,7 @@ static int score_cell(const abx_data *d, const cell *c, dist_work *w, int64_t *h
                       slex_error *err) {
     size_t nax = (size_t)c->na * c->nx, nbx = (size_t)c->nb * c->nx;
     double *dax = malloc((nax + nbx) * sizeof *dax), *dbx = dax + nax;
-    if (!dax) return slex_fail(err, "out of memory");
+    if (!dax) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int i = 0; i < c->na; i++)
         for (int x = 0; x < c->nx; x++)
             dax[(size_t)i * c->nx + x] = (!c->across && i == x) ? 0 : item_distance(d, &d->items[c->a0 + i], &d->items[c->x0 + x], w);
@@ -530,7 +530,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     slex_store *s = slex_store_open(store_dir, err);
     int rc = s ? 0 : -1;
     if (!rc && slex_store_frame_rate(s) != 50 && slex_store_frame_rate(s) != 100)
-        rc = slex_fail(err, "%s: frame rate %g Hz: alignments give frames at 50 or 100 Hz only", store_dir,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: frame rate %g Hz: alignments give frames at 50 or 100 Hz only", store_dir,
                        slex_store_frame_rate(s));
     if (!rc) {
         d.hop = slex_store_frame_rate(s) == 50 ? 320 : 160;
@@ -544,7 +544,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     if (!rc) {
         d.present = calloc((size_t)(n_utts ? n_utts : 1), 1);
         d.store_frames = calloc((size_t)(n_utts ? n_utts : 1), sizeof *d.store_frames);
-        if (!d.present || !d.store_frames) rc = slex_fail(err, "out of memory");
+        if (!d.present || !d.store_frames) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     int64_t unaligned = 0;
     char first_unaligned[512] = "";
@@ -559,7 +559,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     MPI_Allreduce(&unaligned, &unaligned_all, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     if (unaligned_all) {
         slex_error_clear(err);
-        rc = rank ? -1 : slex_fail(err, "%s does not cover %s: %lld stored utterance(s) have no alignment (e.g. %s)", align_path,
+        rc = rank ? -1 : slex_fail_as(err, SLEX_ERR_INPUT, "%s does not cover %s: %lld stored utterance(s) have no alignment (e.g. %s)", align_path,
                        store_dir, (long long)unaligned_all, first_unaligned[0] ? first_unaligned : "on another rank");
         goto done;
     }
@@ -567,7 +567,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     MPI_Allreduce(MPI_IN_PLACE, d.present, (int)n_utts, MPI_CHAR, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, d.store_frames, (int)n_utts, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
     rc = build_items(&d, o->any_context, err) || subsample(&d, o, err);
-    if (!rc && d.n_items == 0) rc = slex_fail(err, "%s: no triphone item (speech without silence) to evaluate", align_path);
+    if (!rc && d.n_items == 0) rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: no triphone item (speech without silence) to evaluate", align_path);
     if (!rc) rc = load_items(&d, s, rank, size, err);
     ok_local = !rc;
     MPI_Allreduce(&ok_local, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
@@ -578,7 +578,7 @@ int slex_abx_run(const char *store_dir, const char *align_path, const char *spea
     cell_list cells = {0};
     rc = enumerate_cells(&d, o, &cells, err);
     int64_t *counts = rc ? NULL : calloc((size_t)(2 * cells.n + 1), sizeof *counts);
-    if (!rc && !counts) rc = slex_fail(err, "out of memory");
+    if (!rc && !counts) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     dist_work w = {0};
     for (int64_t i = rank; !rc && i < cells.n; i += size)
         rc = score_cell(&d, &cells.v[i], &w, &counts[2 * i], &counts[2 * i + 1], err);

@@ -6,12 +6,12 @@
 slex_store *slex_label_store_open(const char *dir, slex_error *err) {
     slex_store *s = slex_store_open(dir, err);
     if (s && slex_store_get_dtype(s) != SLEX_STORE_I32) {
-        slex_fail(err, "%s: is a feature store, not a label store (make one with slex-label)", dir);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: is a feature store, not a label store (make one with slex-label)", dir);
         slex_store_close(s);
         return NULL;
     }
     if (s && slex_store_frames(s) == 0) {
-        slex_fail(err, "%s: the store holds no labelled frames (%lld utterances)", dir,
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: the store holds no labelled frames (%lld utterances)", dir,
                   (long long)slex_store_utterances(s));
         slex_store_close(s);
         return NULL;
@@ -30,7 +30,7 @@ static int32_t *read_utt(slex_store_shard *r, int64_t i, label_buf *b, slex_erro
     if (n > b->cap) {
         int32_t *v = realloc(b->v, (size_t)n * sizeof *v);
         if (!v) {
-            slex_fail(err, "out of memory for %lld labels", (long long)n);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld labels", (long long)n);
             return NULL;
         }
         b->v = v;
@@ -45,7 +45,7 @@ static int32_t *read_utt(slex_store_shard *r, int64_t i, label_buf *b, slex_erro
 static int verified(slex_store_shard *ra, slex_store_shard *rb, int rc, slex_error *err) {
     slex_error why = {{0}};
     if (slex_store_shard_verify(ra, &why) || (rb && slex_store_shard_verify(rb, &why)))
-        return slex_fail(err, "%s", why.msg);
+        return slex_fail_as(err, why.kind, "%s", why.msg);
     return rc;
 }
 
@@ -74,16 +74,16 @@ static int same_shard(const slex_store *a, const slex_store *b, slex_store_shard
                       slex_error *err) {
     int64_t n = slex_store_shard_num_utts(ra);
     if (slex_store_shard_num_utts(rb) != n)
-        return slex_fail(err, "%s and %s label different utterances: shard %d holds %lld vs %lld utterances",
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s and %s label different utterances: shard %d holds %lld vs %lld utterances",
                          slex_store_dir(a), slex_store_dir(b), shard, (long long)n,
                          (long long)slex_store_shard_num_utts(rb));
     for (int64_t i = 0; i < n; i++) {
         const char *ia = slex_store_shard_utt_id(ra, i), *ib = slex_store_shard_utt_id(rb, i);
         if (strcmp(ia, ib))
-            return slex_fail(err, "%s and %s label different utterances: shard %d, utterance %lld is %s vs %s",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s and %s label different utterances: shard %d, utterance %lld is %s vs %s",
                              slex_store_dir(a), slex_store_dir(b), shard, (long long)i, ia, ib);
         if (slex_store_shard_lengths(ra)[i] != slex_store_shard_lengths(rb)[i])
-            return slex_fail(err, "%s and %s: utterance %s has %lld vs %lld labels (another label rate?)",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s and %s: utterance %s has %lld vs %lld labels (another label rate?)",
                              slex_store_dir(a), slex_store_dir(b), ia, (long long)slex_store_shard_lengths(ra)[i],
                              (long long)slex_store_shard_lengths(rb)[i]);
     }
@@ -93,10 +93,10 @@ static int same_shard(const slex_store *a, const slex_store *b, slex_store_shard
 int slex_labels_walk_pair(const slex_store *a, const slex_store *b, int first, int step, slex_labels_pair_fn fn,
                           void *ctx, slex_error *err) {
     if (slex_store_frame_rate(a) != slex_store_frame_rate(b))
-        return slex_fail(err, "%s is at %g Hz but %s at %g Hz: drift compares labelings at one rate",
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s is at %g Hz but %s at %g Hz: drift compares labelings at one rate",
                          slex_store_dir(a), slex_store_frame_rate(a), slex_store_dir(b), slex_store_frame_rate(b));
     if (slex_store_nshard(a) != slex_store_nshard(b) || slex_store_utterances(a) != slex_store_utterances(b))
-        return slex_fail(err, "%s (%d shards, %lld utterances) and %s (%d shards, %lld utterances) do not label the "
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s (%d shards, %lld utterances) and %s (%d shards, %lld utterances) do not label the "
                               "same manifest the same way (label both from stores of one manifest and --nshard)",
                          slex_store_dir(a), slex_store_nshard(a), (long long)slex_store_utterances(a),
                          slex_store_dir(b), slex_store_nshard(b), (long long)slex_store_utterances(b));

@@ -29,14 +29,14 @@ static void put_string(FILE *f, const char *s) {
 static FILE *open_for(const char *dir, const char *name, const char *ext, char *path, slex_error *err) {
     snprintf(path, PATH_CAP, "%s/%s.%s", dir, name, ext);
     FILE *f = fopen(path, "w");
-    if (!f) slex_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    if (!f) slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", path, strerror(errno));
     return f;
 }
 
 static int close_checked(FILE *f, const char *path, slex_error *err) {
     int bad = ferror(f);
     bad |= fclose(f) != 0;
-    return bad ? slex_fail(err, "%s: write failed (disk full?)", path) : 0;
+    return bad ? slex_fail_as(err, SLEX_ERR_IO, "%s: write failed (disk full?)", path) : 0;
 }
 
 /* The script's common head: terminal, output, no enhanced text (labels hold '_' and '^'). */
@@ -83,7 +83,7 @@ static int run_gnuplot(const char *dir, const char *name, const char *script, sl
 int slex_plot_usage(const char *dir, const char *name, const char *title, const int64_t *per_unit, int k,
                     slex_error *err) {
     int64_t *sorted = malloc((size_t)(k ? k : 1) * sizeof *sorted), total = 0;
-    if (!sorted) return slex_fail(err, "out of memory");
+    if (!sorted) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int z = 0; z < k; z++) {
         sorted[z] = per_unit[z];
         total += per_unit[z];
@@ -128,7 +128,7 @@ int slex_plot_cooc(const char *dir, const char *name, const char *title, const i
         free(order);
         free(best);
         free(purity);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     int used = 0;
     for (int z = 0; z < k; z++) {

@@ -15,12 +15,12 @@
 
 int slex_write_json(const char *path, const cJSON *doc, slex_error *err) {
     char *text = cJSON_Print(doc);
-    if (!text) return slex_fail(err, "%s: out of memory", path);
+    if (!text) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     size_t len = strlen(text);
     char *line = realloc(text, len + 2);
     if (!line) {
         free(text);
-        return slex_fail(err, "%s: out of memory", path);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     }
     line[len] = '\n';
     line[len + 1] = 0;
@@ -53,7 +53,7 @@ static int add_shared(cJSON *doc, cJSON **lang_objs, const slex_units_language *
         free(per);
         free(frames);
         free(dominant);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     for (int l = 0; l < n; l++) {
         const int64_t *pu = slex_unit_counts_per_unit(langs[l].counts);
@@ -135,7 +135,7 @@ cJSON *slex_units_report(const slex_units_language *langs, int n_langs, double l
         }
         const int64_t *pu = slex_unit_counts_per_unit(c);
         if (!pu) {
-            rc = slex_fail(err, "out of memory");
+            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             break;
         }
         slex_usage u;
@@ -165,7 +165,7 @@ int slex_units_plots(const char *dir, const slex_units_language *langs, int n_la
         slex_unit_counts *c = langs[l].counts;
         char name[300], title[600];
         const int64_t *pu = slex_unit_counts_per_unit(c);
-        if (!pu) return slex_fail(err, "out of memory");
+        if (!pu) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         snprintf(name, sizeof name, "usage_%s", langs[l].name);
         snprintf(title, sizeof title, "unit usage, %s (%s)", langs[l].name, langs[l].labels);
         if (slex_plot_usage(dir, name, title, pu, slex_unit_counts_k(c), err)) return -1;
@@ -175,7 +175,7 @@ int slex_units_plots(const char *dir, const slex_units_language *langs, int n_la
             int64_t *joint = labels ? slex_unit_counts_joint(c, tonal, err) : NULL;
             if (!joint) {
                 free(labels);
-                return slex_fail(err, "out of memory");
+                return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             }
             for (int y = 0; y < np; y++) labels[y] = slex_unit_counts_phone(c, tonal, y);
             snprintf(name, sizeof name, "cooc_%s%s", langs[l].name, tonal ? "_tonal" : "");
@@ -193,7 +193,7 @@ cJSON *slex_drift_report(const char *a, const char *b, const int64_t *joint, int
                          slex_error *err) {
     int32_t *match = malloc((size_t)(ka ? ka : 1) * sizeof *match);
     if (!match) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         return NULL;
     }
     int64_t matched = slex_best_matching(joint, ka, kb, match, err);
@@ -264,7 +264,7 @@ static int column_index(table *t, const char *lang, int metric, slex_error *err)
     if (t->n_cols == t->cap_cols) {
         int cap = t->cap_cols ? 2 * t->cap_cols : 16;
         column *cols = realloc(t->cols, (size_t)cap * sizeof *cols);
-        if (!cols) return slex_fail(err, "out of memory");
+        if (!cols) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         t->cols = cols;
         t->cap_cols = cap;
     }
@@ -305,7 +305,7 @@ static int flatten_run(const char *dir, flat_value *out, int cap, slex_error *er
     free(text);
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
-        return slex_fail(err, "%s: not a JSON object (a metrics.json of slex-eval?)", path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not a JSON object (a metrics.json of slex-eval?)", path);
     }
     const cJSON *langs = cJSON_GetObjectItemCaseSensitive(doc, "languages");
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(doc, "kind");
@@ -318,10 +318,10 @@ static int flatten_run(const char *dir, flat_value *out, int cap, slex_error *er
         n = flatten_object(doc, cJSON_IsString(lang) ? lang->valuestring : kind->valuestring, out, n, cap);
     } else {
         cJSON_Delete(doc);
-        return slex_fail(err, "%s: no \"kind\" (not written by slex-eval)", path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no \"kind\" (not written by slex-eval)", path);
     }
     cJSON_Delete(doc);
-    if (n == 0) return slex_fail(err, "%s: no metric that compare knows", path);
+    if (n == 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no metric that compare knows", path);
     return n;
 }
 
@@ -374,7 +374,7 @@ static int write_tables(const table *t, const char *out, slex_error *err) {
     if (!fm || !fc) {
         if (fm) fclose(fm);
         if (fc) fclose(fc);
-        return slex_fail(err, "%s: cannot create: %s", !fm ? md : csv, strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", !fm ? md : csv, strerror(errno));
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON *systems = cJSON_AddArrayToObject(doc, "systems");
@@ -425,7 +425,7 @@ static int write_tables(const table *t, const char *out, slex_error *err) {
     bad |= fclose(fc) != 0;
     char json[PATH_CAP];
     snprintf(json, sizeof json, "%s/compare.json", out);
-    int rc = bad ? slex_fail(err, "%s: write failed (disk full?)", md) : slex_write_json(json, doc, err);
+    int rc = bad ? slex_fail_as(err, SLEX_ERR_IO, "%s: write failed (disk full?)", md) : slex_write_json(json, doc, err);
     cJSON_Delete(doc);
     return rc;
 }
@@ -446,7 +446,7 @@ static int plot_pnmi(const table *t, const char *out, slex_error *err) {
     if (!v || !names) {
         free(v);
         free(names);
-        return slex_fail(err, "out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     for (int r = 0; r < t->n_rows; r++) {
         names[r] = t->rows[r].name;
@@ -466,7 +466,7 @@ static int plot_pnmi(const table *t, const char *out, slex_error *err) {
 }
 
 int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex_error *err) {
-    if (n_runs == 0) return slex_fail(err, "compare: no run given");
+    if (n_runs == 0) return slex_fail_as(err, SLEX_ERR_INPUT, "compare: no run given");
     table t = {0};
     t.rows = calloc((size_t)n_runs, sizeof *t.rows);
     int *row_of = calloc((size_t)n_runs, sizeof *row_of), *seed_of = calloc((size_t)n_runs, sizeof *seed_of);
@@ -474,7 +474,7 @@ int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex
     flat_value *flat = malloc(CAP * sizeof *flat);
     int *flat_n = calloc((size_t)n_runs, sizeof *flat_n);
     flat_value **per_run = calloc((size_t)n_runs, sizeof *per_run);
-    int rc = (!t.rows || !row_of || !seed_of || !flat || !flat_n || !per_run) ? slex_fail(err, "out of memory") : 0;
+    int rc = (!t.rows || !row_of || !seed_of || !flat || !flat_n || !per_run) ? slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory") : 0;
     /* Pass 1: systems, seeds and columns. */
     for (int i = 0; !rc && i < n_runs; i++) {
         char name[256];
@@ -493,7 +493,7 @@ int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex
         }
         per_run[i] = malloc((size_t)n * sizeof *per_run[i]);
         if (!per_run[i]) {
-            rc = slex_fail(err, "out of memory");
+            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             break;
         }
         memcpy(per_run[i], flat, (size_t)n * sizeof *flat);
@@ -504,7 +504,7 @@ int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex
     /* Columns: by language in first-appearance order, metrics in METRICS order within one. */
     if (!rc) {
         column *sorted = malloc((size_t)(t.n_cols ? t.n_cols : 1) * sizeof *sorted);
-        if (!sorted) rc = slex_fail(err, "out of memory");
+        if (!sorted) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         int n = 0;
         for (int c = 0; sorted && c < t.n_cols; c++) {
             int first = 1;
@@ -522,7 +522,7 @@ int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex
     if (!rc) {
         size_t cells = (size_t)t.n_rows * (size_t)(t.n_cols ? t.n_cols : 1) * (size_t)t.max_seeds;
         t.cell = malloc(cells * sizeof *t.cell);
-        if (!t.cell) rc = slex_fail(err, "out of memory");
+        if (!t.cell) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         for (size_t i = 0; t.cell && i < cells; i++) t.cell[i] = NAN;
     }
     /* Pass 2: values into cells. */
@@ -583,7 +583,7 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
             const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
             if (!cJSON_IsNumber(step)) {
                 cJSON_Delete(o);
-                rc = slex_fail(err, "%s:%d: not a JSON object with a numeric \"step\"", logs[l], line);
+                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%d: not a JSON object with a numeric \"step\"", logs[l], line);
                 break;
             }
             if (n == cap) {
@@ -591,13 +591,13 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
                 double *nx = realloc(x, (size_t)cap * sizeof *nx);
                 if (!nx) {
                     cJSON_Delete(o);
-                    rc = slex_fail(err, "out of memory");
+                    rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                     break;
                 }
                 x = nx;
                 for (int i = 0; i < n_series; i++) {
                     double *ny = realloc(s[i].y, (size_t)cap * sizeof *ny);
-                    if (!ny) rc = slex_fail(err, "out of memory");
+                    if (!ny) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                     else s[i].y = ny;
                 }
                 if (rc) {
@@ -620,7 +620,7 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
                         cap_series = cap_series ? 2 * cap_series : 16;
                         series *ns = realloc(s, (size_t)cap_series * sizeof *ns);
                         if (!ns) {
-                            rc = slex_fail(err, "out of memory");
+                            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                             break;
                         }
                         s = ns;
@@ -629,7 +629,7 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
                     s[i].group = g;
                     s[i].y = malloc((size_t)cap * sizeof *s[i].y);
                     if (!s[i].y) {
-                        rc = slex_fail(err, "out of memory");
+                        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                         break;
                     }
                     for (int64_t j = 0; j <= n; j++) s[i].y[j] = NAN;
@@ -642,7 +642,7 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
         }
         free(text);
     }
-    if (!rc && n == 0) rc = slex_fail(err, "%s: no training log lines", n_logs ? logs[0] : "curves");
+    if (!rc && n == 0) rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: no training log lines", n_logs ? logs[0] : "curves");
     if (!rc) rc = slex_mkdirs(out, err);
     static const char *const files[] = {"curves_loss", "curves_accuracy", "curves_lr"};
     static const char *const ylabels[] = {"loss", "accuracy", "learning rate"};
@@ -652,7 +652,7 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
         if (!m) continue;
         const char **names = malloc((size_t)m * sizeof *names);
         double *y = malloc((size_t)m * (size_t)n * sizeof *y);
-        if (!names || !y) rc = slex_fail(err, "out of memory");
+        if (!names || !y) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         for (int i = 0, c = 0; !rc && i < n_series; i++)
             if (s[i].group == g) {
                 names[c] = s[i].name;

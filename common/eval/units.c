@@ -23,7 +23,7 @@ struct slex_unit_counts {
 
 static int mark_excluded(slex_unit_counts *c, const char *exclude, slex_error *err) {
     c->excluded = calloc((size_t)c->n_phones + 1, 1);
-    if (!c->excluded) return slex_fail(err, "out of memory");
+    if (!c->excluded) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     if (!exclude) return 0;
     const char *p = exclude;
     while (*p) {
@@ -41,13 +41,13 @@ static int mark_excluded(slex_unit_counts *c, const char *exclude, slex_error *e
 slex_unit_counts *slex_unit_counts_create(const slex_alignment *al, int frame_rate_hz, const char *exclude,
                                           slex_error *err) {
     if (frame_rate_hz != SLEX_FRAMES_50HZ && frame_rate_hz != SLEX_FRAMES_100HZ) {
-        slex_fail(err, "%s: label rate %d Hz: alignments give frame labels at 50 or 100 Hz only",
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: label rate %d Hz: alignments give frame labels at 50 or 100 Hz only",
                   slex_alignment_path(al), frame_rate_hz);
         return NULL;
     }
     slex_unit_counts *c = calloc(1, sizeof *c);
     if (!c) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         return NULL;
     }
     c->al = al;
@@ -61,7 +61,7 @@ slex_unit_counts *slex_unit_counts_create(const slex_alignment *al, int frame_ra
     c->row = c->n_phones + c->n_tonal + 1;
     c->buf = calloc(SCALARS, sizeof *c->buf);
     if (!c->buf || mark_excluded(c, exclude, err)) {
-        if (!c->buf) slex_fail(err, "out of memory");
+        if (!c->buf) slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         slex_unit_counts_free(c);
         return NULL;
     }
@@ -83,7 +83,7 @@ void slex_unit_counts_free(slex_unit_counts *c) {
 int slex_unit_counts_grow(slex_unit_counts *c, int k, slex_error *err) {
     if (k <= c->k) return 0;
     int64_t *buf = realloc(c->buf, (size_t)(SCALARS + (int64_t)k * c->row) * sizeof *buf);
-    if (!buf) return slex_fail(err, "out of memory for %d units", k);
+    if (!buf) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %d units", k);
     memset(buf + SCALARS + (int64_t)c->k * c->row, 0, (size_t)((int64_t)(k - c->k) * c->row) * sizeof *buf);
     c->buf = buf;
     c->k = k;
@@ -98,7 +98,7 @@ int slex_unit_counts_add(slex_unit_counts *c, const char *utt_id, const int32_t 
     int64_t samples = n_segs ? segs[n_segs - 1].end : 0;
     int64_t frames = slex_align_num_frames((slex_frame_rate)c->rate, samples);
     if (frames != n)
-        return slex_fail(err, "%s: %lld labels at %d Hz, but its alignment in %s (%lld samples) gives %lld frames",
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld labels at %d Hz, but its alignment in %s (%lld samples) gives %lld frames",
                          utt_id, (long long)n, c->rate, slex_alignment_path(c->al), (long long)samples,
                          (long long)frames);
     if (n > c->frame_cap) {
@@ -106,7 +106,7 @@ int slex_unit_counts_add(slex_unit_counts *c, const char *utt_id, const int32_t 
         if (fp) c->frame_phone = fp;
         int32_t *ft = realloc(c->frame_tonal, (size_t)n * sizeof *ft);
         if (ft) c->frame_tonal = ft;
-        if (!fp || !ft) return slex_fail(err, "out of memory");
+        if (!fp || !ft) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         c->frame_cap = n;
     }
     if (slex_align_frame_labels(segs, n_segs, samples, (slex_frame_rate)c->rate, c->phones, 1, c->frame_phone, err) ||
@@ -114,7 +114,7 @@ int slex_unit_counts_add(slex_unit_counts *c, const char *utt_id, const int32_t 
         return -1;
     int32_t top = -1;
     for (int64_t i = 0; i < n; i++) {
-        if (units[i] < 0) return slex_fail(err, "%s: frame %lld has the negative unit %d", utt_id, (long long)i, units[i]);
+        if (units[i] < 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: frame %lld has the negative unit %d", utt_id, (long long)i, units[i]);
         if (units[i] > top) top = units[i];
     }
     if (slex_unit_counts_grow(c, top + 1, err)) return -1;
@@ -154,7 +154,7 @@ int64_t *slex_unit_counts_joint(const slex_unit_counts *c, int tonal, slex_error
     int np = tonal ? c->n_tonal : c->n_phones, first = tonal ? c->n_phones : 0;
     int64_t *joint = calloc((size_t)np * (size_t)(c->k ? c->k : 1), sizeof *joint);
     if (!joint) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         return NULL;
     }
     for (int z = 0; z < c->k; z++)

@@ -162,7 +162,7 @@ int64_t slex_best_matching(const int64_t *joint, int na, int nb, int32_t *match,
             matched += joint[(int64_t)a * nb + b];
         }
     } else {
-        slex_fail(err, "out of memory for a %d x %d matching", na, nb);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for a %d x %d matching", na, nb);
     }
     free(w.u);
     free(w.v);

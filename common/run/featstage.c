@@ -59,7 +59,7 @@ static int64_t utterance_features(feature_job *job, int64_t i, int64_t *samples,
     const slex_manifest_entry *e = &job->manifest->entries[i];
     *samples = 0;
     if (e->malformed)
-        return slex_fail(why, "%s:%lld: malformed manifest line: %s", job->manifest->path, (long long)e->line,
+        return slex_fail_as(why, SLEX_ERR_INPUT, "%s:%lld: malformed manifest line: %s", job->manifest->path, (long long)e->line,
                          e->malformed);
     char path[8192];
     if (slex_manifest_audio_path(job->manifest, i, path, sizeof path, why)) return -1;
@@ -76,7 +76,7 @@ static int64_t utterance_features(feature_job *job, int64_t i, int64_t *samples,
     int64_t frames = n >= job->stage->min_samples ? job->stage->num_frames(job->stage->ctx, n) : 0;
     if (frames <= 0) {
         free(wave);
-        return slex_fail(why, "%s: only %lld samples, fewer than the %lld needed for one frame", path, (long long)n,
+        return slex_fail_as(why, SLEX_ERR_INPUT, "%s: only %lld samples, fewer than the %lld needed for one frame", path, (long long)n,
                          (long long)job->stage->min_samples);
     }
     int64_t need = frames * job->stage->meta.dim;
@@ -84,7 +84,7 @@ static int64_t utterance_features(feature_job *job, int64_t i, int64_t *samples,
         float *grown = realloc(job->feats, (size_t)need * sizeof *grown);
         if (!grown) {
             free(wave);
-            return slex_fail(why, "%s: out of memory for %lld frames", path, (long long)frames);
+            return slex_fail_as(why, SLEX_ERR_RESOURCE, "%s: out of memory for %lld frames", path, (long long)frames);
         }
         job->feats = grown;
         job->feats_cap = need;
@@ -94,7 +94,7 @@ static int64_t utterance_features(feature_job *job, int64_t i, int64_t *samples,
     if (rc) return slex_fail_wrap(why, "%s", path);
     for (int64_t k = 0; k < need; k++)
         if (!isfinite(job->feats[k]))
-            return slex_fail(why, "%s: features contain NaN/Inf (frame %lld)", path,
+            return slex_fail_as(why, SLEX_ERR_INPUT, "%s: features contain NaN/Inf (frame %lld)", path,
                              (long long)(k / job->stage->meta.dim));
     return frames;
 }
@@ -119,7 +119,7 @@ static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, sl
     if (!m) return -1;
     int rc = 0;
     if (m->n != end - start)
-        rc = slex_fail(err, "%s: has %lld lines now, %lld when the run started: was it changed during the run?",
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: has %lld lines now, %lld when the run started: was it changed during the run?",
                        job->opts->manifest, (long long)m->total, (long long)job->n_utts);
     job->manifest = m;
     for (int64_t i = 0; !rc && i < m->n; i++) {
@@ -144,7 +144,7 @@ static char *params_with_manifest(const char *params_json, const char *manifest,
     if (slex_file_crc32(manifest, &crc, NULL, err)) return NULL;
     size_t len = strlen(params_json) + 64;
     char *params = malloc(len);
-    if (!params) return slex_fail(err, "out of memory"), NULL;
+    if (!params) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     const char *rest = params_json + 1; /* after the object's '{' */
     snprintf(params, len, "{\"manifest_crc32\":\"%08x\"%s%s", crc, *rest == '}' ? "" : ",", rest);
     return params;
@@ -177,7 +177,7 @@ static void warn_duplicates(const char *manifest) {
 slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_featstage_options *opts,
                                      const slex_mpi *mpi, slex_error *err) {
     slex_shard_plan plan = {0, -1, 1};
-    if (!opts->manifest || !opts->out) return slex_fail(err, "--manifest and --out are required"), SLEX_STAGE_BAD_USAGE;
+    if (!opts->manifest || !opts->out) return slex_fail_as(err, SLEX_ERR_INPUT, "--manifest and --out are required"), SLEX_STAGE_BAD_USAGE;
     /* The same on every rank (same options and environment), so every rank returns the same. */
     int usage = slex_shard_plan_resolve(opts->nshard, opts->shard, mpi, &plan, err) != 0;
     int ok = !usage && check_apart(stage, opts, err) == 0;
@@ -185,7 +185,7 @@ slex_stage_status slex_featstage_run(const slex_featstage *stage, const slex_fea
     char *params = head ? params_with_manifest(stage->meta.params_json, opts->manifest, err) : NULL;
     ok = params != NULL;
     if (ok && plan.nshard > head->total)
-        ok = slex_fail(err, "%s: %lld utterances cannot fill %d shards", opts->manifest, (long long)head->total,
+        ok = slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld utterances cannot fill %d shards", opts->manifest, (long long)head->total,
                        plan.nshard) == 0;
     if (ok && (!plan.collective || mpi->rank == 0)) warn_duplicates(opts->manifest);
     if (plan.collective) ok = slex_mpi_all_ok(ok);

@@ -29,7 +29,7 @@ int slex_resume_open(slex_resume *r, const char *out, const char *params, int re
     r->params = join(params, "");
     if (!r->out || !r->ckpt || !r->ckpt_json || !r->ckpt_history || !r->params || record_len < 1) {
         slex_resume_close(r);
-        return slex_fail(err, "%s: out of memory for the checkpoint names", out);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for the checkpoint names", out);
     }
     return 0;
 }
@@ -137,16 +137,16 @@ int slex_resume_load_history(slex_resume *r, double step, slex_error *err) {
     r->n_history = r->n_saved = 0;
     FILE *f = fopen(r->ckpt_history, "rb");
     double *record = malloc((size_t)r->record_len * sizeof *record);
-    int rc = record ? 0 : slex_fail(err, "%s: out of memory", r->ckpt_history);
+    int rc = record ? 0 : slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", r->ckpt_history);
     while (!rc && f && fread(record, sizeof(double), (size_t)r->record_len, f) == (size_t)r->record_len &&
            record[0] <= step)
-        if (push_record(r, record)) rc = slex_fail(err, "%s: out of memory", r->ckpt_history);
+        if (push_record(r, record)) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", r->ckpt_history);
     if (f) fclose(f);
     free(record);
     r->n_saved = r->n_history;
     if (!rc && truncate(r->ckpt_history, (off_t)(r->n_history * r->record_len * (int64_t)sizeof(double))) &&
         errno != ENOENT)
-        rc = slex_fail(err, "%s: cannot truncate: %s", r->ckpt_history, strerror(errno));
+        rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot truncate: %s", r->ckpt_history, strerror(errno));
     return rc;
 }
 
@@ -159,7 +159,7 @@ int slex_resume_start(slex_resume *r, slex_error *err) {
 
 int slex_resume_add_record(slex_resume *r, const double *record, slex_error *err) {
     if (r->n_history && r->history[(size_t)r->record_len * (size_t)(r->n_history - 1)] == record[0]) return 0;
-    if (push_record(r, record)) return slex_fail(err, "out of memory");
+    if (push_record(r, record)) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     return 0;
 }
 
@@ -167,12 +167,12 @@ int slex_resume_add_record(slex_resume *r, const double *record, slex_error *err
 static int append_history(slex_resume *r, slex_error *err) {
     if (r->n_saved == r->n_history) return 0;
     FILE *f = fopen(r->ckpt_history, "ab");
-    if (!f) return slex_fail(err, "%s: cannot open: %s", r->ckpt_history, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", r->ckpt_history, strerror(errno));
     size_t n = (size_t)(r->n_history - r->n_saved) * (size_t)r->record_len;
     int bad = fwrite(r->history + (size_t)r->record_len * (size_t)r->n_saved, sizeof(double), n, f) != n ||
               fflush(f) || fsync(fileno(f));
     bad |= fclose(f) != 0;
-    if (bad) return slex_fail(err, "%s: write failed (disk full?)", r->ckpt_history);
+    if (bad) return slex_fail_as(err, SLEX_ERR_IO, "%s: write failed (disk full?)", r->ckpt_history);
     r->n_saved = r->n_history;
     return 0;
 }

@@ -12,20 +12,20 @@ int slex_shard_plan_resolve(int nshard_opt, int shard_opt, const slex_mpi *mpi, 
     int task = -1;
     const char *variable = NULL;
     int in_array = slex_job_array_task(&task, &variable);
-    if (in_array < 0) return slex_fail(err, "%s is set but is not a task index", variable);
+    if (in_array < 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s is set but is not a task index", variable);
     plan->only_shard = shard_opt >= 0 ? shard_opt : (in_array ? task : -1);
     plan->nshard = nshard_opt;
     if (plan->nshard <= 0 && plan->only_shard >= 0) {
         const char *count = getenv("SLURM_ARRAY_TASK_COUNT");
-        if (!count) return slex_fail(err, "--nshard is required with --shard or a PBS job array");
+        if (!count) return slex_fail_as(err, SLEX_ERR_INPUT, "--nshard is required with --shard or a PBS job array");
         plan->nshard = atoi(count);
     }
     if (plan->nshard <= 0) plan->nshard = mpi->size;
     plan->collective = plan->only_shard < 0;
     if (plan->only_shard >= 0 && mpi->size > 1)
-        return slex_fail(err, "a single shard (--shard or a job-array task) is done by one rank, not %d", mpi->size);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "a single shard (--shard or a job-array task) is done by one rank, not %d", mpi->size);
     if (plan->only_shard >= plan->nshard)
-        return slex_fail(err, "shard %d does not exist: there are %d shards%s%s%s", plan->only_shard, plan->nshard,
+        return slex_fail_as(err, SLEX_ERR_INPUT, "shard %d does not exist: there are %d shards%s%s%s", plan->only_shard, plan->nshard,
                          variable && shard_opt < 0 ? " (shard taken from " : "",
                          variable && shard_opt < 0 ? variable : "", variable && shard_opt < 0 ? ")" : "");
     if (plan->collective && plan->nshard < mpi->size && mpi->rank == 0)
@@ -94,7 +94,7 @@ slex_stage_status slex_stagerun_run(const slex_stagerun *run, const slex_shard_p
     int n_todo = 0;
     int64_t skipped = 0, todo_items = 0;
     double todo_audio = 0;
-    if (!todo) ok = slex_fail(err, "out of memory") == 0;
+    if (!todo) ok = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory") == 0;
     for (int s = 0; ok && s < nshard; s++) {
         if (!slex_shard_plan_is_mine(plan, mpi, s)) continue;
         int done = run->force ? 0 : slex_store_shard_is_done(run->out, s, nshard, fingerprint, err);

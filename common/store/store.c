@@ -528,13 +528,13 @@ static int write_filtered_manifest(const char *dir, const char *manifest, const 
             continue;
         }
         if (e.malformed)
-            got = slex_fail(err, "%s:%lld: stored, but the line is malformed (%s): was the manifest changed while "
+            got = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: stored, but the line is malformed (%s): was the manifest changed while "
                                  "the store was written?", manifest, (long long)e.line, e.malformed);
         else if (slex_manifest_writer_add(out, e.relpath, e.num_samples, e.extra, err)) got = -1;
     }
     slex_manifest_reader_close(in);
     if (got == 0 && entries - n_rejected != stored)
-        got = slex_fail(err, "%s: the manifest has %lld lines, the store %lld utterances and %lld rejects: "
+        got = slex_fail_as(err, SLEX_ERR_INPUT, "%s: the manifest has %lld lines, the store %lld utterances and %lld rejects: "
                              "was the manifest changed while the store was written?",
                         manifest, (long long)entries, (long long)stored, (long long)n_rejected);
     if (got < 0) {
@@ -682,14 +682,14 @@ static int read_index_entries(slex_store *s, const cJSON *shards, slex_error *er
         slex_store_shard_name(i < s->nshard ? i : s->nshard, s->nshard, name, sizeof name);
         const cJSON *r = cJSON_GetArrayItem(shards, i);
         if (!r)
-            return slex_fail(err, "%s: no entry for shard %s.h5 (the index lists %d of %d shards)", s->index_path, name,
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no entry for shard %s.h5 (the index lists %d of %d shards)", s->index_path, name,
                              listed, s->nshard);
         const char *file = json_field_string(r, "file");
         if (i >= s->nshard)
-            return slex_fail(err, "%s: %d entries for %d shards (an extra entry names %s)", s->index_path, listed,
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %d entries for %d shards (an extra entry names %s)", s->index_path, listed,
                              s->nshard, file ? file : "nothing");
         if (!file || strncmp(file, name, strlen(name)) || strcmp(file + strlen(name), ".h5"))
-            return slex_fail(err, "%s: entry %d names %s, expected %s.h5 (entries removed, duplicated or reordered)",
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: entry %d names %s, expected %s.h5 (entries removed, duplicated or reordered)",
                              s->index_path, i, file ? file : "no file", name);
         const char *crc = json_field_string(r, "crc32");
         double b, u, f;
@@ -697,7 +697,7 @@ static int read_index_entries(slex_store *s, const cJSON *shards, slex_error *er
         unsigned long crc_value = crc ? strtoul(crc, &end, 16) : 0;
         if (!crc || strlen(crc) != 8 || *end || json_field_number(r, "bytes", &b) ||
             json_field_number(r, "utterances", &u) || json_field_number(r, "frames", &f) || b < 0 || u < 0 || f < 0)
-            return slex_fail(err, "%s: malformed entry of shard %s.h5", s->index_path, name);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: malformed entry of shard %s.h5", s->index_path, name);
         store_shard_info *info = &s->shards[i];
         info->rec.crc32 = (uint32_t)crc_value;
         info->rec.bytes = (int64_t)b;
@@ -718,7 +718,7 @@ static int read_index_entries(slex_store *s, const cJSON *shards, slex_error *er
                            : strcmp(rec.fingerprint, s->fingerprint) ? "has another fingerprint"
                                                                      : NULL;
         if (what)
-            return slex_fail(err, "%s: the entry of %s.h5 does not match its record: %s/%s.json %s (re-run the stage "
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: the entry of %s.h5 does not match its record: %s/%s.json %s (re-run the stage "
                                   "that wrote the store to repair it)",
                              s->index_path, name, s->dir, name, what);
     }
@@ -737,7 +737,7 @@ static int index_manifest(slex_store *s, slex_error *err) {
     s->has_manifest = slex_path_exists(s->manifest_path);
     if (!s->has_manifest) return 0;
     FILE *f = fopen(s->manifest_path, "r");
-    if (!f) return slex_fail(err, "%s: cannot open: %s", s->manifest_path, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", s->manifest_path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len = getline(&line, &cap, f); /* the root */
@@ -751,9 +751,9 @@ static int index_manifest(slex_store *s, slex_error *err) {
     free(line);
     int bad = ferror(f);
     fclose(f);
-    if (bad) return slex_fail(err, "%s: read failed", s->manifest_path);
+    if (bad) return slex_fail_as(err, SLEX_ERR_IO, "%s: read failed", s->manifest_path);
     if (entries != s->utterances)
-        return slex_fail(err, "%s lists %lld utterances, %s %lld", s->manifest_path, (long long)entries, s->index_path,
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s lists %lld utterances, %s %lld", s->manifest_path, (long long)entries, s->index_path,
                          (long long)s->utterances);
     return 0;
 }
@@ -763,7 +763,7 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     char path[4200];
     if (join_path(dir, "index.json", path, sizeof path, err)) return NULL;
     if (!slex_path_exists(path))
-        return slex_fail(err, "%s: not a finished store (no index.json: the stage that writes it has not completed)",
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not a finished store (no index.json: the stage that writes it has not completed)",
                          dir),
                NULL;
     char *text = slex_read_text_file(path, NULL, err);
@@ -779,7 +779,7 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
         json_field_number(doc, "nshard", &nshard) || json_field_number(doc, "dim", &dim) ||
         json_field_number(doc, "frame_rate_hz", &rate) || nshard < 1 || nshard > 99999 || dim < 1 ||
         (strcmp(dtype, "float32") && strcmp(dtype, "int32"))) {
-        slex_fail(err, "%s: malformed store index", path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: malformed store index", path);
         goto fail;
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
@@ -790,7 +790,7 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     s->dtype = strcmp(dtype, "float32") ? SLEX_STORE_I32 : SLEX_STORE_F32;
     s->frame_rate = rate;
     if (!(s->shards = calloc((size_t)s->nshard, sizeof *s->shards))) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto fail;
     }
     if (read_index_entries(s, shards, err) || index_manifest(s, err)) goto fail;
@@ -798,7 +798,7 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
      * the index), so an output that records it names the rows it actually read. */
     shard_record *recs = malloc((size_t)s->nshard * sizeof *recs);
     if (!recs) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto fail;
     }
     for (int i = 0; i < s->nshard; i++) recs[i] = s->shards[i].rec;
@@ -862,7 +862,7 @@ static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
     if (ds < 0 || ids < 0) {
         if (ds >= 0) H5Dclose(ds);
         if (ids >= 0) H5Dclose(ids);
-        return slex_fail(err, "%s: missing dataset lengths or utt_ids", r->path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: missing dataset lengths or utt_ids", r->path);
     }
     hid_t space = H5Dget_space(ds);
     hsize_t n = 0;
@@ -875,32 +875,32 @@ static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
     r->n_utts = (int64_t)n;
     int rc = 0;
     if (n != n_ids)
-        rc = slex_fail(err, "%s: %llu lengths but %llu utterance ids", r->path, (unsigned long long)n,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: %llu lengths but %llu utterance ids", r->path, (unsigned long long)n,
                        (unsigned long long)n_ids);
     else if (r->n_utts != r->want.utterances)
-        rc = slex_fail(err, "%s: %lld utterances, the index says %lld", r->path, (long long)r->n_utts,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld utterances, the index says %lld", r->path, (long long)r->n_utts,
                        (long long)r->want.utterances);
     r->lengths = calloc(n + 1, sizeof *r->lengths);
     r->offsets = calloc(n + 1, sizeof *r->offsets);
     r->utt_ids = calloc(n + 1, sizeof *r->utt_ids);
-    if (!rc && (!r->lengths || !r->offsets || !r->utt_ids)) rc = slex_fail(err, "%s: out of memory", r->path);
+    if (!rc && (!r->lengths || !r->offsets || !r->utt_ids)) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", r->path);
     hid_t str = H5Tcopy(H5T_C_S1);
     H5Tset_size(str, H5T_VARIABLE);
     H5Tset_cset(str, H5T_CSET_UTF8);
     if (!rc && n > 0 &&
         (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->lengths) < 0 ||
          H5Dread(ids, str, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->utt_ids) < 0))
-        rc = slex_fail(err, "%s: cannot read lengths or utt_ids", r->path);
+        rc = slex_fail_as(err, SLEX_ERR_IO, "%s: cannot read lengths or utt_ids", r->path);
     H5Tclose(str);
     H5Dclose(ds);
     H5Dclose(ids);
     for (int64_t i = 0; !rc && i < r->n_utts; i++) {
         if (r->lengths[i] < 0 || !r->utt_ids[i])
-            rc = slex_fail(err, "%s: utterance %lld has no id or a negative length", r->path, (long long)i);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld has no id or a negative length", r->path, (long long)i);
         else r->offsets[i + 1] = r->offsets[i] + r->lengths[i];
     }
     if (!rc && r->offsets[r->n_utts] != r->n_frames)
-        rc = slex_fail(err, "%s: lengths add up to %lld frames but the file holds %lld", r->path,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: lengths add up to %lld frames but the file holds %lld", r->path,
                        (long long)r->offsets[r->n_utts], (long long)r->n_frames);
     return rc;
 }
@@ -910,21 +910,21 @@ static int read_lengths_and_ids(slex_store_shard *r, slex_error *err) {
 static int check_ids_against_manifest(const slex_store *s, int shard, slex_store_shard *r, slex_error *err) {
     if (!s->has_manifest) return 0;
     FILE *f = fopen(s->manifest_path, "r");
-    if (!f) return slex_fail(err, "%s: cannot open: %s", s->manifest_path, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", s->manifest_path, strerror(errno));
     int rc = 0;
     if (fseeko(f, (off_t)s->shards[shard].manifest_offset, SEEK_SET))
-        rc = slex_fail(err, "%s: cannot seek: %s", s->manifest_path, strerror(errno));
+        rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot seek: %s", s->manifest_path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     for (int64_t i = 0; !rc && i < r->n_utts; i++) {
         ssize_t len = getline(&line, &cap, f);
         if (len < 0) {
-            rc = slex_fail(err, "%s: ends before utterance %lld of %s", s->manifest_path, (long long)i, r->path);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: ends before utterance %lld of %s", s->manifest_path, (long long)i, r->path);
             break;
         }
         line[strcspn(line, "\t\r\n")] = '\0';
         if (strcmp(line, r->utt_ids[i]))
-            rc = slex_fail(err, "%s: utterance %lld is '%s' but line %lld of %s is '%s'", r->path, (long long)i,
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld is '%s' but line %lld of %s is '%s'", r->path, (long long)i,
                            r->utt_ids[i], (long long)(s->shards[shard].first_utt + i + 2), s->manifest_path, line);
     }
     free(line);
@@ -942,16 +942,16 @@ static int check_identity(const slex_store *s, int shard, slex_store_shard *r, s
     if (slex_h5_get_int(r->file, "shard", &got_shard) || slex_h5_get_int(r->file, "nshard", &got_nshard) ||
         slex_h5_get_int(r->file, "dim", &got_dim) || slex_h5_get_double(r->file, "frame_rate_hz", &got_rate) || !fp ||
         !kind)
-        rc = slex_fail(err, "%s: missing attributes (shard, nshard, fingerprint, kind, dim, frame_rate_hz)", r->path);
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: missing attributes (shard, nshard, fingerprint, kind, dim, frame_rate_hz)", r->path);
     else if (got_shard != shard || got_nshard != s->nshard)
-        rc = slex_fail(err, "%s: holds shard %lld of %lld (attributes shard, nshard), the index expects shard %d of %d",
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: holds shard %lld of %lld (attributes shard, nshard), the index expects shard %d of %d",
                        r->path, (long long)got_shard, (long long)got_nshard, shard, s->nshard);
     else if (strcmp(fp, s->fingerprint))
-        rc = slex_fail(err, "%s: fingerprint %s, the store's is %s (a shard of another store?)", r->path, fp,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: fingerprint %s, the store's is %s (a shard of another store?)", r->path, fp,
                        s->fingerprint);
     else if (strcmp(kind, rows_dataset(s->dtype)) || got_dim != s->dim ||
              got_rate != s->frame_rate)
-        rc = slex_fail(err, "%s: holds %s of dim %lld at %g Hz, the index says %s of dim %d at %g Hz", r->path, kind,
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: holds %s of dim %lld at %g Hz, the index says %s of dim %d at %g Hz", r->path, kind,
                        (long long)got_dim, got_rate, rows_dataset(s->dtype), s->dim, s->frame_rate);
     free(fp);
     free(kind);
@@ -973,11 +973,11 @@ static int read_chunk_layout(slex_store_shard *r, slex_error *err) {
     H5Tclose(type);
     H5Pclose(dcpl);
     if (!layout_ok || chunk[0] == 0)
-        return slex_fail(err, "%s: rows are not stored as plain little-endian chunks of whole rows", r->path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: rows are not stored as plain little-endian chunks of whole rows", r->path);
     r->chunk_rows = (int64_t)chunk[0];
     r->n_chunks = (r->n_frames + r->chunk_rows - 1) / r->chunk_rows;
     r->chunk_addr = malloc(((size_t)r->n_chunks + 1) * sizeof *r->chunk_addr);
-    if (!r->chunk_addr) return slex_fail(err, "%s: out of memory", r->path);
+    if (!r->chunk_addr) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", r->path);
     for (int64_t i = 0; i <= r->n_chunks; i++) r->chunk_addr[i] = HADDR_UNDEF;
     return 0;
 }
@@ -990,12 +990,12 @@ static int chunk_address(slex_store_shard *r, int64_t c, haddr_t *addr, slex_err
         hsize_t size = 0;
         if (H5Dget_chunk_info_by_coord(r->rows, offset, &filter_mask, &r->chunk_addr[c], &size) < 0 ||
             r->chunk_addr[c] == HADDR_UNDEF)
-            return slex_fail(err, "%s: chunk %lld of the rows is missing", r->path, (long long)c);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: chunk %lld of the rows is missing", r->path, (long long)c);
         int64_t rows_in = r->n_frames - c * r->chunk_rows < r->chunk_rows ? r->n_frames - c * r->chunk_rows
                                                                           : r->chunk_rows;
         if ((int64_t)r->chunk_addr[c] < 0 ||
             (int64_t)r->chunk_addr[c] + rows_in * r->dim * (int64_t)dtype_size(r->dtype) > r->want.bytes)
-            return slex_fail(err, "%s: chunk %lld lies outside the file", r->path, (long long)c);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: chunk %lld lies outside the file", r->path, (long long)c);
     }
     *addr = r->chunk_addr[c];
     return 0;
@@ -1006,7 +1006,7 @@ static int read_fully(slex_store_shard *r, void *buf, int64_t len, int64_t at, s
     while (len > 0) {
         ssize_t got = pread(r->fd, p, (size_t)len, (off_t)at);
         if (got <= 0)
-            return slex_fail(err, "%s: read at byte %lld failed: %s", r->path, (long long)at,
+            return slex_fail_as(err, SLEX_ERR_IO, "%s: read at byte %lld failed: %s", r->path, (long long)at,
                              got < 0 ? strerror(errno) : "unexpected end of file");
         p += got;
         at += got;
@@ -1018,7 +1018,7 @@ static int read_fully(slex_store_shard *r, void *buf, int64_t len, int64_t at, s
 /* Checksums the bytes [stream_pos, until) that nobody asked for. */
 static int stream_skip_to(slex_store_shard *r, int64_t until, slex_error *err) {
     if (until > r->stream_pos && !r->skip && !(r->skip = malloc(SKIP_BLOCK)))
-        return slex_fail(err, "%s: out of memory", r->path);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", r->path);
     while (r->stream_pos < until) {
         int64_t n = until - r->stream_pos < SKIP_BLOCK ? until - r->stream_pos : SKIP_BLOCK;
         if (read_fully(r, r->skip, n, r->stream_pos, err)) return -1;
@@ -1054,19 +1054,19 @@ int slex_store_shard_verify(slex_store_shard *r, slex_error *err) {
         if (stream_skip_to(r, r->want.bytes, &r->verified_why)) r->verified = -1;
         else if ((uint32_t)r->stream_crc != r->want.crc32) {
             r->verified = -1;
-            slex_fail(&r->verified_why,
+            slex_fail_as(&r->verified_why, SLEX_ERR_INPUT,
                       "%s: CRC-32 of its bytes is %08x, the index says %08x: the file is damaged or was replaced "
                       "(re-run the stage that wrote the store to repair it)",
                       r->path, (unsigned)r->stream_crc, (unsigned)r->want.crc32);
         } else r->verified = 1;
     }
-    return r->verified > 0 ? 0 : slex_fail(err, "%s", r->verified_why.msg);
+    return r->verified > 0 ? 0 : slex_fail_as(err, r->verified_why.kind, "%s", r->verified_why.msg);
 }
 
 slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_error *err) {
-    if (shard < 0 || shard >= s->nshard) return slex_fail(err, "%s: no shard %d", s->dir, shard), NULL;
+    if (shard < 0 || shard >= s->nshard) return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: no shard %d", s->dir, shard), NULL;
     slex_store_shard *r = calloc(1, sizeof *r);
-    if (!r) return slex_fail(err, "%s: out of memory", s->dir), NULL;
+    if (!r) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", s->dir), NULL;
     r->file = r->rows = -1;
     r->dtype = s->dtype;
     r->dim = s->dim;
@@ -1077,23 +1077,23 @@ slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_err
     if (join_path(s->dir, strcat(name, ".h5"), r->path, sizeof r->path, err)) goto fail;
     struct stat st;
     if ((r->fd = open(r->path, O_RDONLY)) < 0 || fstat(r->fd, &st)) {
-        slex_fail(err, "%s: cannot open: %s", r->path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", r->path, strerror(errno));
         goto fail;
     }
     if ((int64_t)st.st_size != r->want.bytes) {
-        slex_fail(err, "%s: %lld bytes, the index says %lld", r->path, (long long)st.st_size,
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld bytes, the index says %lld", r->path, (long long)st.st_size,
                   (long long)r->want.bytes);
         goto fail;
     }
     r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->file < 0) {
-        slex_fail(err, "%s: cannot open HDF5 file: not HDF5 or damaged", r->path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: cannot open HDF5 file: not HDF5 or damaged", r->path);
         goto fail;
     }
     if (check_identity(s, shard, r, err)) goto fail;
     r->rows = H5Dopen2(r->file, rows_dataset(s->dtype), H5P_DEFAULT);
     if (r->rows < 0) {
-        slex_fail(err, "%s: no dataset '%s'", r->path, rows_dataset(s->dtype));
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: no dataset '%s'", r->path, rows_dataset(s->dtype));
         goto fail;
     }
     hid_t space = H5Dget_space(r->rows);
@@ -1102,12 +1102,12 @@ slex_store_shard *slex_store_shard_open(const slex_store *s, int shard, slex_err
     H5Sclose(space);
     if ((s->dtype == SLEX_STORE_F32 && (rank != 2 || (int)dims[1] != s->dim)) ||
         (s->dtype == SLEX_STORE_I32 && rank != 1)) {
-        slex_fail(err, "%s: dataset '%s' does not have the index's shape", r->path, rows_dataset(s->dtype));
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: dataset '%s' does not have the index's shape", r->path, rows_dataset(s->dtype));
         goto fail;
     }
     r->n_frames = (int64_t)dims[0];
     if (r->n_frames != r->want.frames) {
-        slex_fail(err, "%s: %lld frames, the index says %lld", r->path, (long long)r->n_frames,
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld frames, the index says %lld", r->path, (long long)r->n_frames,
                   (long long)r->want.frames);
         goto fail;
     }
@@ -1143,7 +1143,7 @@ const char *slex_store_shard_utt_id(const slex_store_shard *r, int64_t i) { retu
 
 int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count, void *buf, slex_error *err) {
     if (start < 0 || count < 0 || start + count > r->n_frames)
-        return slex_fail(err, "%s: rows %lld..%lld are outside 0..%lld", r->path, (long long)start,
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: rows %lld..%lld are outside 0..%lld", r->path, (long long)start,
                          (long long)(start + count), (long long)r->n_frames);
     int64_t row_bytes = (int64_t)r->dim * (int64_t)dtype_size(r->dtype);
     unsigned char *out = buf;
@@ -1167,7 +1167,7 @@ int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n,
     for (int64_t i = 0; i < n; i++) {
         int64_t row = rows[i];
         if (row < 0 || row >= r->n_frames)
-            return slex_fail(err, "%s: row %lld is outside 0..%lld", r->path, (long long)row, (long long)r->n_frames);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: row %lld is outside 0..%lld", r->path, (long long)row, (long long)r->n_frames);
         haddr_t chunk = 0;
         if (chunk_address(r, row / r->chunk_rows, &chunk, err) ||
             read_fully(r, out + i * row_bytes, row_bytes, (int64_t)chunk + (row % r->chunk_rows) * row_bytes, err))
