@@ -62,9 +62,12 @@ static const slex_option_table demo_table = SLEX_OPTION_TABLE_CHECKED(demo_rows,
 
 typedef struct extra_options {
     int depth;
+    float weight;
 } extra_options;
 static const slex_option extra_rows[] = {
     {SLEX_OPT_INT_FIELD(extra_options, depth), .name = "depth", .def = 2, .min = 1, .max = 9, .help = "depth"},
+    {SLEX_OPT_FLOAT_FIELD(extra_options, weight), .name = "weight", .def = 0.25, .min = 0, .max = 2, .param = "weight",
+     .help = "a float"},
 };
 static const slex_option_table extra_table = SLEX_OPTION_TABLE(extra_rows);
 
@@ -292,6 +295,22 @@ static void test_tables(void) {
     slex_cli_free(&c);
 }
 
+/* FLOAT: parsed as a double, stored rounded to float; its JSON is the float's exact value. */
+static void test_floats(void) {
+    CHECK(parse("--out", "o", NULL) == SLEX_PARSE_OK && x.weight == 0.25f, "float default %g", (double)x.weight);
+    CHECK(parse("--out", "o", "--weight", "0.1", NULL) == SLEX_PARSE_OK && x.weight == 0.1f, "0.1 -> %.9g",
+          (double)x.weight);
+    cJSON *p = cJSON_CreateObject();
+    CHECK(slex_options_write_json(&extra_table, &x, p) == 0, "json");
+    char *text = cJSON_PrintUnformatted(p);
+    /* 0.1f = 13421773 / 2^27 = 0.100000001490116119384765625 */
+    CHECK(text && !strcmp(text, "{\"weight\":0.10000000149011612}"), "float json: %s", text);
+    free(text);
+    cJSON_Delete(p);
+    CHECK_REFUSED(parse("--out", "o", "--weight", "2.5", NULL), "--weight 2.5", "between 0 and 2");
+    CHECK_REFUSED(parse("--out", "o", "--weight", "nan", NULL), "--weight nan", "finite");
+}
+
 static void test_json_and_help(void) {
     CHECK(parse("--out", "o", "--store", "a", "--store", "b\"q", "--mode", "lazy", "--rate", "0.25", NULL) ==
               SLEX_PARSE_OK,
@@ -340,6 +359,7 @@ int main(int argc, char **argv) {
     test_paths_and_values();
     test_config();
     test_tables();
+    test_floats();
     test_json_and_help();
     slex_cli_free(&cli);
     return check_finish("test_options");

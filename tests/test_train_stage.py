@@ -5,7 +5,7 @@ redone, bad input is refused with its exit code and leaves the run directory alo
 diverges stops and resumes from its last good checkpoint, and the loss goes down.
 
 usage: test_train_stage.py CASE BIN_DIR SOURCE_DIR "MPIEXEC ..." WORK_DIR
-CASE: ranks | resume | bad | diverge | outputs | arch"""
+CASE: ranks | resume | bad | diverge | outputs | arch | params"""
 import json
 import os
 import shutil
@@ -465,5 +465,56 @@ def case_arch():
           f"loss {first:.3f} -> {last:.3f} bits over 40 updates; lora mode and --init with --arch refused")
 
 
+# One changed value per option of slex-train --help: every option that changes the training must
+# make a run of other parameters (run.json), refused on the finished run directory.  An option
+# missing from both dicts fails the test: a new option must be placed in one of them.
+CHANGED = {
+    "data": None, "adam-betas": "0.9,0.99", "init": None, "mode": "full", "lora-rank": "8", "lora-alpha": "16",
+    "lora-targets": "q,v", "lora-layers": "1", "rslora": "", "merge": "", "steps": "3", "update-freq": "2",
+    "clip-norm": "5", "feature-grad-mult": "0.2", "layerdrop": "0.1", "dropout": "0.2", "attention-dropout": "0.2",
+    "activation-dropout": "0.1", "final-dim": "128", "label-emb-init": "normal", "seed": "4", "num-classes": "13",
+    "label-rate": "100", "max-tokens": "50000", "micro-batch": "1", "max-sample-size": "20000",
+    "min-sample-size": "3000", "mask-prob": "0.4", "mask-length": "4", "lr": "1e-3", "warmup-steps": "1",
+    "lr-schedule": "cosine", "power": "2", "end-learning-rate": "1e-5", "weight-decay": "0.02", "adam-eps": "1e-7",
+    "pred-masked-weight": "0.5", "pred-nomask-weight": "0.5", "feature-pen": "5",
+}
+# Options that do not change the training (checkpoint-every: the finished run has nothing to do),
+# or are not a value of a run (arch excludes init: case_arch covers it).
+SAME_RUN = {"checkpoint-every": "1", "out": None, "force": None, "config": None, "help": None, "arch": None}
+
+
+def case_params():
+    out = os.path.join(WORK, "run")
+    train(out, 1, steps=2)
+    other_model = os.path.join(WORK, "model_copy")
+    shutil.copytree(MODEL, other_model)
+    CHANGED["init"] = other_model  # the same weights under another name: another run
+    CHANGED["data"] = f"{MANIFEST}:{shutil.copy(LABELS, os.path.join(WORK, 'more.km'))}"  # a second source
+    helptext = subprocess.run([TRAIN, "--help"], capture_output=True, text=True).stdout
+    names = [line.split()[0][2:] for line in helptext.splitlines() if line.startswith("  --")]
+    unknown = [n for n in names if n not in CHANGED and n not in SAME_RUN]
+    if unknown:
+        sys.exit(f"FAIL: options neither in CHANGED nor in SAME_RUN: {unknown}")
+    refused = 0
+    for name in names:
+        if name not in CHANGED:
+            continue
+        value = CHANGED[name]
+        extra = [f"--{name}"] + ([value] if value else [])
+        p = subprocess.run([TRAIN, "--data", f"{MANIFEST}:{LABELS}", "--init", MODEL, "--mode", "lora", "--out", out,
+                            "--num-classes", str(K), "--label-rate", "50", "--steps", "2", "--max-tokens", "60000",
+                            "--micro-batch", "2", "--min-sample-size", "4000", "--checkpoint-every", "2",
+                            "--lora-rank", "4", "--lora-alpha", "8", "--lr", "2e-3", "--mask-prob", "0.5",
+                            "--mask-length", "3", "--seed", "3"] + extra, capture_output=True, text=True)
+        if p.returncode in (0, 2) or "other parameters" not in p.stderr:
+            sys.exit(f"FAIL: --{name} {value or ''} on a finished run was not refused as another run "
+                     f"(exit {p.returncode}):\n{p.stderr[-600:]}")
+        refused += 1
+    p = train(out, 1, steps=2, extra=["--checkpoint-every", SAME_RUN["checkpoint-every"]])
+    if "nothing to do" not in p.stderr:
+        sys.exit("FAIL: --checkpoint-every made another run:\n" + p.stderr)
+    print(f"params: each of {refused} options changed alone is another run (refused); --checkpoint-every is not")
+
+
 {"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "diverge": case_diverge, "outputs": case_outputs,
- "arch": case_arch}[CASE]()
+ "arch": case_arch, "params": case_params}[CASE]()

@@ -21,18 +21,20 @@ static void type_range(slex_option_type type, double *lo, double *hi) {
     switch (type) {
     case SLEX_OPT_INT: *lo = INT_MIN, *hi = INT_MAX; return;
     case SLEX_OPT_LONG: *lo = (double)INT64_MIN, *hi = (double)INT64_MAX; return;
+    case SLEX_OPT_FLOAT: *lo = -FLT_MAX, *hi = FLT_MAX; return;
     default: *lo = -DBL_MAX, *hi = DBL_MAX; return;
     }
 }
 
 static int has_range(const slex_option *o) {
-    return (o->type == SLEX_OPT_INT || o->type == SLEX_OPT_LONG || o->type == SLEX_OPT_DOUBLE) &&
+    return (o->type == SLEX_OPT_INT || o->type == SLEX_OPT_LONG || o->type == SLEX_OPT_DOUBLE ||
+            o->type == SLEX_OPT_FLOAT) &&
            (o->min != 0 || o->max != 0);
 }
 
 /* A bound as the user writes it: integers without exponent. */
 static void format_bound(const slex_option *o, double v, char *buf, size_t size) {
-    if (o->type == SLEX_OPT_DOUBLE) snprintf(buf, size, "%g", v);
+    if (o->type == SLEX_OPT_DOUBLE || o->type == SLEX_OPT_FLOAT) snprintf(buf, size, "%g", v);
     else snprintf(buf, size, "%.0f", v);
 }
 
@@ -159,12 +161,15 @@ static int set_option(slex_cli *cli, const slex_option *o, void *opts, const cha
         *(uint64_t *)dest = (uint64_t)v;
         return 0;
     }
-    case SLEX_OPT_DOUBLE: {
+    case SLEX_OPT_DOUBLE:
+    case SLEX_OPT_FLOAT: {
         double v = strtod(value, &end);
         if (errno || end == value || *end) return BAD_VALUE("%s", "expects a number");
-        if (!isfinite(v)) return BAD_VALUE("%s", "must be a finite number");
+        if (!isfinite(v) || (o->type == SLEX_OPT_FLOAT && !isfinite((float)v)))
+            return BAD_VALUE("%s", "must be a finite number");
         if (!in_range(o, v)) return describe_range(o, range, sizeof range), BAD_VALUE("must be %s", range);
-        *(double *)dest = v;
+        if (o->type == SLEX_OPT_FLOAT) *(float *)dest = (float)v;
+        else *(double *)dest = v;
         return 0;
     }
     case SLEX_OPT_FLAG:
@@ -196,6 +201,7 @@ void slex_options_defaults(const slex_option_table *table, void *opts) {
         case SLEX_OPT_LONG: memcpy(dest, &(int64_t){(int64_t)o->def}, sizeof(int64_t)); break;
         case SLEX_OPT_U64: *(uint64_t *)dest = (uint64_t)o->def; break;
         case SLEX_OPT_DOUBLE: *(double *)dest = o->def; break;
+        case SLEX_OPT_FLOAT: *(float *)dest = (float)o->def; break;
         case SLEX_OPT_STRING_LIST: *(slex_string_list *)dest = (slex_string_list){0, NULL}; break;
         }
     }
@@ -233,6 +239,7 @@ int slex_option_table_check(const slex_option_table *table, slex_error *err) {
                           (!(o->flags & SLEX_OPTF_REQUIRED) && !in_range(o, o->def));
             break;
         case SLEX_OPT_DOUBLE:
+        case SLEX_OPT_FLOAT:
             bad_default = !isfinite(o->def) || (!(o->flags & SLEX_OPTF_REQUIRED) && !in_range(o, o->def));
             break;
         case SLEX_OPT_U64: bad_default = o->def != floor(o->def) || o->def < 0; break;
@@ -270,6 +277,7 @@ int slex_options_write_json(const slex_option_table *table, const void *opts, st
         }
         case SLEX_OPT_U64: item = cJSON_CreateNumber((double)*(const uint64_t *)v); break;
         case SLEX_OPT_DOUBLE: item = cJSON_CreateNumber(*(const double *)v); break;
+        case SLEX_OPT_FLOAT: item = cJSON_CreateNumber(*(const float *)v); break;
         case SLEX_OPT_CHOICE: {
             const char *s = choice_name(o->choices, *(const int *)v, name, sizeof name);
             item = s ? cJSON_CreateString(s) : cJSON_CreateNull();
@@ -502,7 +510,8 @@ static void describe_default(const slex_option *o, char *buf, size_t size) {
     case SLEX_OPT_INT:
     case SLEX_OPT_LONG:
     case SLEX_OPT_U64: snprintf(buf, size, "default: %.0f", o->def); break;
-    case SLEX_OPT_DOUBLE: snprintf(buf, size, "default: %g", o->def); break;
+    case SLEX_OPT_DOUBLE:
+    case SLEX_OPT_FLOAT: snprintf(buf, size, "default: %g", o->def); break;
     case SLEX_OPT_CHOICE:
         if (choice_name(o->choices, (int)o->def, name, sizeof name)) snprintf(buf, size, "default: %s", name);
         break;
@@ -522,7 +531,7 @@ void slex_cli_help(const slex_cli *cli, void *file) {
             const slex_option *o = &t->rows[i];
             if (o->flags & SLEX_OPTF_INTERNAL) continue;
             const char *arg = o->type == SLEX_OPT_FLAG                                            ? ""
-                              : o->type == SLEX_OPT_DOUBLE                                        ? " X"
+                              : o->type == SLEX_OPT_DOUBLE || o->type == SLEX_OPT_FLOAT          ? " X"
                               : o->type == SLEX_OPT_STRING || o->type == SLEX_OPT_STRING_LIST     ? " VALUE"
                               : o->type == SLEX_OPT_CHOICE                                        ? " NAME"
                                                                                                   : " N";

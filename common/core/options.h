@@ -20,7 +20,7 @@
  *
  * Validation at parse time (errors name the option and where its value came from: the command
  * line, or FILE:LINE of the config; programs exit 2 on them):
- *   - numbers must parse completely; INT/LONG/DOUBLE lie in [min, max] (both 0: any value of
+ *   - numbers must parse completely; INT/LONG/DOUBLE/FLOAT lie in [min, max] (both 0: any value of
  *     the type; SLEX_OPTF_ABOVE_MIN makes min exclusive); every DOUBLE must be finite;
  *   - CHOICE values are one of `choices`; FLAG values in a config are true/false/yes/no/1/0;
  *   - SLEX_OPTF_PATH strings are not empty and do not start with '-' (they would look like an
@@ -42,6 +42,7 @@ typedef enum {
     SLEX_OPT_LONG,        /* int64_t (long or long long: 64 bits) */
     SLEX_OPT_U64,         /* uint64_t (decimal, no sign; min/max unused) */
     SLEX_OPT_DOUBLE,      /* double, always finite */
+    SLEX_OPT_FLOAT,       /* float (parsed as a double, then rounded), always finite */
     SLEX_OPT_FLAG,        /* int set to 1 when present (config: true/false/yes/no/1/0) */
     SLEX_OPT_CHOICE,      /* int: the index of the value in `choices` */
     SLEX_OPT_STRING_LIST, /* slex_string_list; the option may repeat */
@@ -69,7 +70,7 @@ typedef struct slex_option {
     unsigned flags;        /* SLEX_OPTF_* */
     double def;            /* default of numbers, flags and choices (the index) */
     const char *def_text;  /* default of STRING (NULL: none) */
-    double min, max;       /* INT, LONG, DOUBLE: valid range, inclusive; both 0: the type's range */
+    double min, max;       /* INT, LONG, DOUBLE, FLOAT: valid range, inclusive; both 0: the type's range */
     const char *choices;   /* CHOICE: the values separated by '|' */
     const char *param;     /* key in the parameter JSON (slex_options_write_json); NULL: not written */
 } slex_option;
@@ -84,6 +85,7 @@ typedef struct slex_option {
     .type = SLEX_OPT_LONG, .offset = offsetof(T, f) + 0 * _Generic(((T *)0)->f, long: 1, long long: 1)
 #define SLEX_OPT_U64_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_U64, uint64_t)
 #define SLEX_OPT_DOUBLE_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_DOUBLE, double)
+#define SLEX_OPT_FLOAT_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_FLOAT, float)
 #define SLEX_OPT_FLAG_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_FLAG, int)
 #define SLEX_OPT_CHOICE_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_CHOICE, int)
 #define SLEX_OPT_LIST_FIELD(T, f) SLEX_OPT_FIELD_(T, f, SLEX_OPT_STRING_LIST, slex_string_list)

@@ -13,13 +13,26 @@
 #include "corpus/manifest.h"
 #include "store/store.h"
 
+#define T slex_batch_options
+static const slex_option batch_rows[] = {
+    {SLEX_OPT_INT_FIELD(T, num_classes), .name = "num-classes", .flags = SLEX_OPTF_REQUIRED, .min = 1, .max = 1 << 24,
+     .param = "num_classes", .help = "K: units of the labels (the codebook size)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, label_rate), .name = "label-rate", .def = -1, .min = -1, .max = 16000, .param = "label_rate",
+     .help = "labels per second of .km sources (100 MFCC, 50 HuBERT); stores carry their own"},
+    {SLEX_OPT_LONG_FIELD(T, max_tokens), .name = "max-tokens", .def = 1400000, .min = 1, .max = 1e15,
+     .param = "max_tokens", .help = "audio samples per global batch"},
+    {SLEX_OPT_INT_FIELD(T, micro_batch), .name = "micro-batch", .def = 8, .min = 1, .max = 1 << 20,
+     .param = "micro_batch", .help = "utterances per micro-batch (one rank computes one whole)"},
+    {SLEX_OPT_LONG_FIELD(T, max_sample_size), .name = "max-sample-size", .def = 250000, .min = 400, .max = 1e12,
+     .param = "max_sample_size", .help = "longer utterances are cropped to this many samples"},
+    {SLEX_OPT_LONG_FIELD(T, min_sample_size), .name = "min-sample-size", .def = 32000, .min = 0, .max = 1e12,
+     .param = "min_sample_size", .help = "shorter utterances are skipped"},
+};
+#undef T
+const slex_option_table slex_batch_option_table = SLEX_OPTION_TABLE(batch_rows);
+
 void slex_batch_options_default(slex_batch_options *o) {
-    o->max_tokens = 1400000;
-    o->micro_batch = 8;
-    o->max_sample_size = 250000;
-    o->min_sample_size = 32000;
-    o->label_rate = -1.0;
-    o->num_classes = 0;
+    slex_options_defaults(&slex_batch_option_table, o);
     o->tolerance_s = 0.1;
     o->normalize = 0;
     o->seed = 1;

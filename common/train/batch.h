@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "model/hf_config.h"
 
 #define SLEX_BATCH_SAMPLE_RATE 16000
@@ -62,6 +63,9 @@ typedef struct slex_batch_options {
 } slex_batch_options;
 
 void slex_batch_options_default(slex_batch_options *o);
+/* The options registered once (--num-classes, --label-rate, --max-tokens, --micro-batch,
+ * --max-sample-size, --min-sample-size); tolerance_s, normalize and seed are set by the trainer. */
+extern const slex_option_table slex_batch_option_table;
 int slex_batch_options_validate(const slex_batch_options *o, slex_error *err);
 
 typedef struct slex_data_spec {

@@ -6,11 +6,19 @@
 
 #define COS_EPS 1e-8
 
-void slex_criterion_default(slex_criterion *crit) {
-    crit->pred_masked_weight = 1.0f;
-    crit->pred_nomask_weight = 0.0f;
-    crit->feature_pen_weight = 10.0f;
-}
+#define T slex_criterion
+static const slex_option criterion_rows[] = {
+    {SLEX_OPT_FLOAT_FIELD(T, pred_masked_weight), .name = "pred-masked-weight", .def = 1, .min = 0, .max = 1e6,
+     .param = "pred_masked_weight", .help = "weight of the loss on masked frames"},
+    {SLEX_OPT_FLOAT_FIELD(T, pred_nomask_weight), .name = "pred-nomask-weight", .def = 0, .min = 0, .max = 1e6,
+     .param = "pred_nomask_weight", .help = "weight of the loss on unmasked frames"},
+    {SLEX_OPT_FLOAT_FIELD(T, feature_pen_weight), .name = "feature-pen", .def = 10, .min = 0, .max = 1e6,
+     .param = "feature_pen", .help = "weight of the feature penalty mean(features^2) (fairseq's loss_weights)"},
+};
+#undef T
+const slex_option_table slex_criterion_option_table = SLEX_OPTION_TABLE(criterion_rows);
+
+void slex_criterion_default(slex_criterion *crit) { slex_options_defaults(&slex_criterion_option_table, crit); }
 
 int slex_criterion_validate(const slex_criterion *crit, slex_error *err) {
     const float w[3] = {crit->pred_masked_weight, crit->pred_nomask_weight, crit->feature_pen_weight};

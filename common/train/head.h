@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "model/checkpoint.h"
 
 /* The criterion's weights (fairseq HubertCriterionConfig). */
@@ -39,6 +40,8 @@ typedef struct slex_criterion {
 } slex_criterion;
 
 void slex_criterion_default(slex_criterion *crit);
+/* The options registered once (--pred-masked-weight, --pred-nomask-weight, --feature-pen). */
+extern const slex_option_table slex_criterion_option_table;
 /* Weights >= 0 and finite, not both prediction weights 0. */
 int slex_criterion_validate(const slex_criterion *crit, slex_error *err);
 

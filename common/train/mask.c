@@ -3,9 +3,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define T slex_mask_options
+static const slex_option mask_rows[] = {
+    {SLEX_OPT_DOUBLE_FIELD(T, mask_prob), .name = "mask-prob", .def = 0.8, .min = 0, .max = 1, .param = "mask_prob",
+     .help = "share of frames that start a masked span"},
+    {SLEX_OPT_INT_FIELD(T, mask_length), .name = "mask-length", .def = 10, .min = 1, .max = 100000,
+     .param = "mask_length", .help = "frames per masked span"},
+};
+#undef T
+const slex_option_table slex_mask_option_table = SLEX_OPTION_TABLE(mask_rows);
+
 void slex_mask_options_default(slex_mask_options *opts) {
-    opts->mask_prob = 0.8;
-    opts->mask_length = 10;
+    slex_options_defaults(&slex_mask_option_table, opts);
     opts->min_masks = 2;
 }
 

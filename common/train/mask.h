@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "core/rng.h"
 
 typedef struct slex_mask_options {
@@ -33,6 +34,8 @@ typedef struct slex_mask_options {
 } slex_mask_options;
 
 void slex_mask_options_default(slex_mask_options *opts);
+/* The options registered once (--mask-prob, --mask-length); min_masks is not an option. */
+extern const slex_option_table slex_mask_option_table;
 
 /* Checks the values (mask_prob in [0, 1], mask_length >= 1, min_masks >= 0). */
 int slex_mask_options_validate(const slex_mask_options *opts, slex_error *err);

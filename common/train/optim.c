@@ -4,13 +4,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define T slex_lr_schedule
+static const slex_option lr_rows[] = {
+    {SLEX_OPT_DOUBLE_FIELD(T, lr), .name = "lr", .def = 5e-4, .min = 0, .max = 1e3, .param = "lr",
+     .help = "peak learning rate"},
+    {SLEX_OPT_LONG_FIELD(T, warmup_updates), .name = "warmup-steps", .def = 0, .min = 0, .max = 1e15,
+     .param = "warmup_steps", .help = "linear warm-up updates"},
+    {SLEX_OPT_CHOICE_FIELD(T, kind), .name = "lr-schedule", .choices = "linear|polynomial|cosine", .def = SLEX_LR_LINEAR,
+     .param = "lr_schedule", .help = "decay after the warm-up (fairseq's polynomial_decay with power 1, with --power, cosine)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, power), .name = "power", .def = 1, .min = 0, .max = 100, .param = "power",
+     .help = "exponent of the polynomial decay"},
+    {SLEX_OPT_DOUBLE_FIELD(T, end_lr), .name = "end-learning-rate", .def = 0, .min = 0, .max = 1e3, .param = "end_lr",
+     .help = "learning rate at the end of the polynomial decay"},
+};
+#undef T
+const slex_option_table slex_lr_option_table = SLEX_OPTION_TABLE(lr_rows);
+
 void slex_lr_schedule_default(slex_lr_schedule *s) {
-    s->kind = SLEX_LR_LINEAR;
-    s->lr = 5e-4;
-    s->warmup_updates = 0;
+    slex_options_defaults(&slex_lr_option_table, s);
     s->total_updates = 0;
-    s->end_lr = 0.0;
-    s->power = 1.0;
     s->warmup_init_lr = -1.0;
     s->min_lr = 0.0;
     s->lr_shrink = 0.1;
@@ -59,12 +71,19 @@ double slex_lr_at(const slex_lr_schedule *s, int64_t n) {
     return (s->lr - s->end_lr) * pow(remaining, power) + s->end_lr;
 }
 
-void slex_adam_options_default(slex_adam_options *o) {
-    o->beta1 = 0.9;
-    o->beta2 = 0.98;
-    o->eps = 1e-6;
-    o->weight_decay = 0.01;
-}
+#define T slex_adam_options
+static const slex_option adam_rows[] = {
+    {SLEX_OPT_DOUBLE_FIELD(T, weight_decay), .name = "weight-decay", .def = 0.01, .min = 0, .max = 10,
+     .param = "weight_decay", .help = "Adam's decoupled weight decay"},
+    {SLEX_OPT_DOUBLE_FIELD(T, eps), .name = "adam-eps", .def = 1e-6, .min = 0, .max = 1, .flags = SLEX_OPTF_ABOVE_MIN,
+     .param = "adam_eps", .help = "Adam's epsilon"},
+    {SLEX_OPT_DOUBLE_FIELD(T, beta1), .name = "adam-beta1", .flags = SLEX_OPTF_INTERNAL, .def = 0.9, .param = "adam_beta1"},
+    {SLEX_OPT_DOUBLE_FIELD(T, beta2), .name = "adam-beta2", .flags = SLEX_OPTF_INTERNAL, .def = 0.98, .param = "adam_beta2"},
+};
+#undef T
+const slex_option_table slex_adam_option_table = SLEX_OPTION_TABLE(adam_rows);
+
+void slex_adam_options_default(slex_adam_options *o) { slex_options_defaults(&slex_adam_option_table, o); }
 
 int slex_adam_options_validate(const slex_adam_options *o, slex_error *err) {
     if (!(o->beta1 >= 0.0 && o->beta1 < 1.0) || !(o->beta2 >= 0.0 && o->beta2 < 1.0))

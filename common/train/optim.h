@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 
 typedef enum {
     SLEX_LR_LINEAR = 0,     /* polynomial_decay with power 1 (the HuBERT recipe) */
@@ -31,7 +32,7 @@ typedef enum {
 } slex_lr_kind;
 
 typedef struct slex_lr_schedule {
-    slex_lr_kind kind;       /* default linear */
+    int kind;                /* slex_lr_kind; default linear */
     double lr;               /* peak learning rate; default 5e-4 */
     int64_t warmup_updates;  /* linear warm-up; default 0 */
     int64_t total_updates;   /* max_update: the decay ends here; required (> 0) */
@@ -43,6 +44,10 @@ typedef struct slex_lr_schedule {
 } slex_lr_schedule;
 
 void slex_lr_schedule_default(slex_lr_schedule *s);
+/* The options registered once (--lr, --warmup-steps, --lr-schedule, --power, --end-learning-rate:
+ * defaults, ranges, --help and the run parameters); total_updates and the cosine's settings are
+ * not options. */
+extern const slex_option_table slex_lr_option_table;
 int slex_lr_schedule_validate(const slex_lr_schedule *s, slex_error *err);
 /* "linear", "polynomial", "cosine" -> kind; -1 for another name. */
 int slex_lr_kind_parse(const char *name);
@@ -63,6 +68,9 @@ typedef struct slex_adam_options {
 } slex_adam_options;
 
 void slex_adam_options_default(slex_adam_options *o);
+/* --weight-decay and --adam-eps; the betas are parameters only (a program reads them as one
+ * option, e.g. slex-train's --adam-betas). */
+extern const slex_option_table slex_adam_option_table;
 int slex_adam_options_validate(const slex_adam_options *o, slex_error *err);
 
 typedef struct slex_optim slex_optim;

@@ -26,26 +26,72 @@
 #define PATH_CAP 4200
 #define FILE_CAP (PATH_CAP + 64) /* a file inside a PATH_CAP directory */
 
+#define T slex_train_options
+static const slex_option train_rows[] = {
+    {SLEX_OPT_STRING_FIELD(T, init), .name = "init", .flags = SLEX_OPTF_PATH, .param = "init",
+     .help = "Hugging Face HubertModel directory or slex checkpoint to start from"},
+    {SLEX_OPT_STRING_FIELD(T, arch), .name = "arch", .flags = SLEX_OPTF_PATH, .param = "arch",
+     .help = "instead of --init: a HF config.json to train from random weights (fairseq's init, --mode full)"},
+    {SLEX_OPT_CHOICE_FIELD(T, full), .name = "mode", .choices = "lora|full", .def = 0, .param = "mode",
+     .help = "lora (adapters, base frozen) or full (every parameter)"},
+    {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
+     .help = "run directory (checkpoints, train_log.jsonl, adapter/ or model/)"},
+    {SLEX_OPT_INT_FIELD(T, lora_rank), .name = "lora-rank", .def = 24, .min = 1, .max = 65536, .param = "lora_rank",
+     .help = "LoRA rank r"},
+    {SLEX_OPT_DOUBLE_FIELD(T, lora_alpha), .name = "lora-alpha", .def = 48, .min = 0, .flags = SLEX_OPTF_ABOVE_MIN,
+     .max = 1e9, .param = "lora_alpha", .help = "LoRA alpha (scaling alpha / r)"},
+    {SLEX_OPT_STRING_FIELD(T, lora_targets), .name = "lora-targets", .def_text = "q,k,v,out", .param = "lora_targets",
+     .help = "linears to adapt: any of q,k,v,out,fc1,fc2"},
+    {SLEX_OPT_STRING_FIELD(T, lora_layers), .name = "lora-layers", .param = "lora_layers",
+     .help = "1-based layers to adapt, e.g. 1-6,9 (default: all)"},
+    {SLEX_OPT_FLAG_FIELD(T, rslora), .name = "rslora", .param = "rslora", .help = "rank-stabilised scaling alpha / sqrt(r)"},
+    {SLEX_OPT_FLAG_FIELD(T, merge), .name = "merge", .param = "merge",
+     .help = "also write merged/: a HF model with the adapter merged"},
+    {SLEX_OPT_LONG_FIELD(T, steps), .name = "steps", .flags = SLEX_OPTF_REQUIRED, .min = 1, .max = 1e15, .param = "steps",
+     .help = "updates to train (fairseq's max_update)"},
+    {SLEX_OPT_INT_FIELD(T, update_freq), .name = "update-freq", .def = 1, .min = 1, .max = 64, .param = "update_freq",
+     .help = "global batches per update (gradient accumulation)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, clip_norm), .name = "clip-norm", .def = 10, .min = 0, .max = 1e12, .param = "clip_norm",
+     .help = "clip the gradient's global norm (0 = off)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, feature_grad_mult), .name = "feature-grad-mult", .def = 0.1, .min = 0, .max = 1,
+     .param = "feature_grad_mult", .help = "scale of the gradient into the CNN (0: frozen)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, layerdrop), .name = "layerdrop", .def = 0.05, .min = 0, .max = 0.99, .param = "layerdrop",
+     .help = "probability of leaving a transformer layer out of a micro-batch"},
+    {SLEX_OPT_DOUBLE_FIELD(T, dropout), .name = "dropout", .def = 0.1, .min = 0, .max = 0.99, .param = "dropout",
+     .help = "hidden dropout in training (HF HubertModel's sites)"},
+    {SLEX_OPT_DOUBLE_FIELD(T, attention_dropout), .name = "attention-dropout", .def = 0.1, .min = 0, .max = 0.99,
+     .param = "attention_dropout", .help = "dropout on the attention probabilities"},
+    {SLEX_OPT_DOUBLE_FIELD(T, activation_dropout), .name = "activation-dropout", .def = 0, .min = 0, .max = 0.99,
+     .param = "activation_dropout", .help = "dropout after the FFN's GELU"},
+    {SLEX_OPT_INT_FIELD(T, final_dim), .name = "final-dim", .def = 256, .min = 1, .max = 65536, .param = "final_dim",
+     .help = "projection size of a new head"},
+    {SLEX_OPT_CHOICE_FIELD(T, label_emb_normal), .name = "label-emb-init", .choices = "uniform|normal", .def = 0,
+     .param = "label_emb_init", .help = "a new head's label embeddings: U[0,1) as fairseq, or N(0,1) (small models from scratch)"},
+    {SLEX_OPT_LONG_FIELD(T, checkpoint_every), .name = "checkpoint-every", .def = 1000, .min = 1, .max = 1e15,
+     .help = "updates between checkpoints (the last two are kept)"},
+    {SLEX_OPT_U64_FIELD(T, seed), .name = "seed", .def = 1, .param = "seed",
+     .help = "seed of batches, masks, layerdrop and new parameters"},
+    {SLEX_OPT_FLAG_FIELD(T, force), .name = "force", .help = "replace a run of other parameters in --out"},
+};
+#undef T
+const slex_option_table slex_train_option_table = SLEX_OPTION_TABLE(train_rows);
+
+void slex_train_option_groups(slex_train_options *o, slex_option_group groups[SLEX_TRAIN_OPTION_GROUPS]) {
+    const slex_option_group g[SLEX_TRAIN_OPTION_GROUPS] = {
+        {&slex_train_option_table, o},     {&slex_batch_option_table, &o->batch}, {&slex_mask_option_table, &o->mask},
+        {&slex_lr_option_table, &o->lr},   {&slex_adam_option_table, &o->adam},   {&slex_criterion_option_table, &o->crit},
+    };
+    memcpy(groups, g, sizeof g);
+}
+
 void slex_train_options_default(slex_train_options *o) {
     memset(o, 0, sizeof *o);
-    o->lora_rank = 24;
-    o->lora_alpha = 48;
-    o->lora_targets = "q,k,v,out";
-    o->update_freq = 1;
     slex_lr_schedule_default(&o->lr);
     slex_adam_options_default(&o->adam);
-    o->clip_norm = 10;
     slex_batch_options_default(&o->batch);
     slex_mask_options_default(&o->mask);
     slex_criterion_default(&o->crit);
-    o->feature_grad_mult = 0.1;
-    o->layerdrop = 0.05;
-    o->dropout = 0.1;
-    o->attention_dropout = 0.1;
-    o->activation_dropout = 0.0;
-    o->final_dim = 256;
-    o->checkpoint_every = 1000;
-    o->seed = 1;
+    slex_options_defaults(&slex_train_option_table, o);
 }
 
 /* The names --lora-targets takes, in slex_hubert_linear order. */
@@ -144,12 +190,21 @@ static int content_of(const char *path, char *out, size_t size, slex_error *err)
     return 0;
 }
 
+/* Every option with a parameter key (slex_train_option_groups), then what names the inputs'
+ * contents: the model started from, each --data source's manifest and labels. */
 static char *run_params(const slex_train_options *o, const slex_data_spec *specs, int n_specs, slex_error *err) {
     cJSON *p = cJSON_CreateObject();
+    slex_option_group groups[SLEX_TRAIN_OPTION_GROUPS];
+    slex_train_option_groups((slex_train_options *)o, groups); /* only read */
+    int rc = p ? 0 : -1;
+    for (int g = 0; !rc && g < SLEX_TRAIN_OPTION_GROUPS; g++) rc = slex_options_write_json(groups[g].table, groups[g].opts, p);
+    if (rc) {
+        cJSON_Delete(p);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
+    }
     char content[256];
     const char *from = o->init ? o->init : o->arch;
-    int rc = content_of(from, content, sizeof content, err);
-    cJSON_AddStringToObject(p, o->init ? "init" : "arch", from);
+    rc = content_of(from, content, sizeof content, err);
     cJSON_AddStringToObject(p, o->init ? "init_content" : "arch_content", rc ? "" : content);
     cJSON *data = cJSON_AddArrayToObject(p, "data");
     for (int i = 0; !rc && i < n_specs; i++) {
@@ -163,46 +218,6 @@ static char *run_params(const slex_train_options *o, const slex_data_spec *specs
         cJSON_AddNumberToObject(d, "weight", specs[i].weight);
         cJSON_AddItemToArray(data, d);
     }
-    cJSON_AddStringToObject(p, "mode", o->full ? "full" : "lora");
-    if (!o->full) {
-        cJSON_AddNumberToObject(p, "lora_rank", o->lora_rank);
-        cJSON_AddNumberToObject(p, "lora_alpha", o->lora_alpha);
-        cJSON_AddStringToObject(p, "lora_targets", o->lora_targets);
-        cJSON_AddStringToObject(p, "lora_layers", o->lora_layers ? o->lora_layers : "all");
-        cJSON_AddNumberToObject(p, "rslora", o->rslora);
-        cJSON_AddNumberToObject(p, "merge", o->merge);
-    }
-    cJSON_AddNumberToObject(p, "steps", (double)o->steps);
-    cJSON_AddNumberToObject(p, "update_freq", o->update_freq);
-    cJSON_AddNumberToObject(p, "lr", o->lr.lr);
-    cJSON_AddNumberToObject(p, "lr_schedule", o->lr.kind);
-    cJSON_AddNumberToObject(p, "warmup_steps", (double)o->lr.warmup_updates);
-    cJSON_AddNumberToObject(p, "end_lr", o->lr.end_lr);
-    cJSON_AddNumberToObject(p, "power", o->lr.power);
-    cJSON_AddNumberToObject(p, "adam_beta1", o->adam.beta1);
-    cJSON_AddNumberToObject(p, "adam_beta2", o->adam.beta2);
-    cJSON_AddNumberToObject(p, "adam_eps", o->adam.eps);
-    cJSON_AddNumberToObject(p, "weight_decay", o->adam.weight_decay);
-    cJSON_AddNumberToObject(p, "clip_norm", o->clip_norm);
-    cJSON_AddNumberToObject(p, "max_tokens", (double)o->batch.max_tokens);
-    cJSON_AddNumberToObject(p, "micro_batch", o->batch.micro_batch);
-    cJSON_AddNumberToObject(p, "max_sample_size", (double)o->batch.max_sample_size);
-    cJSON_AddNumberToObject(p, "min_sample_size", (double)o->batch.min_sample_size);
-    cJSON_AddNumberToObject(p, "label_rate", o->batch.label_rate);
-    cJSON_AddNumberToObject(p, "num_classes", o->batch.num_classes);
-    cJSON_AddNumberToObject(p, "mask_prob", o->mask.mask_prob);
-    cJSON_AddNumberToObject(p, "mask_length", o->mask.mask_length);
-    cJSON_AddNumberToObject(p, "pred_masked_weight", o->crit.pred_masked_weight);
-    cJSON_AddNumberToObject(p, "pred_nomask_weight", o->crit.pred_nomask_weight);
-    cJSON_AddNumberToObject(p, "feature_pen", o->crit.feature_pen_weight);
-    cJSON_AddNumberToObject(p, "feature_grad_mult", o->feature_grad_mult);
-    cJSON_AddNumberToObject(p, "layerdrop", o->layerdrop);
-    cJSON_AddNumberToObject(p, "dropout", o->dropout);
-    cJSON_AddNumberToObject(p, "attention_dropout", o->attention_dropout);
-    cJSON_AddNumberToObject(p, "activation_dropout", o->activation_dropout);
-    cJSON_AddNumberToObject(p, "final_dim", o->final_dim);
-    if (o->label_emb_normal) cJSON_AddStringToObject(p, "label_emb_init", "normal");
-    cJSON_AddNumberToObject(p, "seed", (double)o->seed);
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     if (!rc && !text) slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");

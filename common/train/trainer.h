@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/options.h"
 #include "core/exactsum.h"
 #include "train/batch.h"
 #include "train/head.h"
@@ -73,6 +74,16 @@ typedef struct slex_train_options {
 } slex_train_options;
 
 void slex_train_options_default(slex_train_options *o);
+
+/* The options registered once, by the part of slex_train_options they fill: the trainer's own
+ * (slex_train_option_table) and its components' (batch, mask, lr, adam, criterion).  Their
+ * defaults are slex_train_options_default's; every row with a parameter key is in run.json, so a
+ * run of other values of any of them is another run.  Not options: lr.total_updates (= steps),
+ * batch.seed (= seed), the Adam betas (parameters only: slex-train reads them as --adam-betas). */
+extern const slex_option_table slex_train_option_table;
+enum { SLEX_TRAIN_OPTION_GROUPS = 6 };
+/* The tables bound to the parts of o, trainer's first (for slex_cli and for run.json). */
+void slex_train_option_groups(slex_train_options *o, slex_option_group groups[SLEX_TRAIN_OPTION_GROUPS]);
 int slex_train_options_validate(const slex_train_options *o, slex_error *err);
 
 /* Result of slex_train_run. */
