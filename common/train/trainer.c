@@ -814,6 +814,16 @@ static int log_trainable(const trainer *t) {
 }
 
 /* The final result: adapter/ (+ merged/) or model/, then done.json. */
+
+/* A Hugging Face HubertModel directory of the model's weights (config.json, model.safetensors). */
+static int save_hf_dir(const slex_hubert *model, const char *dir, slex_error *err) {
+    char file[FILE_CAP];
+    if (slex_mkdirs(dir, err)) return -1;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    if (slex_checkpoint_save_weights(model, NULL, file, err)) return -1;
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    return slex_checkpoint_save_config(model, NULL, file, err);
+}
 static int write_result(trainer *t, const char *params, slex_error *err) {
     char path[PATH_CAP];
     memcpy(t->head->mask_emb, slex_hubert_get_params(t->model)->mask_emb, (size_t)t->cfg->hidden_size * sizeof(float));
@@ -823,21 +833,12 @@ static int write_result(trainer *t, const char *params, slex_error *err) {
         if (t->o->merge) {
             if (slex_lora_merge(t->lora, t->model, err)) return -1;
             snprintf(path, sizeof path, "%s/merged", t->o->out);
-            if (slex_mkdirs(path, err)) return -1;
-            char file[FILE_CAP];
-            snprintf(file, sizeof file, "%s/model.safetensors", path);
-            if (slex_checkpoint_save_weights(t->model, NULL, file, err)) return -1;
-            snprintf(file, sizeof file, "%s/config.json", path);
-            if (slex_checkpoint_save_config(t->model, NULL, file, err)) return -1;
+            if (save_hf_dir(t->model, path, err)) return -1;
         }
     } else {
         snprintf(path, sizeof path, "%s/model", t->o->out);
-        if (slex_mkdirs(path, err)) return -1;
+        if (save_hf_dir(t->model, path, err)) return -1;
         char file[FILE_CAP];
-        snprintf(file, sizeof file, "%s/model.safetensors", path);
-        if (slex_checkpoint_save_weights(t->model, NULL, file, err)) return -1;
-        snprintf(file, sizeof file, "%s/config.json", path);
-        if (slex_checkpoint_save_config(t->model, NULL, file, err)) return -1;
         snprintf(file, sizeof file, "%s/head.safetensors", path);
         if (slex_head_save(t->head, file, err)) return -1;
     }
