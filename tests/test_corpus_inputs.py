@@ -90,7 +90,7 @@ def case_files():
     nul = os.path.join(WORK, "nul.tsv")
     with open(nul, "wb") as f:
         f.write(WORK.encode() + b"\0junk\nwav/u0000.wav\t16000\n")
-    p = run([MFCC, "--manifest", nul, "--out", os.path.join(WORK, "nul_store")], env=QUIET, expect=1)
+    p = run([MFCC, "--manifest", nul, "--out", os.path.join(WORK, "nul_store")], env=QUIET, expect=4)
     check("nul.tsv:1: line contains a NUL byte (line 1 is the root directory)" in p.stderr, "NUL: " + p.stderr[-300:])
 
 

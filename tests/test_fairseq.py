@@ -146,17 +146,17 @@ def case_manifests():
     lines = open(os.path.join(wide_store, "manifest.columns")).read().split("\n")
     open(os.path.join(bad, "m.columns"), "w").write("\n".join(lines[:2] + lines[3:]))
     p = run([prog("mfcc"), "--manifest", os.path.join(bad, "m.tsv"), "--out", os.path.join(bad, "s"), "--nshard",
-             "1"], env=QUIET, expect=1)
+             "1"], env=QUIET, expect=4)
     check("m.columns" in p.stderr and "does not belong" in p.stderr, "mismatched side file: " + p.stderr[-300:])
     # Same length, two lines swapped: each line must be for its manifest line's relpath.
     open(os.path.join(bad, "m.columns"), "w").write("\n".join(lines[:1] + [lines[2], lines[1]] + lines[3:]))
     p = run([prog("mfcc"), "--manifest", os.path.join(bad, "m.tsv"), "--out", os.path.join(bad, "s"), "--nshard",
-             "1"], env=QUIET, expect=1)
+             "1"], env=QUIET, expect=4)
     check("m.columns:2: is for" in p.stderr and "does not belong" in p.stderr, "swapped side file: " + p.stderr[-300:])
     shutil.copy(wide, os.path.join(bad, "m.tsv"))
     shutil.copy(os.path.join(wide_store, "manifest.columns"), os.path.join(bad, "m.columns"))
     p = run([prog("mfcc"), "--manifest", os.path.join(bad, "m.tsv"), "--out", os.path.join(bad, "s"), "--nshard",
-             "1"], env=QUIET, expect=1)
+             "1"], env=QUIET, expect=4)
     check("keep one of them" in p.stderr, "extra columns and a side file: " + p.stderr[-300:])
 
     # A manifest without extra columns: no side file; labels written into the km directory above

@@ -42,24 +42,26 @@ static const char *label_problem(const char *label) {
 
 int slex_align_check_segments(const char *where, const slex_segment *segs, int64_t n, int64_t num_samples,
                               slex_error *err) {
-    if (n <= 0) return slex_fail(err, "%s: no phones", where);
+    if (n <= 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no phones", where);
     int64_t expect = 0;
     for (int64_t i = 0; i < n; i++) {
         const slex_segment *s = &segs[i];
         const char *bad = label_problem(s->label);
-        if (bad) return slex_fail(err, "%s: phone %lld: %s", where, (long long)i, bad);
+        if (bad) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: phone %lld: %s", where, (long long)i, bad);
         if (s->start != expect)
-            return slex_fail(err, "%s: phone %lld ('%s') starts at sample %lld, expected %lld (%s)", where,
-                             (long long)i, s->label, (long long)s->start, (long long)expect,
-                             i == 0 ? "the first phone starts at 0" : s->start > expect ? "gap" : "overlap");
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: phone %lld ('%s') starts at sample %lld, expected %lld (%s)",
+                                where, (long long)i, s->label, (long long)s->start, (long long)expect,
+                                i == 0              ? "the first phone starts at 0"
+                                : s->start > expect ? "gap"
+                                                    : "overlap");
         if (s->end <= s->start)
-            return slex_fail(err, "%s: phone %lld ('%s') is empty or reversed: [%lld, %lld)", where, (long long)i,
-                             s->label, (long long)s->start, (long long)s->end);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: phone %lld ('%s') is empty or reversed: [%lld, %lld)", where,
+                                (long long)i, s->label, (long long)s->start, (long long)s->end);
         expect = s->end;
     }
     if (num_samples >= 0 && expect != num_samples)
-        return slex_fail(err, "%s: phones end at sample %lld but the audio has %lld samples", where,
-                         (long long)expect, (long long)num_samples);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: phones end at sample %lld but the audio has %lld samples", where,
+                            (long long)expect, (long long)num_samples);
     return 0;
 }
 
@@ -71,7 +73,7 @@ int slex_align_write_utt(FILE *f, const char *utt_id, const slex_segment *segs, 
     if (slex_align_check_segments(utt_id, segs, n, -1, err)) return -1;
     for (int64_t i = 0; i < n; i++)
         fprintf(f, "%s\t%lld\t%lld\t%s\n", utt_id, (long long)segs[i].start, (long long)segs[i].end, segs[i].label);
-    if (ferror(f)) return slex_fail(err, "%s: write error", utt_id);
+    if (ferror(f)) return slex_fail_as(err, SLEX_ERR_IO, "%s: write error", utt_id);
     return 0;
 }
 
@@ -241,17 +243,19 @@ slex_label_vocab *slex_label_vocab_read(const char *path, slex_error *err) {
             errno = 0;
             count = strtoll(tab + 1, &end, 10);
             if (errno || end == tab + 1 || *end || count < 0) {
-                slex_fail(err, "%s:%lld: count is not a non-negative integer", path, (long long)lineno);
+                slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: count is not a non-negative integer", path,
+                             (long long)lineno);
                 goto fail;
             }
         }
         if (!label_len || label_len > SLEX_LABEL_MAX || memchr(line, ' ', label_len)) {
-            slex_fail(err, "%s:%lld: bad label (empty, longer than %d bytes or with spaces)", path,
-                      (long long)lineno, SLEX_LABEL_MAX);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: bad label (empty, longer than %d bytes or with spaces)", path,
+                         (long long)lineno, SLEX_LABEL_MAX);
             goto fail;
         }
         if (slex_label_vocab_find(v, line, label_len) >= 0) {
-            slex_fail(err, "%s:%lld: label '%.*s' is listed twice", path, (long long)lineno, (int)label_len, line);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: label '%.*s' is listed twice", path, (long long)lineno,
+                         (int)label_len, line);
             goto fail;
         }
         int32_t id = slex_label_vocab_add(v, line, label_len);
@@ -262,7 +266,7 @@ slex_label_vocab *slex_label_vocab_read(const char *path, slex_error *err) {
     fclose(f);
     return v;
 oom:
-    slex_fail(err, "%s: out of memory", path);
+    slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
 fail:
     free(line);
     fclose(f);
@@ -340,25 +344,29 @@ static int parse_sample(const char *s, int64_t *out) {
 static int begin_utt(slex_alignment *a, const char *id, int64_t lineno, slex_error *err) {
     int64_t prev = slex_alignment_find(a, id);
     if (prev >= 0)
-        return slex_fail(err, "%s:%lld: utterance '%s' already appeared in lines from %lld on (an utterance's "
-                         "lines must be consecutive)", a->path, (long long)lineno, id, (long long)a->utt_line[prev]);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s:%lld: utterance '%s' already appeared in lines from %lld on (an utterance's "
+                            "lines must be consecutive)",
+                            a->path, (long long)lineno, id, (long long)a->utt_line[prev]);
     if (a->n_utts + 1 >= a->utts_cap) {
         int64_t cap = a->utts_cap ? 2 * a->utts_cap : 1024;
         char **ids = realloc(a->utt_ids, (size_t)cap * sizeof *ids);
-        if (!ids) return slex_fail(err, "%s: out of memory", a->path);
+        if (!ids) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
         a->utt_ids = ids;
         int64_t *first = realloc(a->utt_first, (size_t)(cap + 1) * sizeof *first);
-        if (!first) return slex_fail(err, "%s: out of memory", a->path);
+        if (!first) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
         a->utt_first = first;
         int64_t *line = realloc(a->utt_line, (size_t)cap * sizeof *line);
-        if (!line) return slex_fail(err, "%s: out of memory", a->path);
+        if (!line) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
         a->utt_line = line;
         a->utts_cap = cap;
     }
-    if (!(a->utt_ids[a->n_utts] = strdup(id))) return slex_fail(err, "%s: out of memory", a->path);
+    if (!(a->utt_ids[a->n_utts] = strdup(id)))
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
     a->utt_first[a->n_utts] = a->n_segs;
     a->utt_line[a->n_utts] = lineno;
-    if (index_insert(&a->utt_index, a->utt_ids, a->n_utts)) return slex_fail(err, "%s: out of memory", a->path);
+    if (index_insert(&a->utt_index, a->utt_ids, a->n_utts))
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
     a->n_utts++;
     a->utt_first[a->n_utts] = a->n_segs;
     return 0;
@@ -374,14 +382,14 @@ slex_alignment *slex_alignment_read(const char *path, slex_error *err) {
     int64_t lineno = 0;
     /* Label pointers move when the vocabulary grows: store ids first, resolve at the end. */
     if (!a || !(a->path = strdup(path)) || !(a->labels = slex_label_vocab_create())) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto fail;
     }
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if ((size_t)len != strlen(line)) {
-            slex_fail(err, "%s:%lld: line contains a NUL byte", path, (long long)lineno);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: line contains a NUL byte", path, (long long)lineno);
             goto fail;
         }
         if (!len || line[0] == '#') continue;
@@ -393,7 +401,7 @@ slex_alignment *slex_alignment_read(const char *path, slex_error *err) {
         if (!bad && end <= start) bad = "end is not after start (empty or reversed phone)";
         if (!bad) bad = label_problem(fld[3]);
         if (bad) {
-            slex_fail(err, "%s:%lld: %s", path, (long long)lineno, bad);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: %s", path, (long long)lineno, bad);
             goto fail;
         }
         int same = a->n_utts && !strcmp(a->utt_ids[a->n_utts - 1], fld[0]);
@@ -401,19 +409,19 @@ slex_alignment *slex_alignment_read(const char *path, slex_error *err) {
         if (!same && begin_utt(a, fld[0], lineno, err)) goto fail;
         if (start != expect) {
             if (!same)
-                slex_fail(err, "%s:%lld: utterance '%s' starts at sample %lld, not 0", path, (long long)lineno,
-                          fld[0], (long long)start);
+                slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: utterance '%s' starts at sample %lld, not 0", path,
+                             (long long)lineno, fld[0], (long long)start);
             else
-                slex_fail(err, "%s:%lld: %s: phone starts at sample %lld but the previous one ends at %lld",
-                          path, (long long)lineno, start > expect ? "gap" : "overlap", (long long)start,
-                          (long long)expect);
+                slex_fail_as(
+                    err, SLEX_ERR_INPUT, "%s:%lld: %s: phone starts at sample %lld but the previous one ends at %lld",
+                    path, (long long)lineno, start > expect ? "gap" : "overlap", (long long)start, (long long)expect);
             goto fail;
         }
         if (a->n_segs == a->segs_cap) {
             int64_t c = a->segs_cap ? 2 * a->segs_cap : 4096;
             slex_segment *s = realloc(a->segs, (size_t)c * sizeof *s);
             if (!s) {
-                slex_fail(err, "%s: out of memory", path);
+                slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
                 goto fail;
             }
             a->segs = s;
@@ -421,14 +429,14 @@ slex_alignment *slex_alignment_read(const char *path, slex_error *err) {
         }
         int32_t id = slex_label_vocab_count(a->labels, fld[3], strlen(fld[3]));
         if (id < 0) {
-            slex_fail(err, "%s: out of memory", path);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
             goto fail;
         }
         a->segs[a->n_segs++] = (slex_segment){start, end, (const char *)(intptr_t)id};
         a->utt_first[a->n_utts] = a->n_segs;
     }
     if (ferror(f)) {
-        slex_fail(err, "%s: read error: %s", path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
     for (int64_t i = 0; i < a->n_segs; i++)
@@ -446,7 +454,7 @@ fail:
 
 slex_label_vocab *slex_alignment_vocab(const slex_alignment *a, int strip_tones, slex_error *err) {
     slex_label_vocab *v = slex_label_vocab_create();
-    if (!v) return slex_fail(err, "%s: out of memory", a->path), NULL;
+    if (!v) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path), NULL;
     for (int64_t i = 0; i < a->n_segs; i++) {
         const char *l = a->segs[i].label;
         if (slex_label_vocab_count(v, l, strip_tones ? slex_label_base_length(l) : strlen(l)) < 0) goto oom;
@@ -455,7 +463,7 @@ slex_label_vocab *slex_alignment_vocab(const slex_alignment *a, int strip_tones,
     return v;
 oom:
     slex_label_vocab_free(v);
-    return slex_fail(err, "%s: out of memory", a->path), NULL;
+    return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path), NULL;
 }
 
 int slex_alignment_check_manifest(const slex_alignment *a, const slex_manifest *m, int require_all,
@@ -463,34 +471,35 @@ int slex_alignment_check_manifest(const slex_alignment *a, const slex_manifest *
     str_index idx = {0};
     char **paths = malloc((size_t)(m->n ? m->n : 1) * sizeof *paths);
     int rc = -1;
-    if (!paths) return slex_fail(err, "%s: out of memory", a->path);
+    if (!paths) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
     for (int64_t i = 0; i < m->n; i++) paths[i] = m->entries[i].relpath;
     if (index_rebuild(&idx, paths, m->n)) {
-        slex_fail(err, "%s: out of memory", a->path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", a->path);
         goto done;
     }
     for (int64_t u = 0; u < a->n_utts; u++) {
         const char *id = a->utt_ids[u];
         int64_t e = index_find(&idx, paths, id, strlen(id));
         if (e < 0 || m->entries[e].malformed) {
-            slex_fail(err, "%s:%lld: unknown utterance '%s' (not in manifest %s)", a->path,
-                      (long long)a->utt_line[u], id, m->path);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: unknown utterance '%s' (not in manifest %s)", a->path,
+                         (long long)a->utt_line[u], id, m->path);
             goto done;
         }
         int64_t last = a->utt_first[u + 1] - 1;
         int64_t end = a->segs[last].end;
         if (end != m->entries[e].num_samples) {
-            slex_fail(err, "%s:%lld: utterance '%s' ends at sample %lld but %s:%lld gives %lld samples", a->path,
-                      (long long)(a->utt_line[u] + (last - a->utt_first[u])), id, (long long)end, m->path,
-                      (long long)m->entries[e].line, (long long)m->entries[e].num_samples);
+            slex_fail_as(err, SLEX_ERR_INPUT,
+                         "%s:%lld: utterance '%s' ends at sample %lld but %s:%lld gives %lld samples", a->path,
+                         (long long)(a->utt_line[u] + (last - a->utt_first[u])), id, (long long)end, m->path,
+                         (long long)m->entries[e].line, (long long)m->entries[e].num_samples);
             goto done;
         }
     }
     if (require_all)
         for (int64_t i = 0; i < m->n; i++) {
             if (m->entries[i].malformed || slex_alignment_find(a, m->entries[i].relpath) >= 0) continue;
-            slex_fail(err, "%s:%lld: utterance '%s' has no alignment in %s", m->path, (long long)m->entries[i].line,
-                      m->entries[i].relpath, a->path);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: utterance '%s' has no alignment in %s", m->path,
+                         (long long)m->entries[i].line, m->entries[i].relpath, a->path);
             goto done;
         }
     rc = 0;
@@ -503,7 +512,7 @@ done:
 int slex_align_frame_labels(const slex_segment *segs, int64_t n, int64_t num_samples, slex_frame_rate rate,
                             const slex_label_vocab *v, int strip_tones, int32_t *out, slex_error *err) {
     int64_t hop = frame_hop(rate);
-    if (hop < 0) return slex_fail(err, "frame rate %d Hz is not 50 or 100", (int)rate);
+    if (hop < 0) return slex_fail_as(err, SLEX_ERR_INPUT, "frame rate %d Hz is not 50 or 100", (int)rate);
     if (slex_align_check_segments("alignment", segs, n, num_samples, err)) return -1;
     int64_t frames = slex_align_num_frames(rate, num_samples);
     int64_t s = 0;
@@ -516,8 +525,8 @@ int slex_align_frame_labels(const slex_segment *segs, int64_t n, int64_t num_sam
             const char *l = segs[s].label;
             id = slex_label_vocab_find(v, l, strip_tones ? slex_label_base_length(l) : strlen(l));
             if (id < 0)
-                return slex_fail(err, "label '%.*s' is not in the vocabulary",
-                                 (int)(strip_tones ? slex_label_base_length(l) : strlen(l)), l);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "label '%.*s' is not in the vocabulary",
+                                    (int)(strip_tones ? slex_label_base_length(l) : strlen(l)), l);
             id_seg = s;
         }
         out[i] = id;

@@ -14,14 +14,14 @@ int slex_audio_resample(const float *in, int64_t n, int in_rate, int out_rate, f
                         slex_error *err) {
     size_t cap = (size_t)ceil((double)n * out_rate / in_rate) + 16;
     float *buf = malloc(cap * sizeof *buf);
-    if (!buf) return slex_fail(err, "out of memory resampling %lld samples", (long long)n);
+    if (!buf) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory resampling %lld samples", (long long)n);
     soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
     size_t done = 0;
     soxr_error_t e = soxr_oneshot(in_rate, out_rate, 1, in, (size_t)n, NULL, buf, cap, &done, &io, &q, NULL);
     if (e) {
         free(buf);
-        return slex_fail(err, "resampling %d Hz -> %d Hz failed: %s", in_rate, out_rate, e);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "resampling %d Hz -> %d Hz failed: %s", in_rate, out_rate, e);
     }
     *out = buf;
     *n_out = (int64_t)done;
@@ -56,22 +56,22 @@ static const char *file_kind(mode_t mode) {
  * swapped for a FIFO between a check and the open cannot block either. */
 static int open_regular_file(const char *path, slex_error *err) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return slex_fail(err, "%s: cannot read audio: %s", path, strerror(errno));
+    if (fd < 0) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot read audio: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st)) {
         int e = errno;
         close(fd);
-        return slex_fail(err, "%s: cannot read audio: %s", path, strerror(e));
+        return slex_fail_as(err, slex_errno_kind(e), "%s: cannot read audio: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return slex_fail(err, "%s: is %s, not an audio file", path, file_kind(st.st_mode));
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: is %s, not an audio file", path, file_kind(st.st_mode));
     }
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)) {
         int e = errno;
         close(fd);
-        return slex_fail(err, "%s: cannot read audio: %s", path, strerror(e));
+        return slex_fail_as(err, slex_errno_kind(e), "%s: cannot read audio: %s", path, strerror(e));
     }
     return fd;
 }
@@ -85,7 +85,7 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
     SF_INFO sfi;
     memset(&sfi, 0, sizeof sfi);
     SNDFILE *sf = sf_open_fd(fd, SFM_READ, &sfi, SF_TRUE); /* closes fd */
-    if (!sf) return slex_fail(err, "%s: cannot open audio: %s", path, sf_strerror(NULL));
+    if (!sf) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: cannot open audio: %s", path, sf_strerror(NULL));
     info->source_rate = sfi.samplerate;
     info->source_channels = sfi.channels;
     info->source_frames = sfi.frames;
@@ -94,28 +94,31 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
     long long declared, actual;
     if (truncated_data_chunk(sf, &declared, &actual)) {
         sf_close(sf);
-        return slex_fail(err, "%s: truncated audio: the header announces %lld bytes of data, the file holds %lld",
-                         path, declared, actual);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: truncated audio: the header announces %lld bytes of data, the file holds %lld", path,
+                            declared, actual);
     }
     if (sfi.frames <= 0) {
         sf_close(sf);
-        return slex_fail(err, "%s: audio has zero samples", path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: audio has zero samples", path);
     }
     if (sfi.channels < 1 || sfi.samplerate < 1) {
         sf_close(sf);
-        return slex_fail(err, "%s: invalid header (%d channels, %d Hz)", path, sfi.channels, sfi.samplerate);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: invalid header (%d channels, %d Hz)", path, sfi.channels,
+                            sfi.samplerate);
     }
     if (sfi.samplerate < SLEX_AUDIO_MIN_RATE || sfi.samplerate > SLEX_AUDIO_MAX_RATE) {
         sf_close(sf);
-        return slex_fail(err, "%s: sample rate %d Hz in the header is outside %d..%d Hz: a broken header, or not "
-                              "speech audio (resampled to %d Hz, %lld frames would become %.0f s)",
-                         path, sfi.samplerate, SLEX_AUDIO_MIN_RATE, SLEX_AUDIO_MAX_RATE, target_rate,
-                         (long long)sfi.frames, (double)sfi.frames / sfi.samplerate);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: sample rate %d Hz in the header is outside %d..%d Hz: a broken header, or not "
+                            "speech audio (resampled to %d Hz, %lld frames would become %.0f s)",
+                            path, sfi.samplerate, SLEX_AUDIO_MIN_RATE, SLEX_AUDIO_MAX_RATE, target_rate,
+                            (long long)sfi.frames, (double)sfi.frames / sfi.samplerate);
     }
     float *interleaved = malloc((size_t)sfi.frames * (size_t)sfi.channels * sizeof(float));
     if (!interleaved) {
         sf_close(sf);
-        return slex_fail(err, "%s: out of memory for %lld frames", path, (long long)sfi.frames);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld frames", path, (long long)sfi.frames);
     }
     sf_count_t got = sf_readf_float(sf, interleaved, sfi.frames);
     int sf_err = sf_error(sf);
@@ -124,13 +127,14 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
     sf_close(sf);
     if (sf_err != SF_ERR_NO_ERROR) {
         free(interleaved);
-        return slex_fail(err, "%s: decoding error after %lld of %lld frames: %s", path, (long long)got,
-                         (long long)sfi.frames, sf_msg);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: decoding error after %lld of %lld frames: %s", path,
+                            (long long)got, (long long)sfi.frames, sf_msg);
     }
     if (got != sfi.frames) {
         free(interleaved);
-        return slex_fail(err, "%s: truncated audio: the header announces %lld frames, the file holds %lld", path,
-                         (long long)sfi.frames, (long long)got);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: truncated audio: the header announces %lld frames, the file holds %lld", path,
+                            (long long)sfi.frames, (long long)got);
     }
     /* Average the channels in place (frame f's mean goes to index f). */
     int c = sfi.channels;
@@ -144,7 +148,7 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
         if (!isfinite(interleaved[f])) {
             const char *what = isnan(interleaved[f]) ? "NaN" : "infinite";
             free(interleaved);
-            return slex_fail(err, "%s: sample %lld is %s", path, (long long)f, what);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: sample %lld is %s", path, (long long)f, what);
         }
     if (!info->resampled) {
         if (c > 1) { /* give back the room of the other channels */
@@ -168,14 +172,16 @@ int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, in
     sfi.channels = 1;
     sfi.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
     SNDFILE *sf = sf_open(path, SFM_WRITE, &sfi);
-    if (!sf) return slex_fail(err, "%s: cannot create WAV file: %s", path, sf_strerror(NULL));
+    if (!sf)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create WAV file: %s", path, sf_strerror(NULL));
     /* Without SFC_SET_CLIPPING libsndfile wraps values past full scale around. */
     sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
     sf_count_t wrote = sf_writef_float(sf, samples, n);
     int bad = wrote != n;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sf_strerror(sf));
-    if (sf_close(sf) || bad) return slex_fail(err, "%s: write failed after %lld of %lld samples: %s", path,
-                                              (long long)wrote, (long long)n, msg);
+    if (sf_close(sf) || bad)
+        return slex_fail_as(err, SLEX_ERR_IO, "%s: write failed after %lld of %lld samples: %s", path, (long long)wrote,
+                            (long long)n, msg);
     return 0;
 }

@@ -84,14 +84,15 @@ int slex_augment_options_check(const void *opts, slex_error *err) {
                   {"gain", o->gain_min, o->gain_max}};
     for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
         if (ranges[i].lo > ranges[i].hi)
-            return slex_fail(err, "--%s-min %g is above --%s-max %g", ranges[i].name, ranges[i].lo, ranges[i].name,
-                             ranges[i].hi);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--%s-min %g is above --%s-max %g", ranges[i].name, ranges[i].lo,
+                                ranges[i].name, ranges[i].hi);
     const char *bad = NULL;
     size_t bad_len = 0;
     if (!o->noise_kinds || !parse_noise_kinds(o->noise_kinds, &bad, &bad_len))
-        return slex_fail(err, "--noise-kinds %s: %s%.*s%s", o->noise_kinds ? o->noise_kinds : "(none)",
-                         bad ? "unknown kind '" : "no kinds (expected white, pink, brown, babble)", (int)bad_len,
-                         bad ? bad : "", bad ? "' (expected white, pink, brown, babble)" : "");
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--noise-kinds %s: %s%.*s%s",
+                            o->noise_kinds ? o->noise_kinds : "(none)",
+                            bad ? "unknown kind '" : "no kinds (expected white, pink, brown, babble)", (int)bad_len,
+                            bad ? bad : "", bad ? "' (expected white, pink, brown, babble)" : "");
     return 0;
 }
 
@@ -149,7 +150,8 @@ void slex_augment_draw(const slex_augment_options *o, uint64_t key, slex_augment
 
 int slex_augment_speed(const float *in, int64_t n, int speed_permille, float **out, int64_t *n_out,
                        slex_error *err) {
-    if (speed_permille <= 0) return slex_fail(err, "speed factor %d/1000 is not positive", speed_permille);
+    if (speed_permille <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "speed factor %d/1000 is not positive", speed_permille);
     /* Read at speed x 16 kHz, written at 16 kHz: only the ratio of the two rates matters. */
     return slex_audio_resample(in, n, 16 * speed_permille, 16000, out, n_out, err);
 }
@@ -178,19 +180,23 @@ int64_t slex_augment_rescale_segments(slex_segment *segs, int64_t n_segs, int sp
 
 int slex_augment_room_response(double rt60, double drr_db, int rate, uint64_t key, float **h, int64_t *len,
                                slex_error *err) {
-    if (!(rt60 > 0) || rate <= 0) return slex_fail(err, "room response: RT60 %g s at %d Hz", rt60, rate);
+    if (!(rt60 > 0) || rate <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "room response: RT60 %g s at %d Hz", rt60, rate);
     slex_rng r;
     slex_rng_seed(&r, key);
     int64_t pre = (int64_t)floor(rate * (0.002 + 0.008 * slex_rng_uniform(&r)));
     int64_t tail = (int64_t)ceil(rt60 * rate);
     if (pre < 1) pre = 1;
     float *x = calloc((size_t)(pre + tail), sizeof *x);
-    if (!x) return slex_fail(err, "out of memory for a room response of %lld samples", (long long)(pre + tail));
+    if (!x)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for a room response of %lld samples",
+                            (long long)(pre + tail));
     double decay = 3.0 * log(10.0) / (rt60 * rate), tail_energy = 0;
     double *v = malloc((size_t)tail * sizeof *v);
     if (!v) {
         free(x);
-        return slex_fail(err, "out of memory for a room response of %lld samples", (long long)(pre + tail));
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for a room response of %lld samples",
+                            (long long)(pre + tail));
     }
     for (int64_t i = 0; i < tail; i++) {
         v[i] = slex_rng_normal(&r) * exp(-decay * (double)i);
@@ -227,11 +233,13 @@ static int fft_buf_open(fft_buf *b, int64_t n, int plans, slex_error *err) {
     b->n = n;
     b->re = fftwf_malloc((size_t)n * sizeof *b->re);
     b->spec = fftwf_malloc((size_t)(n / 2 + 1) * sizeof *b->spec);
-    if (!b->re || !b->spec) return slex_fail(err, "out of memory for an FFT of %lld points", (long long)n);
+    if (!b->re || !b->spec)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for an FFT of %lld points", (long long)n);
     if (!plans) return 0;
     b->fwd = fftwf_plan_dft_r2c_1d((int)n, b->re, b->spec, FFTW_ESTIMATE);
     b->inv = fftwf_plan_dft_c2r_1d((int)n, b->spec, b->re, FFTW_ESTIMATE);
-    if (!b->fwd || !b->inv) return slex_fail(err, "FFTW could not plan an FFT of %lld points", (long long)n);
+    if (!b->fwd || !b->inv)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "FFTW could not plan an FFT of %lld points", (long long)n);
     return 0;
 }
 
@@ -320,7 +328,7 @@ int slex_augment_noise(slex_noise_kind kind, int64_t n, uint64_t key, const floa
         if (coloured_noise(kind == SLEX_NOISE_PINK ? 1.0 : 2.0, n, &r, out, err)) return -1;
         break;
     case SLEX_NOISE_BABBLE: {
-        if (!babble || n_babble <= 0) return slex_fail(err, "babble noise without babble speech");
+        if (!babble || n_babble <= 0) return slex_fail_as(err, SLEX_ERR_INTERNAL, "babble noise without babble speech");
         int talkers = 3 + (int)slex_rng_below(&r, 5);
         memset(out, 0, (size_t)n * sizeof *out);
         for (int t = 0; t < talkers; t++) {
@@ -330,7 +338,7 @@ int slex_augment_noise(slex_noise_kind kind, int64_t n, uint64_t key, const floa
         break;
     }
     default:
-        return slex_fail(err, "unknown noise kind %d", (int)kind);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "unknown noise kind %d", (int)kind);
     }
     scale_to_unit_power(out, n);
     return 0;
@@ -372,7 +380,8 @@ int slex_augment_apply(slex_augment_params *p, uint64_t key, const float *babble
     }
     if (p->noise != SLEX_NOISE_NONE) {
         float *noise = malloc((size_t)*n * sizeof *noise);
-        if (!noise) return slex_fail(err, "out of memory for %lld samples of noise", (long long)*n);
+        if (!noise)
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld samples of noise", (long long)*n);
         if (slex_augment_noise(p->noise, *n, substream(key, SUBSTREAM_NOISE), babble, n_babble, noise, err)) {
             free(noise);
             return -1;

@@ -62,18 +62,18 @@ static int in_path(const char *name) {
  * (NUL-terminated).  *status is waitpid's status.  -1 only when it could not be run at all. */
 static int run_program(char *const argv[], text_buf *out, text_buf *errs, int *status, slex_error *err) {
     int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC)) return slex_fail(err, "pipe: %s", strerror(errno));
+    if (pipe2(po, O_CLOEXEC)) return slex_fail_as(err, slex_errno_kind(errno), "pipe: %s", strerror(errno));
     if (pipe2(pe, O_CLOEXEC)) {
         close(po[0]);
         close(po[1]);
-        return slex_fail(err, "pipe: %s", strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "pipe: %s", strerror(errno));
     }
     fflush(NULL); /* nothing buffered may be written twice */
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
-        return slex_fail(err, "fork: %s", strerror(e));
+        return slex_fail_as(err, slex_errno_kind(e), "fork: %s", strerror(e));
     }
     if (pid == 0) {
         int in = open("/dev/null", O_RDONLY);
@@ -113,7 +113,8 @@ static int run_program(char *const argv[], text_buf *out, text_buf *errs, int *s
     if (!out->p || !errs->p) bad = 1;
     if (bad) kill(pid, SIGKILL);
     while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
-    if (bad) return slex_fail(err, "%s: out of memory or poll failure reading its output", argv[0]);
+    if (bad)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory or poll failure reading its output", argv[0]);
     return 0;
 }
 
@@ -146,9 +147,9 @@ static int list_voices(slex_extsynth *x, char *voices, size_t size, slex_error *
     int status = 0, rc = -1;
     if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
         FILE *f = fopen(x->script, "w");
-        if (!f) return slex_fail(err, "%s: cannot create: %s", x->script, strerror(errno));
+        if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", x->script, strerror(errno));
         fprintf(f, "(format t \"slex-voices %%l\\n\" (voice.list))\n");
-        if (fclose(f)) return slex_fail(err, "%s: write error", x->script);
+        if (fclose(f)) return slex_fail_as(err, SLEX_ERR_IO, "%s: write error", x->script);
         char *argv[] = {"festival", "-b", x->script, NULL};
         if (run_program(argv, &out, &errs, &status, err)) goto done;
     } else {
@@ -182,12 +183,13 @@ slex_extsynth *slex_extsynth_open(slex_extsynth_program program, const char *con
                NULL;
     if (n_voices < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no voice given", name), NULL;
     slex_extsynth *x = calloc(1, sizeof *x);
-    if (!x) return slex_fail(err, "out of memory"), NULL;
+    if (!x) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     x->program = program;
     const char *tmp = getenv("TMPDIR");
     snprintf(x->dir, sizeof x->dir, "%s/slex-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
     if (!mkdtemp(x->dir)) {
-        slex_fail(err, "%s: cannot create a temporary directory: %s", x->dir, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create a temporary directory: %s", x->dir,
+                     strerror(errno));
         free(x);
         return NULL;
     }
@@ -228,13 +230,14 @@ static int push_phone(slex_extsynth_phone **ph, int64_t *n, int64_t *cap, const 
     char *stop;
     double end = strtod(end_text, &stop);
     if (stop == end_text || !(end >= 0 && end < 1e6) || (*stop && !strchr(" \t\r\n", *stop)))
-        return slex_fail(err, "segment '%.*s': bad end time '%.*s'", (int)len, name,
-                         (int)(strcspn(end_text, " \t\r\n") < 20 ? strcspn(end_text, " \t\r\n") : 20), end_text);
-    if (!len || len >= sizeof (*ph)->name) return slex_fail(err, "segment name '%.*s' is empty or too long", (int)len, name);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "segment '%.*s': bad end time '%.*s'", (int)len, name,
+                            (int)(strcspn(end_text, " \t\r\n") < 20 ? strcspn(end_text, " \t\r\n") : 20), end_text);
+    if (!len || len >= sizeof(*ph)->name)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "segment name '%.*s' is empty or too long", (int)len, name);
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         slex_extsynth_phone *g = realloc(*ph, (size_t)*cap * sizeof *g);
-        if (!g) return slex_fail(err, "out of memory");
+        if (!g) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         *ph = g;
     }
     slex_extsynth_phone *p = &(*ph)[*n];
@@ -242,8 +245,8 @@ static int push_phone(slex_extsynth_phone **ph, int64_t *n, int64_t *cap, const 
     memcpy(p->name, name, len);
     p->end_us = (int64_t)(end * 1e6 + 0.5);
     if (*n && p->end_us < (*ph)[*n - 1].end_us)
-        return slex_fail(err, "segment %lld ('%s') ends at %.6f s, before the previous one", (long long)*n, p->name,
-                         end);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "segment %lld ('%s') ends at %.6f s, before the previous one",
+                            (long long)*n, p->name, end);
     (*n)++;
     return 0;
 }
@@ -255,14 +258,15 @@ static int parse_festival(const char *out, slex_extsynth_phone **ph, int64_t *n,
         if (!strncmp(line, "slex-seg ", 9)) {
             const char *name = line + 9;
             size_t len = strcspn(name, " \n");
-            if (name[len] != ' ') return slex_fail(err, "malformed segment line '%.*s'", (int)ll, line);
+            if (name[len] != ' ')
+                return slex_fail_as(err, SLEX_ERR_INPUT, "malformed segment line '%.*s'", (int)ll, line);
             if (push_phone(ph, n, cap, name, len, name + len + 1, err)) return -1;
         } else if (!strncmp(line, "slex-done", 9) && (ll == 9 || line[9] == '\r')) {
             done = 1;
         }
         line += ll + (line[ll] == '\n');
     }
-    return done ? 0 : slex_fail(err, "the segment list is incomplete (no end marker)");
+    return done ? 0 : slex_fail_as(err, SLEX_ERR_INPUT, "the segment list is incomplete (no end marker)");
 }
 
 /* The first line made only of NAME:END tokens. */
@@ -292,7 +296,7 @@ static int parse_flite(const char *out, slex_extsynth_phone **ph, int64_t *n, in
         }
         line += ll + (line[ll] == '\n');
     }
-    return slex_fail(err, "no segment list (-psdur) in its output");
+    return slex_fail_as(err, SLEX_ERR_INPUT, "no segment list (-psdur) in its output");
 }
 
 int slex_extsynth_parse_phones(slex_extsynth_program program, const char *out, slex_extsynth_phone **phones,
@@ -301,7 +305,7 @@ int slex_extsynth_parse_phones(slex_extsynth_program program, const char *out, s
     int64_t count = 0, cap = 0;
     int rc = program == SLEX_EXTSYNTH_FESTIVAL ? parse_festival(out, &ph, &count, &cap, err)
                                                : parse_flite(out, &ph, &count, &cap, err);
-    if (!rc && !count) rc = slex_fail(err, "no segments");
+    if (!rc && !count) rc = slex_fail_as(err, SLEX_ERR_INPUT, "no segments");
     if (rc) {
         free(ph);
         return -1;
@@ -317,7 +321,7 @@ int slex_extsynth_parse_phones(slex_extsynth_program program, const char *out, s
 static int write_festival_script(const slex_extsynth *x, const char *voice, int rate_percent, const char *text,
                                  slex_error *err) {
     FILE *f = fopen(x->script, "w");
-    if (!f) return slex_fail(err, "%s: cannot create: %s", x->script, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", x->script, strerror(errno));
     fprintf(f, "(voice_%s)\n(defvar hts_engine_params nil)\n", voice);
     fprintf(f, "(Parameter.set 'Duration_Stretch (/ 100 %d))\n", rate_percent);
     fprintf(f, "(set! hts_engine_params (append hts_engine_params (list (list \"-r\" (/ %d 100)))))\n", rate_percent);
@@ -330,7 +334,7 @@ static int write_festival_script(const slex_extsynth *x, const char *voice, int 
     fputs("(mapcar (lambda (s) (format t \"slex-seg %s %f\\n\" (item.name s) (item.feat s \"end\")))"
           " (utt.relation.items utt 'Segment))\n(format t \"slex-done\\n\")\n",
           f);
-    if (ferror(f) | fclose(f)) return slex_fail(err, "%s: write error", x->script);
+    if (ferror(f) | fclose(f)) return slex_fail_as(err, SLEX_ERR_IO, "%s: write error", x->script);
     return 0;
 }
 
@@ -339,7 +343,7 @@ int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percen
     memset(out, 0, sizeof *out);
     const char *name = slex_extsynth_program_name(x->program);
     if (rate_percent < 50 || rate_percent > 200)
-        return slex_fail(err, "%s '%s': rate %d%% outside 50..200", name, voice, rate_percent);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s '%s': rate %d%% outside 50..200", name, voice, rate_percent);
     unlink(x->wav);
     text_buf so = {0}, se = {0};
     int status = 0, rc = -1;
@@ -357,13 +361,14 @@ int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percen
     char why[800];
     if (!WIFEXITED(status) || WEXITSTATUS(status)) {
         describe_exit(status, se.p, why, sizeof why);
-        slex_fail(err, "%s '%s' %s", name, voice, why);
+        slex_fail_as(err, SLEX_ERR_IO, "%s '%s' %s", name, voice, why);
         goto done;
     }
     slex_error perr = {{0}};
     if (slex_extsynth_parse_phones(x->program, so.p, &out->phones, &out->n_phones, &perr)) {
         last_line(se.p, why, sizeof why);
-        slex_fail(err, "%s '%s': %s%s%s", name, voice, perr.msg, why[0] ? "; its last message: " : "", why);
+        slex_fail_as(err, perr.kind, "%s '%s': %s%s%s", name, voice, perr.msg, why[0] ? "; its last message: " : "",
+                     why);
         goto done;
     }
     slex_audio_info info;

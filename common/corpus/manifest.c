@@ -35,7 +35,7 @@ int slex_manifest_columns_path(const char *manifest, char *buf, size_t size, sle
     size_t n = strlen(manifest);
     if (n >= 4 && !strcmp(manifest + n - 4, ".tsv")) n -= 4;
     int w = snprintf(buf, size, "%.*s.columns", (int)n, manifest);
-    if (w < 0 || (size_t)w >= size) return slex_fail(err, "%s: path too long", manifest);
+    if (w < 0 || (size_t)w >= size) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: path too long", manifest);
     return 0;
 }
 
@@ -94,13 +94,13 @@ static void parse_line(char *line, slex_manifest_entry *e) {
 static int read_line(FILE *f, const char *path, int64_t lineno, char **line, size_t *cap, slex_error *err) {
     ssize_t len = getline(line, cap, f);
     if (len < 0) {
-        if (ferror(f)) return slex_fail(err, "%s: read error: %s", path, strerror(errno));
+        if (ferror(f)) return slex_fail_as(err, slex_errno_kind(errno), "%s: read error: %s", path, strerror(errno));
         return 0;
     }
     strip_newline(*line, &len);
     if ((size_t)len != strlen(*line))
-        return slex_fail(err, "%s:%lld: line contains a NUL byte%s", path, (long long)lineno,
-                         lineno == 1 ? " (line 1 is the root directory)" : "");
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: line contains a NUL byte%s", path, (long long)lineno,
+                            lineno == 1 ? " (line 1 is the root directory)" : "");
     return 1;
 }
 
@@ -120,7 +120,7 @@ slex_manifest_reader *slex_manifest_reader_open(const char *path, slex_error *er
     slex_manifest_reader *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);
-        return slex_fail(err, "%s: out of memory", path), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path), NULL;
     }
     if (!(r->f = fopen(path, "r"))) {
         slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open manifest: %s", path, strerror(errno));
@@ -129,7 +129,7 @@ slex_manifest_reader *slex_manifest_reader_open(const char *path, slex_error *er
     int got = read_line(r->f, path, 1, &r->line, &r->cap, err);
     if (got < 0) goto fail;
     if (got == 0) {
-        slex_fail(err, "%s: empty manifest (line 1 must be the root directory)", path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: empty manifest (line 1 must be the root directory)", path);
         goto fail;
     }
     r->lineno = 1;
@@ -139,18 +139,19 @@ slex_manifest_reader *slex_manifest_reader_open(const char *path, slex_error *er
         got = read_line(r->side, r->side_path, 1, &r->side_line, &r->side_cap, err);
         if (got < 0) goto fail;
         if (got == 0 || strncmp(r->side_line, "relpath", 7) || (r->side_line[7] && r->side_line[7] != '\t')) {
-            slex_fail(err, "%s: line 1 must name the columns, starting with \"relpath\" (the side file of %s)",
-                      r->side_path, path);
+            slex_fail_as(err, SLEX_ERR_INPUT,
+                         "%s: line 1 must name the columns, starting with \"relpath\" (the side file of %s)",
+                         r->side_path, path);
             goto fail;
         }
         if (r->side_line[7] && !(r->columns = strdup(r->side_line + 8))) goto oom;
     } else if (errno != ENOENT) {
-        slex_fail(err, "%s: cannot open: %s", r->side_path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", r->side_path, strerror(errno));
         goto fail;
     }
     return r;
 oom:
-    slex_fail(err, "%s: out of memory", path);
+    slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
 fail:
     slex_manifest_reader_close(r);
     return NULL;
@@ -164,17 +165,22 @@ static int read_side_line(slex_manifest_reader *r, slex_manifest_entry *e, slex_
     int got = read_line(r->side, r->side_path, r->lineno, &r->side_line, &r->side_cap, err);
     if (got < 0) return -1;
     if (got == 0)
-        return slex_fail(err, "%s: ends at line %lld but %s goes on (line %lld): the side file does not belong "
-                              "to this manifest", r->side_path, (long long)r->lineno - 1, r->path, (long long)r->lineno);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: ends at line %lld but %s goes on (line %lld): the side file does not belong "
+                            "to this manifest",
+                            r->side_path, (long long)r->lineno - 1, r->path, (long long)r->lineno);
     if (e->extra)
-        return slex_fail(err, "%s:%lld: the line has extra columns and %s gives columns too: keep one of them",
-                         r->path, (long long)r->lineno, r->side_path);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s:%lld: the line has extra columns and %s gives columns too: keep one of them", r->path,
+                            (long long)r->lineno, r->side_path);
     char *tab = strchr(r->side_line, '\t');
     if (tab) *tab = '\0';
     if (!e->malformed && strcmp(r->side_line, e->relpath))
-        return slex_fail(err, "%s:%lld: is for '%s' but line %lld of %s is '%s': the side file does not belong to "
-                              "this manifest", r->side_path, (long long)r->lineno, r->side_line, (long long)r->lineno,
-                         r->path, e->relpath);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s:%lld: is for '%s' but line %lld of %s is '%s': the side file does not belong to "
+                            "this manifest",
+                            r->side_path, (long long)r->lineno, r->side_line, (long long)r->lineno, r->path,
+                            e->relpath);
     e->extra = tab ? tab + 1 : NULL;
     return 0;
 }
@@ -185,8 +191,10 @@ int slex_manifest_reader_next(slex_manifest_reader *r, slex_manifest_entry *e, s
     if (got == 0) {
         if (r->side && read_line(r->side, r->side_path, r->lineno + 1, &r->side_line, &r->side_cap, err) != 0)
             return err->msg[0] ? -1
-                               : slex_fail(err, "%s: has more lines than %s (%lld): the side file does not belong to "
-                                                "this manifest", r->side_path, r->path, (long long)r->lineno);
+                               : slex_fail_as(err, SLEX_ERR_INPUT,
+                                              "%s: has more lines than %s (%lld): the side file does not belong to "
+                                              "this manifest",
+                                              r->side_path, r->path, (long long)r->lineno);
         return 0;
     }
     r->lineno++;
@@ -236,7 +244,7 @@ slex_manifest *slex_manifest_read_range(const char *path, int64_t start, int64_t
     }
     return m;
 oom:
-    slex_fail(err, "%s: out of memory while reading the manifest", path);
+    slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory while reading the manifest", path);
     slex_manifest_reader_close(r);
     slex_manifest_free(m);
     return NULL;
@@ -292,7 +300,7 @@ void slex_manifest_writer_abort(slex_manifest_writer *w) {
 slex_manifest_writer *slex_manifest_writer_open(const char *path, const char *root, const char *columns,
                                                 slex_error *err) {
     slex_manifest_writer *w = calloc(1, sizeof *w);
-    if (!w) return slex_fail(err, "%s: out of memory", path), NULL;
+    if (!w) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path), NULL;
     char body[PATH_CAP + 16];
     if (snprintf(w->path, sizeof w->path, "%s", path) >= (int)sizeof w->path ||
         slex_tmp_name(path, w->tmp, sizeof w->tmp, err) ||
@@ -300,18 +308,19 @@ slex_manifest_writer *slex_manifest_writer_open(const char *path, const char *ro
         slex_tmp_name(w->side_path, w->side_tmp, sizeof w->side_tmp, err) ||
         snprintf(body, sizeof body, "%s.body", w->side_path) >= (int)sizeof body ||
         slex_tmp_name(body, w->body_tmp, sizeof w->body_tmp, err)) {
-        if (!err->msg[0]) slex_fail(err, "%s: path too long", path);
+        if (!err->msg[0]) slex_fail_as(err, SLEX_ERR_INPUT, "%s: path too long", path);
         free(w);
         return NULL;
     }
     if (strpbrk(root, "\r\n")) {
-        slex_fail(err, "%s: the root directory '%s' holds a line break", path, root);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: the root directory '%s' holds a line break", path, root);
         free(w);
         return NULL;
     }
     if ((columns && !(w->columns = strdup(columns))) || !(w->f = fopen(w->tmp, "w")) ||
         !(w->body = fopen(w->body_tmp, "w+"))) {
-        slex_fail(err, "%s: cannot create: %s", w->f ? w->body_tmp : w->tmp, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", w->f ? w->body_tmp : w->tmp,
+                     strerror(errno));
         slex_manifest_writer_abort(w);
         return NULL;
     }
@@ -322,10 +331,11 @@ slex_manifest_writer *slex_manifest_writer_open(const char *path, const char *ro
 int slex_manifest_writer_add(slex_manifest_writer *w, const char *relpath, int64_t num_samples, const char *extra,
                              slex_error *err) {
     if (!*relpath || strpbrk(relpath, "\t\r\n"))
-        return slex_fail(err, "%s: path '%s' is empty or holds a tab or line break: fairseq could not read it",
-                         w->path, relpath);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: path '%s' is empty or holds a tab or line break: fairseq could not read it", w->path,
+                            relpath);
     if (extra && strpbrk(extra, "\r\n"))
-        return slex_fail(err, "%s: the columns of '%s' hold a line break", w->path, relpath);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: the columns of '%s' hold a line break", w->path, relpath);
     fprintf(w->f, "%s\t%lld\n", relpath, (long long)num_samples);
     if (extra) {
         int n = 1;
@@ -335,14 +345,15 @@ int slex_manifest_writer_add(slex_manifest_writer *w, const char *relpath, int64
     } else {
         fprintf(w->body, "%s\n", relpath);
     }
-    if (ferror(w->f) || ferror(w->body)) return slex_fail(err, "%s: write error: %s", w->path, strerror(errno));
+    if (ferror(w->f) || ferror(w->body))
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: write error: %s", w->path, strerror(errno));
     return 0;
 }
 
 /* The side file: the column names, then the body. */
 static int write_side_file(slex_manifest_writer *w, slex_error *err) {
     FILE *side = fopen(w->side_tmp, "w");
-    if (!side) return slex_fail(err, "%s: cannot create: %s", w->side_tmp, strerror(errno));
+    if (!side) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", w->side_tmp, strerror(errno));
     fputs("relpath", side);
     if (w->columns) fprintf(side, "\t%s", w->columns);
     else
@@ -355,19 +366,20 @@ static int write_side_file(slex_manifest_writer *w, slex_error *err) {
     int bad = ferror(w->body);
     bad |= close_synced(side);
     if (bad || rename(w->side_tmp, w->side_path))
-        return slex_fail(err, "%s: cannot write: %s", w->side_path, strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot write: %s", w->side_path, strerror(errno));
     return 0;
 }
 
 int slex_manifest_writer_commit(slex_manifest_writer *w, slex_error *err) {
     int bad = close_synced(w->f);
     w->f = NULL;
-    int rc = bad ? slex_fail(err, "%s: cannot write: %s", w->tmp, strerror(errno)) : 0;
+    int rc = bad ? slex_fail_as(err, slex_errno_kind(errno), "%s: cannot write: %s", w->tmp, strerror(errno)) : 0;
     if (!rc && w->max_extra) rc = write_side_file(w, err);
     if (!rc && !w->max_extra && unlink(w->side_path) && errno != ENOENT)
-        rc = slex_fail(err, "%s: cannot remove the side file of an earlier manifest: %s", w->side_path,
-                       strerror(errno));
-    if (!rc && rename(w->tmp, w->path)) rc = slex_fail(err, "%s: cannot write: %s", w->path, strerror(errno));
+        rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove the side file of an earlier manifest: %s",
+                          w->side_path, strerror(errno));
+    if (!rc && rename(w->tmp, w->path))
+        rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot write: %s", w->path, strerror(errno));
     /* The renames (side file and manifest) are durable once their directory is (core/fileio.h). */
     if (!rc) rc = slex_fsync_parent(w->path, err);
     slex_manifest_writer_abort(w); /* closes and removes what is left */
@@ -381,7 +393,8 @@ int slex_manifest_copy(const char *src, const char *dst, slex_error *err) {
     slex_manifest_entry e;
     int got = w ? 1 : -1;
     while (got > 0 && (got = slex_manifest_reader_next(r, &e, err)) > 0) {
-        if (e.malformed) got = slex_fail(err, "%s:%lld: malformed line: %s", src, (long long)e.line, e.malformed);
+        if (e.malformed)
+            got = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: malformed line: %s", src, (long long)e.line, e.malformed);
         else if (slex_manifest_writer_add(w, e.relpath, e.num_samples, e.extra, err)) got = -1;
     }
     slex_manifest_reader_close(r);
@@ -415,7 +428,7 @@ static int repeated_hashes(const char *path, uint64_t **out, int64_t *n_out, sle
             cap = cap ? 2 * cap : 4096;
             uint64_t *grown = realloc(all, (size_t)cap * sizeof *grown);
             if (!grown) {
-                got = slex_fail(err, "%s: out of memory for %lld paths", path, (long long)n);
+                got = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld paths", path, (long long)n);
                 break;
             }
             all = grown;
@@ -478,7 +491,7 @@ static int read_candidates(const char *path, const uint64_t *hashes, int64_t n_h
     slex_manifest_reader_close(r);
     *out = c;
     *n_out = n;
-    if (got < 0 && !err->msg[0]) slex_fail(err, "%s: out of memory", path);
+    if (got < 0 && !err->msg[0]) slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     return got < 0 ? -1 : 0;
 }
 

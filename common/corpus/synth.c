@@ -227,7 +227,7 @@ int slex_synth_extract_sentences(slex_lang lang, const char *text, size_t len, s
         if (pos >= len) break;
     }
     free(joined.p);
-    if (rc) return slex_fail(err, "out of memory while extracting sentences");
+    if (rc) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory while extracting sentences");
     return 0;
 }
 
@@ -247,7 +247,7 @@ int slex_synth_sentence_is_test(const slex_synth_options *opts, const char *sent
 
 static int read_whole_file(const char *path, char **data, size_t *len, slex_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return slex_fail(err, "%s: cannot open fortune file: %s", path, strerror(errno));
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open fortune file: %s", path, strerror(errno));
     buf_t b = {0};
     char chunk[65536];
     size_t got;
@@ -257,7 +257,8 @@ static int read_whole_file(const char *path, char **data, size_t *len, slex_erro
     fclose(f);
     if (rc || bad) {
         free(b.p);
-        return slex_fail(err, "%s: %s", path, rc ? "out of memory" : "read error");
+        return slex_fail_as(err, rc ? SLEX_ERR_RESOURCE : SLEX_ERR_IO, "%s: %s", path,
+                            rc ? "out of memory" : "read error");
     }
     *data = b.p;
     *len = b.n;
@@ -292,7 +293,7 @@ int slex_synth_load_sentences(const slex_synth_options *opts, slex_sentences *ou
     if (!idx || !keep) {
         free(idx);
         free(keep);
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto fail;
     }
     for (int64_t i = 0; i < all.n; i++) idx[i] = i;
@@ -308,14 +309,15 @@ int slex_synth_load_sentences(const slex_synth_options *opts, slex_sentences *ou
         if (sentences_push(out, all.text[i], strlen(all.text[i]))) {
             free(keep);
             slex_sentences_free(out);
-            slex_fail(err, "out of memory");
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             goto fail;
         }
     }
     free(keep);
     slex_sentences_free(&all);
-    if (!out->n) return slex_fail(err, "%s: no %s sentences for the %s split", opts->fortune_dir,
-                                  slex_lang_name(opts->lang), slex_split_name(opts->split));
+    if (!out->n)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no %s sentences for the %s split", opts->fortune_dir,
+                            slex_lang_name(opts->lang), slex_split_name(opts->split));
     return 0;
 fail:
     slex_sentences_free(&all);
@@ -413,7 +415,7 @@ int slex_synth_speaker_is_test(const slex_synth_options *opts, int index) {
 
 int64_t *slex_synth_sentence_order(const slex_synth_options *opts, int64_t n, slex_error *err) {
     int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    if (!order) return slex_fail(err, "out of memory for %lld sentences", (long long)n), NULL;
+    if (!order) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld sentences", (long long)n), NULL;
     for (int64_t i = 0; i < n; i++) order[i] = i;
     uint64_t key = stream_key(STREAM_ORDER, opts->seed, (uint64_t)opts->lang * 2 + (uint64_t)opts->split);
     for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
@@ -527,7 +529,8 @@ static int syllabify(trace_phone *ph, int64_t n, slex_error *err) {
         int64_t first = start + (end - start > 1 && is_mandarin_initial(ph[start].name));
         for (int64_t i = start; i < end; i++) {
             if (i != nucleus && ph[i].nucleus_tone)
-                return slex_fail(err, "phoneme trace: two tones in one syllable at '%s'", ph[i].name);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "phoneme trace: two tones in one syllable at '%s'",
+                                    ph[i].name);
             ph[i].tone = i >= first ? tone : 0;
         }
         start = end;
@@ -561,7 +564,7 @@ static int parse_trace(const char *trace, trace_phone **out, int64_t *n_out, sle
         while (len && strchr("',%=", *tok)) tok++, len--; /* stress marks */
         if (len >= sizeof ph->name) {
             free(ph);
-            return slex_fail(err, "phoneme trace: token '%.*s' is too long", (int)len, tok);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "phoneme trace: token '%.*s' is too long", (int)len, tok);
         }
         size_t base = len; /* no Mandarin phoneme name ends in a digit: trailing digits are the tone */
         while (base && tok[base - 1] >= '0' && tok[base - 1] <= '9') base--;
@@ -570,8 +573,8 @@ static int parse_trace(const char *trace, trace_phone **out, int64_t *n_out, sle
         int tone = base < len ? tone_number(digits) : 0;
         if (base < len && (!tone || !base)) {
             free(ph);
-            return slex_fail(err, "phoneme trace: %s '%.*s'", tone ? "tone without a phoneme" : "unknown tone", (int)len,
-                             tok);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "phoneme trace: %s '%.*s'",
+                                tone ? "tone without a phoneme" : "unknown tone", (int)len, tok);
         }
         if (!base) continue;
         if (tok[0] == '_' || (base == 2 && !strncmp(tok, "||", 2))) { /* a pause */
@@ -583,7 +586,7 @@ static int parse_trace(const char *trace, trace_phone **out, int64_t *n_out, sle
             trace_phone *g = realloc(ph, (size_t)cap * sizeof *g);
             if (!g) {
                 free(ph);
-                return slex_fail(err, "out of memory");
+                return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
             }
             ph = g;
         }
@@ -606,11 +609,11 @@ static int parse_trace(const char *trace, trace_phone **out, int64_t *n_out, sle
 int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *ev, int64_t n_ev, int64_t n_in,
                                   int rate_in, int64_t n_out, int rate_out, const char *trace, slex_utterance *u,
                                   slex_error *err) {
-    if (n_ev <= 0) return slex_fail(err, "no phoneme events");
+    if (n_ev <= 0) return slex_fail_as(err, SLEX_ERR_INPUT, "no phoneme events");
     trace_phone *tp = NULL;
     int64_t n_tp = 0;
     if (lang == SLEX_LANG_ZH) {
-        if (!trace) return slex_fail(err, "Mandarin needs the phoneme trace for tones");
+        if (!trace) return slex_fail_as(err, SLEX_ERR_INTERNAL, "Mandarin needs the phoneme trace for tones");
         if (parse_trace(trace, &tp, &n_tp, err)) return -1;
     }
     /* Labels: at most n_ev + 1 of at most 8 + 2 bytes each. */
@@ -620,7 +623,7 @@ int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *ev, 
     int64_t n = 0, used = 0, t = 0;
     int rc = -1;
     if (!segs || !labels || !label_off) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto done;
     }
     for (int64_t i = 0; i <= n_ev; i++) {
@@ -634,8 +637,9 @@ int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *ev, 
         } else {
             const slex_phoneme_event *e = &ev[i - 1];
             if (e->sample < 0 || e->sample > n_in || (i < n_ev && ev[i].sample < e->sample)) {
-                slex_fail(err, "phoneme event %lld ('%s') at sample %lld is out of order or outside [0, %lld]",
-                          (long long)(i - 1), e->name, (long long)e->sample, (long long)n_in);
+                slex_fail_as(err, SLEX_ERR_INPUT,
+                             "phoneme event %lld ('%s') at sample %lld is out of order or outside [0, %lld]",
+                             (long long)(i - 1), e->name, (long long)e->sample, (long long)n_in);
                 goto done;
             }
             start = (e->sample * rate_out * 2 + rate_in) / (2 * (int64_t)rate_in);
@@ -648,8 +652,9 @@ int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *ev, 
             snprintf(label, sizeof label, "%s", SLEX_SILENCE_LABEL);
         } else if (lang == SLEX_LANG_ZH) {
             if (t >= n_tp || strcmp(tp[t].name, name)) {
-                slex_fail(err, "phoneme event %lld ('%s') does not match the phoneme trace (%s '%s')",
-                          (long long)(i - 1), name, t < n_tp ? "expected" : "which ended;", t < n_tp ? tp[t].name : "");
+                slex_fail_as(err, SLEX_ERR_INPUT,
+                             "phoneme event %lld ('%s') does not match the phoneme trace (%s '%s')", (long long)(i - 1),
+                             name, t < n_tp ? "expected" : "which ended;", t < n_tp ? tp[t].name : "");
                 goto done;
             }
             if (tp[t].tone) snprintf(label, sizeof label, "%s%c%d", name, SLEX_TONE_SEPARATOR, tp[t].tone);
@@ -670,11 +675,12 @@ int slex_synth_events_to_segments(slex_lang lang, const slex_phoneme_event *ev, 
         segs[n++] = (slex_segment){start, end, NULL};
     }
     if (lang == SLEX_LANG_ZH && t != n_tp) {
-        slex_fail(err, "the phoneme trace lists %lld phonemes, the events %lld", (long long)n_tp, (long long)t);
+        slex_fail_as(err, SLEX_ERR_INPUT, "the phoneme trace lists %lld phonemes, the events %lld", (long long)n_tp,
+                     (long long)t);
         goto done;
     }
     if (!n || segs[n - 1].end != n_out) {
-        slex_fail(err, "phones do not reach the end of the audio");
+        slex_fail_as(err, SLEX_ERR_INPUT, "phones do not reach the end of the audio");
         goto done;
     }
     for (int64_t i = 0; i < n; i++) segs[i].label = labels + label_off[i];
@@ -710,7 +716,7 @@ slex_synth_engine *slex_synth_engine_create(const slex_synth_options *opts, slex
             return slex_fail_as(err, SLEX_ERR_INPUT, "%s makes English only", slex_synth_engine_name(opts->engine)),
                    NULL;
         slex_synth_engine *e = calloc(1, sizeof *e);
-        if (!e) return slex_fail(err, "out of memory"), NULL;
+        if (!e) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
         e->kind = opts->engine;
         e->ext = slex_extsynth_open(opts->engine == SLEX_ENGINE_FESTIVAL ? SLEX_EXTSYNTH_FESTIVAL : SLEX_EXTSYNTH_FLITE,
                                     opts->voice_pool, opts->n_voice_pool, err);
@@ -720,13 +726,14 @@ slex_synth_engine *slex_synth_engine_create(const slex_synth_options *opts, slex
         }
         return e;
     }
-    if (engine_exists) return slex_fail(err, "espeak-ng is already initialised in this process"), NULL;
+    if (engine_exists)
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "espeak-ng is already initialised in this process"), NULL;
     slex_synth_engine *e = calloc(1, sizeof *e);
-    if (!e) return slex_fail(err, "out of memory"), NULL;
+    if (!e) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     e->rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, NULL, espeakINITIALIZE_PHONEME_EVENTS);
     if (e->rate <= 0) {
         free(e);
-        return slex_fail(err, "espeak_Initialize failed (is espeak-ng-data installed?)"), NULL;
+        return slex_fail_as(err, SLEX_ERR_INPUT, "espeak_Initialize failed (is espeak-ng-data installed?)"), NULL;
     }
     engine_exists = 1;
     if (opts->n_voice_pool && espeak_check_voices(opts, err)) {
@@ -792,7 +799,7 @@ static void child_run(int fd, slex_lang lang, const slex_synth_plan *plan, const
     char *trace = NULL;
     size_t trace_len = 0;
     FILE *trace_f = NULL;
-    int status = -1;
+    int status = SLEX_ERR_INPUT; /* 0 done, else the slex_error_kind of the failure */
     espeak_SetSynthCallback(capture_callback);
     if (espeak_SetVoiceByName(plan->speaker.voice) != EE_OK) {
         snprintf(msg, sizeof msg, "espeak-ng has no voice '%s'", plan->speaker.voice);
@@ -804,14 +811,19 @@ static void child_run(int fd, slex_lang lang, const slex_synth_plan *plan, const
     if (lang == SLEX_LANG_ZH) {
         if (!(trace_f = open_memstream(&trace, &trace_len))) {
             snprintf(msg, sizeof msg, "open_memstream failed");
+            status = SLEX_ERR_RESOURCE;
             goto send;
         }
         espeak_SetPhonemeTrace(espeakPHONEMES_SHOW | (0x2016 << 8), trace_f);
     }
     espeak_ERROR rc = espeak_Synth(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, NULL);
     if (trace_f) fclose(trace_f);
-    if (rc != EE_OK) snprintf(msg, sizeof msg, "espeak_Synth failed (%d)", (int)rc);
-    else status = 0;
+    if (rc != EE_OK) {
+        snprintf(msg, sizeof msg, "espeak_Synth failed (%d)", (int)rc);
+        status = SLEX_ERR_IO;
+    } else {
+        status = 0;
+    }
 send:;
     child_header h = {.magic = CHILD_MAGIC,
                       .status = status,
@@ -832,7 +844,7 @@ static int espeak_check_voices(const slex_synth_options *opts, slex_error *err) 
     for (int i = 0; i < opts->n_voice_pool; i++) {
         fflush(NULL);
         pid_t pid = fork();
-        if (pid < 0) return slex_fail(err, "fork: %s", strerror(errno));
+        if (pid < 0) return slex_fail_as(err, slex_errno_kind(errno), "fork: %s", strerror(errno));
         if (pid == 0) _exit(espeak_SetVoiceByName(opts->voice_pool[i]) == EE_OK ? 0 : 1);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
@@ -861,14 +873,14 @@ static int ext_utterance(slex_synth_engine *e, const slex_synth_plan *plan, cons
     int64_t n = 0;
     int rc = -1;
     if (!ev) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto done;
     }
     for (int64_t i = 0; i < r.n_phones; i++, n++) {
         const char *name = is_ext_pause(r.phones[i].name) ? "_" : r.phones[i].name;
         if (strlen(name) >= sizeof ev->name) {
-            slex_fail(err, "%s '%s': phone name '%s' is longer than %d bytes", slex_synth_engine_name(e->kind),
-                      plan->speaker.voice, name, (int)sizeof ev->name - 1);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s '%s': phone name '%s' is longer than %d bytes",
+                         slex_synth_engine_name(e->kind), plan->speaker.voice, name, (int)sizeof ev->name - 1);
             goto done;
         }
         memset(&ev[n], 0, sizeof ev[n]);
@@ -900,13 +912,13 @@ int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_
     memset(u, 0, sizeof *u);
     if (e->kind != SLEX_ENGINE_ESPEAK) return ext_utterance(e, plan, text, u, err);
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC)) return slex_fail(err, "pipe: %s", strerror(errno));
+    if (pipe2(fds, O_CLOEXEC)) return slex_fail_as(err, slex_errno_kind(errno), "pipe: %s", strerror(errno));
     fflush(NULL); /* nothing buffered may be written twice */
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
-        return slex_fail(err, "fork: %s", strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "fork: %s", strerror(errno));
     }
     if (pid == 0) {
         close(fds[0]);
@@ -932,8 +944,8 @@ int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {}
     child_header h;
     if (read_failed || msg.n < sizeof h) {
-        slex_fail(err, "espeak-ng child for '%s' %s", plan->speaker.voice,
-                  WIFSIGNALED(wstatus) ? strsignal(WTERMSIG(wstatus)) : "sent no result");
+        slex_fail_as(err, SLEX_ERR_IO, "espeak-ng child for '%s' %s", plan->speaker.voice,
+                     WIFSIGNALED(wstatus) ? strsignal(WTERMSIG(wstatus)) : "sent no result");
         goto done;
     }
     memcpy(&h, msg.p, sizeof h);
@@ -941,8 +953,8 @@ int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_
                   (size_t)h.trace_len + (size_t)h.msg_len;
     if (h.magic != CHILD_MAGIC || h.n_samples < 0 || h.n_events < 0 || h.trace_len < 0 || h.msg_len < 0 ||
         need != msg.n || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus)) {
-        slex_fail(err, "espeak-ng child for '%s' failed (exit status %d, %zu bytes)", plan->speaker.voice,
-                  WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, msg.n);
+        slex_fail_as(err, SLEX_ERR_IO, "espeak-ng child for '%s' failed (exit status %d, %zu bytes)",
+                     plan->speaker.voice, WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, msg.n);
         goto done;
     }
     const char *p = msg.p + sizeof h;
@@ -950,7 +962,7 @@ int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_
     p += h.n_samples * (int64_t)sizeof(short);
     slex_phoneme_event *events = malloc((size_t)(h.n_events ? h.n_events : 1) * sizeof *events);
     if (!events) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto done;
     }
     memcpy(events, p, (size_t)h.n_events * sizeof *events);
@@ -959,17 +971,19 @@ int slex_synth_utterance(slex_synth_engine *e, slex_lang lang, const slex_synth_
     p += h.trace_len;
     if (!trace) {
         free(events);
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto done;
     }
     if (h.status) {
-        slex_fail(err, "%.*s", (int)h.msg_len, p);
+        slex_error_kind kind =
+            h.status >= SLEX_ERR_IO && h.status <= SLEX_ERR_INTERNAL ? (slex_error_kind)h.status : SLEX_ERR_IO;
+        slex_fail_as(err, kind, "%.*s", (int)h.msg_len, p);
     } else if (!h.n_samples) {
-        slex_fail(err, "espeak-ng produced no audio");
+        slex_fail_as(err, SLEX_ERR_INPUT, "espeak-ng produced no audio");
     } else {
         float *in = malloc((size_t)h.n_samples * sizeof *in);
         if (!in) {
-            slex_fail(err, "out of memory");
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         } else {
             for (int64_t i = 0; i < h.n_samples; i++) in[i] = (float)pcm[i] / 32768.0f;
             if (!slex_audio_resample(in, h.n_samples, e->rate, SLEX_ALIGN_SAMPLE_RATE, &u->samples, &u->n, err) &&
@@ -1012,11 +1026,11 @@ int slex_synth_babble_bank(slex_synth_engine *e, const slex_synth_options *opts,
     free(order);
     if (rc) {
         free(bank.p);
-        return slex_fail(err, "out of memory for the babble speech");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for the babble speech");
     }
     if (!bank.n) {
         free(bank.p);
-        return slex_fail(err, "espeak-ng made none of the %d babble utterances", n_utts);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "espeak-ng made none of the %d babble utterances", n_utts);
     }
     *samples = (float *)bank.p;
     *n = (int64_t)(bank.n / sizeof(float));

@@ -45,13 +45,13 @@ static int lex_next(lexer *lx, slex_error *err) {
             lx->tok_line = lx->line;
             size_t cap = 64, n = 0;
             char *s = malloc(cap);
-            if (!s) return slex_fail(err, "%s: out of memory", lx->name);
+            if (!s) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", lx->name);
             lx->p++;
             for (;;) {
                 if (lx->p >= lx->end) {
                     free(s);
-                    return slex_fail(err, "%s:%lld: string not closed before the end of the file", lx->name,
-                                     (long long)lx->tok_line);
+                    return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: string not closed before the end of the file",
+                                        lx->name, (long long)lx->tok_line);
                 }
                 char d = *lx->p++;
                 if (d == '"') {
@@ -63,7 +63,7 @@ static int lex_next(lexer *lx, slex_error *err) {
                     char *g = realloc(s, cap *= 2);
                     if (!g) {
                         free(s);
-                        return slex_fail(err, "%s: out of memory", lx->name);
+                        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", lx->name);
                     }
                     s = g;
                 }
@@ -78,9 +78,10 @@ static int lex_next(lexer *lx, slex_error *err) {
             const char *q = lx->p + 1;
             while (q < lx->end && *q != '>' && *q != '\n') q++;
             if (q >= lx->end || *q != '>')
-                return slex_fail(err, "%s:%lld: flag '<' not closed by '>'", lx->name, (long long)lx->line);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: flag '<' not closed by '>'", lx->name,
+                                    (long long)lx->line);
             if (!(lx->text = strndup(lx->p + 1, (size_t)(q - lx->p - 1))))
-                return slex_fail(err, "%s: out of memory", lx->name);
+                return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", lx->name);
             lx->p = q + 1;
             lx->kind = TOK_FLAG;
             return 0;
@@ -95,7 +96,8 @@ static int lex_next(lexer *lx, slex_error *err) {
             errno = 0;
             double v = strtod(buf, &e);
             if (e != buf + n || errno || !isfinite(v))
-                return slex_fail(err, "%s:%lld: '%s' is not a number", lx->name, (long long)lx->line, buf);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: '%s' is not a number", lx->name, (long long)lx->line,
+                                    buf);
             lx->p += n;
             lx->number = v;
             lx->kind = TOK_NUMBER;
@@ -117,16 +119,16 @@ static const char *kind_name(tok_kind k) {
 static int expect(lexer *lx, tok_kind kind, const char *what, slex_error *err) {
     if (lex_next(lx, err)) return -1;
     if (lx->kind != kind)
-        return slex_fail(err, "%s:%lld: expected %s (%s), found %s", lx->name, (long long)lx->tok_line,
-                         kind_name(kind), what, kind_name(lx->kind));
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: expected %s (%s), found %s", lx->name,
+                            (long long)lx->tok_line, kind_name(kind), what, kind_name(lx->kind));
     return 0;
 }
 
 static int expect_count(lexer *lx, const char *what, int64_t *out, slex_error *err) {
     if (expect(lx, TOK_NUMBER, what, err)) return -1;
     if (lx->number < 0 || lx->number != floor(lx->number) || lx->number > 1e9)
-        return slex_fail(err, "%s:%lld: %s must be a non-negative integer, found %g", lx->name,
-                         (long long)lx->tok_line, what, lx->number);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: %s must be a non-negative integer, found %g", lx->name,
+                            (long long)lx->tok_line, what, lx->number);
     *out = (int64_t)lx->number;
     return 0;
 }
@@ -184,7 +186,9 @@ static int parse_tier(lexer *lx, slex_textgrid_tier *tier, slex_error *err) {
     tier->line = lx->tok_line;
     if (!strcmp(lx->text, "IntervalTier")) tier->is_interval = 1;
     else if (!strcmp(lx->text, "TextTier")) tier->is_interval = 0;
-    else return slex_fail(err, "%s:%lld: unknown tier class '%s'", lx->name, (long long)lx->tok_line, lx->text);
+    else
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: unknown tier class '%s'", lx->name, (long long)lx->tok_line,
+                            lx->text);
     if (expect(lx, TOK_STRING, "tier name", err)) return -1;
     tier->name = lx->text;
     lx->text = NULL;
@@ -195,7 +199,7 @@ static int parse_tier(lexer *lx, slex_textgrid_tier *tier, slex_error *err) {
     int64_t n;
     if (expect_count(lx, tier->is_interval ? "number of intervals" : "number of points", &n, err)) return -1;
     if (!(tier->items = calloc((size_t)(n ? n : 1), sizeof *tier->items)))
-        return slex_fail(err, "%s: out of memory for %lld items", lx->name, (long long)n);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld items", lx->name, (long long)n);
     for (int64_t i = 0; i < n; i++) {
         slex_textgrid_item *it = &tier->items[i];
         if (expect(lx, TOK_NUMBER, tier->is_interval ? "interval xmin" : "point time", err)) return -1;
@@ -218,7 +222,7 @@ slex_textgrid *slex_textgrid_parse(const char *data, size_t len, const char *nam
     const unsigned char *u = (const unsigned char *)data;
     if (len >= 2 && ((u[0] == 0xfe && u[1] == 0xff) || (u[0] == 0xff && u[1] == 0xfe))) {
         if (!(converted = utf16_to_utf8(u, len, u[0] == 0xfe, &len)))
-            return slex_fail(err, "%s: out of memory", name), NULL;
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", name), NULL;
         data = converted;
     } else if (len >= 3 && u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf) {
         data += 3;
@@ -227,22 +231,23 @@ slex_textgrid *slex_textgrid_parse(const char *data, size_t len, const char *nam
     slex_textgrid *tg = calloc(1, sizeof *tg);
     lexer lx = {.name = name, .p = data, .end = data + len, .line = 1, .kind = TOK_END, .tok_line = 1};
     if (!tg || !(tg->path = strdup(name))) {
-        slex_fail(err, "%s: out of memory", name);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", name);
         goto fail;
     }
     if (len >= 12 && !memcmp(data, "ooBinaryFile", 12)) {
-        slex_fail(err, "%s: binary TextGrid: save it as a text file in Praat", name);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: binary TextGrid: save it as a text file in Praat", name);
         goto fail;
     }
     if (expect(&lx, TOK_STRING, "\"ooTextFile\"", err)) goto fail;
     if (strcmp(lx.text, "ooTextFile")) {
-        slex_fail(err, "%s:%lld: not a Praat text file (starts with \"%s\", not \"ooTextFile\")", name,
-                  (long long)lx.tok_line, lx.text);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: not a Praat text file (starts with \"%s\", not \"ooTextFile\")",
+                     name, (long long)lx.tok_line, lx.text);
         goto fail;
     }
     if (expect(&lx, TOK_STRING, "object class", err)) goto fail;
     if (strcmp(lx.text, "TextGrid")) {
-        slex_fail(err, "%s:%lld: a Praat \"%s\", not a \"TextGrid\"", name, (long long)lx.tok_line, lx.text);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: a Praat \"%s\", not a \"TextGrid\"", name, (long long)lx.tok_line,
+                     lx.text);
         goto fail;
     }
     if (expect(&lx, TOK_NUMBER, "xmin", err) || (tg->xmin = lx.number, expect(&lx, TOK_NUMBER, "xmax", err)))
@@ -253,11 +258,12 @@ slex_textgrid *slex_textgrid_parse(const char *data, size_t len, const char *nam
         int64_t n;
         if (expect_count(&lx, "number of tiers", &n, err)) goto fail;
         if (n > 100000) {
-            slex_fail(err, "%s:%lld: %lld tiers is implausible", name, (long long)lx.tok_line, (long long)n);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: %lld tiers is implausible", name, (long long)lx.tok_line,
+                         (long long)n);
             goto fail;
         }
         if (!(tg->tiers = calloc((size_t)(n ? n : 1), sizeof *tg->tiers))) {
-            slex_fail(err, "%s: out of memory", name);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", name);
             goto fail;
         }
         for (int64_t t = 0; t < n; t++) {
@@ -265,12 +271,14 @@ slex_textgrid *slex_textgrid_parse(const char *data, size_t len, const char *nam
             if (parse_tier(&lx, &tg->tiers[t], err)) goto fail;
         }
     } else if (strcmp(lx.text, "absent")) {
-        slex_fail(err, "%s:%lld: expected <exists> or <absent>, found <%s>", name, (long long)lx.tok_line, lx.text);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: expected <exists> or <absent>, found <%s>", name,
+                     (long long)lx.tok_line, lx.text);
         goto fail;
     }
     if (lex_next(&lx, err)) goto fail;
     if (lx.kind != TOK_END) {
-        slex_fail(err, "%s:%lld: unexpected %s after the last tier", name, (long long)lx.tok_line, kind_name(lx.kind));
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: unexpected %s after the last tier", name, (long long)lx.tok_line,
+                     kind_name(lx.kind));
         goto fail;
     }
     free(lx.text);
@@ -285,7 +293,8 @@ fail:
 
 slex_textgrid *slex_textgrid_read(const char *path, slex_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return slex_fail(err, "%s: cannot open TextGrid: %s", path, strerror(errno)), NULL;
+    if (!f)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open TextGrid: %s", path, strerror(errno)), NULL;
     size_t cap = 1 << 16, n = 0, got;
     char *data = malloc(cap);
     while (data && (got = fread(data + n, 1, cap - n, f)) > 0) {
@@ -300,7 +309,9 @@ slex_textgrid *slex_textgrid_read(const char *path, slex_error *err) {
     fclose(f);
     if (!data || bad) {
         free(data);
-        return slex_fail(err, "%s: %s", path, bad ? "read error" : "out of memory"), NULL;
+        return slex_fail_as(err, bad ? SLEX_ERR_IO : SLEX_ERR_RESOURCE, "%s: %s", path,
+                            bad ? "read error" : "out of memory"),
+               NULL;
     }
     slex_textgrid *tg = slex_textgrid_parse(data, n, path, err);
     free(data);
@@ -353,19 +364,22 @@ int slex_textgrid_to_segments(const slex_textgrid *tg, const slex_textgrid_optio
         char names[512] = "";
         for (int t = 0; t < tg->n_tiers; t++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", t ? ", " : "", tg->tiers[t].name);
-        return slex_fail(err, "%s: no tier named '%s' (tiers: %s)", name, o->tier, tg->n_tiers ? names : "none");
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no tier named '%s' (tiers: %s)", name, o->tier,
+                            tg->n_tiers ? names : "none");
     }
     if (!tier->is_interval)
-        return slex_fail(err, "%s:%lld: tier '%s' is a TextTier (points), not an IntervalTier", name,
-                         (long long)tier->line, tier->name);
-    if (!tier->n) return slex_fail(err, "%s:%lld: tier '%s' has no intervals", name, (long long)tier->line, tier->name);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: tier '%s' is a TextTier (points), not an IntervalTier", name,
+                            (long long)tier->line, tier->name);
+    if (!tier->n)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: tier '%s' has no intervals", name, (long long)tier->line,
+                            tier->name);
     double rate = o->sample_rate;
     slex_segment *segs = malloc((size_t)tier->n * sizeof *segs);
     char *labels = malloc((size_t)tier->n * (SLEX_LABEL_MAX + 1));
     int64_t *offs = malloc((size_t)tier->n * sizeof *offs);
     int64_t n = 0;
     if (!segs || !labels || !offs) {
-        slex_fail(err, "%s: out of memory", name);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", name);
         goto fail;
     }
     int64_t prev_end = 0;
@@ -375,25 +389,30 @@ int slex_textgrid_to_segments(const slex_textgrid *tg, const slex_textgrid_optio
         if (i == tier->n - 1) {
             double audio_s = (double)num_samples / rate;
             if (fabs(it->xmax - audio_s) > o->tolerance_s) {
-                slex_fail(err, "%s:%lld: the last interval ends at %.6f s but the audio lasts %.6f s (%lld samples; "
-                          "tolerance %.3f s)", name, (long long)it->line, it->xmax, audio_s, (long long)num_samples,
-                          o->tolerance_s);
+                slex_fail_as(err, SLEX_ERR_INPUT,
+                             "%s:%lld: the last interval ends at %.6f s but the audio lasts %.6f s (%lld samples; "
+                             "tolerance %.3f s)",
+                             name, (long long)it->line, it->xmax, audio_s, (long long)num_samples, o->tolerance_s);
                 goto fail;
             }
             end = num_samples; /* snap within the tolerance */
         }
         if (start != prev_end) {
             if (i == 0)
-                slex_fail(err, "%s:%lld: the first interval starts at %.6f s, not 0", name, (long long)it->line, it->xmin);
+                slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: the first interval starts at %.6f s, not 0", name,
+                             (long long)it->line, it->xmin);
             else
-                slex_fail(err, "%s:%lld: %s: interval starts at %.6f s but the previous one ends at %.6f s", name,
-                          (long long)it->line, start > prev_end ? "gap" : "overlap", it->xmin, tier->items[i - 1].xmax);
+                slex_fail_as(
+                    err, SLEX_ERR_INPUT, "%s:%lld: %s: interval starts at %.6f s but the previous one ends at %.6f s",
+                    name, (long long)it->line, start > prev_end ? "gap" : "overlap", it->xmin, tier->items[i - 1].xmax);
             goto fail;
         }
         if (end <= start) {
-            slex_fail(err, "%s:%lld: interval [%.6f, %.6f] s is %s", name, (long long)it->line, it->xmin, it->xmax,
-                      it->xmax < it->xmin ? "reversed" : end > num_samples ? "past the end of the audio"
-                                                                            : "shorter than one sample");
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: interval [%.6f, %.6f] s is %s", name, (long long)it->line,
+                         it->xmin, it->xmax,
+                         it->xmax < it->xmin ? "reversed"
+                         : end > num_samples ? "past the end of the audio"
+                                             : "shorter than one sample");
             goto fail;
         }
         prev_end = end;
@@ -405,8 +424,9 @@ int slex_textgrid_to_segments(const slex_textgrid *tg, const slex_textgrid_optio
         int sil = is_silence(o->silence, t, len);
         if (!sil) {
             if (len > SLEX_LABEL_MAX || memchr(t, ' ', len) || memchr(t, '\t', len) || memchr(t, '\n', len)) {
-                slex_fail(err, "%s:%lld: label \"%.*s\" %s", name, (long long)it->line, (int)(len > 80 ? 80 : len), t,
-                          len > SLEX_LABEL_MAX ? "is longer than 63 bytes" : "contains whitespace");
+                slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: label \"%.*s\" %s", name, (long long)it->line,
+                             (int)(len > 80 ? 80 : len), t,
+                             len > SLEX_LABEL_MAX ? "is longer than 63 bytes" : "contains whitespace");
                 goto fail;
             }
         }
