@@ -47,7 +47,9 @@ static int dump_compute(void *ctx, const float *wave, int64_t n, float *out, int
     dump_ctx *d = ctx;
     int64_t T = 0;
     if (slex_hubert_forward(d->model, wave, n, d->layer, out, &T, err)) return -1;
-    if (T != frames) return slex_fail(err, "model returned %lld frames, expected %lld", (long long)T, (long long)frames);
+    if (T != frames)
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "model returned %lld frames, expected %lld", (long long)T,
+                            (long long)frames);
     return 0;
 }
 
@@ -76,7 +78,7 @@ static int add_file_identity(cJSON *obj, const char *key, const char *dir, const
 static char *dump_params_json(const char *model_dir, const char *adapter_dir, int layer, const slex_hubert *model,
                               slex_error *err) {
     cJSON *p = cJSON_CreateObject();
-    if (!p) return slex_fail(err, "out of memory"), NULL;
+    if (!p) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     const slex_hubert_load_options *lo = slex_hubert_get_options(model);
     cJSON_AddStringToObject(p, "features", "hubert-layer");
     cJSON_AddNumberToObject(p, "layer", layer);
@@ -92,10 +94,11 @@ static char *dump_params_json(const char *model_dir, const char *adapter_dir, in
         cJSON_AddNullToObject(p, "adapter");
     }
     cJSON_AddNumberToObject(p, "normalize_waveform", slex_hubert_normalizes_waveform(model));
-    if (!rc && slex_options_write_json(&slex_hubert_load_option_table, lo, p)) rc = slex_fail(err, "out of memory");
+    if (!rc && slex_options_write_json(&slex_hubert_load_option_table, lo, p))
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
-    if (!rc && !text) slex_fail(err, "out of memory");
+    if (!rc && !text) slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     return text;
 }
 
@@ -107,9 +110,10 @@ static slex_hubert *prepare_model(const char *model_dir, const char *adapter_dir
     if (!model) return NULL;
     const slex_hubert_config *c = slex_hubert_get_config(model);
     if (layer != SLEX_HUBERT_LAST_HIDDEN_STATE && (layer < 0 || layer > c->num_hidden_layers)) {
-        slex_fail(err, "--layer %d is beyond the model: %s/config.json has %d transformer layers (use 1..%d, 0 for "
-                       "the transformer input, %d for the last hidden state)",
-                  layer, model_dir, c->num_hidden_layers, c->num_hidden_layers, SLEX_HUBERT_LAST_HIDDEN_STATE);
+        slex_fail_as(err, SLEX_ERR_INPUT,
+                     "--layer %d is beyond the model: %s/config.json has %d transformer layers (use 1..%d, 0 for "
+                     "the transformer input, %d for the last hidden state)",
+                     layer, model_dir, c->num_hidden_layers, c->num_hidden_layers, SLEX_HUBERT_LAST_HIDDEN_STATE);
         slex_hubert_free(model);
         return NULL;
     }

@@ -190,8 +190,8 @@ def case_bad():
         no_shards(out, what)
         return p
 
-    dump("layer beyond depth", ["--model", model, "--layer", "4"], 1, ["--layer 4", "post_ln_group/config.json", "3 transformer layers"])
-    dump("layer beyond depth 2 ranks", ["--model", model, "--layer", "7", "--nshard", "2"], 1, ["--layer 7"], ranks=2)
+    dump("layer beyond depth", ["--model", model, "--layer", "4"], 4, ["--layer 4", "post_ln_group/config.json", "3 transformer layers"])
+    dump("layer beyond depth 2 ranks", ["--model", model, "--layer", "7", "--nshard", "2"], 4, ["--layer 7"], ranks=2)
     dump("negative layer", ["--model", model, "--layer", "-3"], 2, ["--layer -3", "at least -1"])
     dump("missing layer", ["--model", model], 2, ["--layer"])
     dump("bad layer", ["--model", model, "--layer", "two"], 2, ["--layer two"])
@@ -201,7 +201,7 @@ def case_bad():
     shutil.copytree(model, broken)
     st = os.path.join(broken, "model.safetensors")
     open(st, "r+b").truncate(os.path.getsize(st) - 100)
-    dump("broken safetensors", ["--model", broken, "--layer", "1"], 1, [st])
+    dump("broken safetensors", ["--model", broken, "--layer", "1"], 4, [st])
     # Issue 9: one NaN in a k_proj weight gave finite, plausible features with exit 0.
     from dump_reference import read_safetensors
     from model_reference import write_safetensors
@@ -213,9 +213,9 @@ def case_bad():
         if n == "encoder.layers.1.attention.k_proj.weight":
             a[3, 5] = np.nan
     write_safetensors(st, tensors)
-    dump("NaN weight", ["--model", nan_model, "--layer", "1"], 1,
+    dump("NaN weight", ["--model", nan_model, "--layer", "1"], 4,
          [st, "encoder.layers.1.attention.k_proj.weight", "NaN"])
-    dump("prefixed without --ignore-unexpected", ["--model", os.path.join(MODELS, "prefixed"), "--layer", "1"], 1,
+    dump("prefixed without --ignore-unexpected", ["--model", os.path.join(MODELS, "prefixed"), "--layer", "1"], 4,
          ["lm_head", "ignore"])
 
     def wide(tensors):  # lora_A (r, in) with in = 48 != hidden size 32
@@ -248,13 +248,13 @@ def case_bad():
     ]
     for what, adapter, words in cases:
         file_word = [os.path.join(adapter, "adapter_model.safetensors")] if "config" not in words[0] else [adapter]
-        dump(what, ["--model", model, "--layer", "1", "--adapter", adapter], 1, words + file_word)
+        dump(what, ["--model", model, "--layer", "1", "--adapter", adapter], 4, words + file_word)
     dump("missing adapter", ["--model", model, "--layer", "1", "--adapter", os.path.join(WORK, "nope")], 4,
          [os.path.join(WORK, "nope", "adapter_config.json")])
     broken_adapter = write_bad_adapter("broken")
     st = os.path.join(broken_adapter, "adapter_model.safetensors")
     open(st, "r+b").truncate(os.path.getsize(st) - 8)
-    dump("broken adapter safetensors", ["--model", model, "--layer", "1", "--adapter", broken_adapter], 1, [st])
+    dump("broken adapter safetensors", ["--model", model, "--layer", "1", "--adapter", broken_adapter], 4, [st])
 
 
 def case_resume():

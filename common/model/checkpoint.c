@@ -24,7 +24,7 @@
 
 static int join_path(char *out, const char *dir, const char *name, slex_error *err) {
     if (snprintf(out, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP)
-        return slex_fail(err, "%s/%s: path too long", dir, name);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s/%s: path too long", dir, name);
     return 0;
 }
 
@@ -56,13 +56,16 @@ void slex_head_config_default(slex_head_config *cfg) {
 }
 
 static int head_config_validate(const slex_head_config *cfg, const char *source, slex_error *err) {
-    if (cfg->hidden_size <= 0) return slex_fail(err, "%s: hidden_size %d must be positive", source, cfg->hidden_size);
-    if (cfg->final_dim <= 0) return slex_fail(err, "%s: final_dim %d must be positive", source, cfg->final_dim);
-    if (cfg->num_classes <= 0) return slex_fail(err, "%s: num_classes %d must be positive", source, cfg->num_classes);
+    if (cfg->hidden_size <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: hidden_size %d must be positive", source, cfg->hidden_size);
+    if (cfg->final_dim <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: final_dim %d must be positive", source, cfg->final_dim);
+    if (cfg->num_classes <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: num_classes %d must be positive", source, cfg->num_classes);
     if (!(cfg->label_rate > 0.0) || !isfinite(cfg->label_rate))
-        return slex_fail(err, "%s: label_rate %g must be positive", source, cfg->label_rate);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: label_rate %g must be positive", source, cfg->label_rate);
     if (!(cfg->logit_temp > 0.0) || !isfinite(cfg->logit_temp))
-        return slex_fail(err, "%s: logit_temp %g must be positive", source, cfg->logit_temp);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: logit_temp %g must be positive", source, cfg->logit_temp);
     return 0;
 }
 
@@ -74,7 +77,9 @@ slex_head *slex_head_create(const slex_head_config *cfg, slex_error *err) {
     if (h) h->params = calloc((size_t)n, sizeof(float));
     if (!h || !h->params) {
         slex_head_free(h);
-        return slex_fail(err, "pretraining head: out of memory for %lld parameters", (long long)n), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "pretraining head: out of memory for %lld parameters",
+                            (long long)n),
+               NULL;
     }
     h->cfg = *cfg;
     h->num_params = n;
@@ -134,22 +139,28 @@ int slex_head_save(const slex_head *head, const char *path, slex_error *err) {
 
 static int meta_int(slex_safetensors *st, const char *key, int *out, slex_error *err) {
     const char *path = slex_safetensors_path(st), *v = slex_safetensors_metadata(st, key);
-    if (!v) return slex_fail(err, "%s: __metadata__ has no \"%s\" (not a slex pretraining head)", path, key);
+    if (!v)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: __metadata__ has no \"%s\" (not a slex pretraining head)", path,
+                            key);
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x <= 0 || x > 1000000000)
-        return slex_fail(err, "%s: __metadata__ \"%s\" = \"%s\" is not a positive integer", path, key, v);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: __metadata__ \"%s\" = \"%s\" is not a positive integer", path,
+                            key, v);
     *out = (int)x;
     return 0;
 }
 
 static int meta_double(slex_safetensors *st, const char *key, double *out, slex_error *err) {
     const char *path = slex_safetensors_path(st), *v = slex_safetensors_metadata(st, key);
-    if (!v) return slex_fail(err, "%s: __metadata__ has no \"%s\" (not a slex pretraining head)", path, key);
+    if (!v)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: __metadata__ has no \"%s\" (not a slex pretraining head)", path,
+                            key);
     char *end;
     *out = strtod(v, &end);
-    if (end == v || *end) return slex_fail(err, "%s: __metadata__ \"%s\" = \"%s\" is not a number", path, key, v);
+    if (end == v || *end)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: __metadata__ \"%s\" = \"%s\" is not a number", path, key, v);
     return 0;
 }
 
@@ -158,7 +169,7 @@ static int check_shape(slex_safetensors *st, const char *name, int ndim, int64_t
                        slex_error *err) {
     const char *path = slex_safetensors_path(st);
     const slex_st_tensor_info *t = slex_safetensors_find(st, name);
-    if (!t) return slex_fail(err, "%s: missing tensor '%s'", path, name);
+    if (!t) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: missing tensor '%s'", path, name);
     int64_t want[2] = {d0, d1};
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == want[i];
@@ -168,7 +179,7 @@ static int check_shape(slex_safetensors *st, const char *name, int ndim, int64_t
             size_t len = strlen(got);
             snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         }
-        return slex_fail(err, "%s: tensor '%s' has shape [%s] but %s", path, name, got, why);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has shape [%s] but %s", path, name, got, why);
     }
     return 0;
 }
@@ -193,8 +204,10 @@ slex_head *slex_head_load(const char *path, slex_error *err) {
     snprintf(why, sizeof why, "__metadata__ says num_classes %lld, final_dim %lld", (long long)K, (long long)D);
     if (check_shape(st, "label_embeddings", 2, K, D, why, err)) goto fail;
     if (slex_safetensors_count(st) != 4) {
-        slex_fail(err, "%s: %d tensors; a pretraining head has exactly masked_spec_embed, final_proj.weight, "
-                       "final_proj.bias and label_embeddings", path, slex_safetensors_count(st));
+        slex_fail_as(err, SLEX_ERR_INPUT,
+                     "%s: %d tensors; a pretraining head has exactly masked_spec_embed, final_proj.weight, "
+                     "final_proj.bias and label_embeddings",
+                     path, slex_safetensors_count(st));
         goto fail;
     }
     head = slex_head_create(&cfg, err);
@@ -281,12 +294,14 @@ int slex_checkpoint_save_config(const slex_hubert *model, const char *config_sou
         }
         if (!same_config(&source, c)) {
             free(text);
-            return slex_fail(err, "%s: describes another model than the one being saved (config_source must be the "
-                                  "config.json the model was loaded from)", config_source);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: describes another model than the one being saved (config_source must be the "
+                                "config.json the model was loaded from)",
+                                config_source);
         }
     } else {
         text = generate_config(c);
-        if (!text) return slex_fail(err, "%s: out of memory", path);
+        if (!text) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     }
     int rc = slex_write_file_atomic(path, text, strlen(text), err);
     free(text);
@@ -320,17 +335,19 @@ static int remove_entry(const char *path, const struct stat *sb, int type, struc
 static int remove_tree(const char *path, slex_error *err) {
     if (!slex_path_exists(path)) return 0;
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS))
-        return slex_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", path, strerror(errno));
     return 0;
 }
 
 static int fsync_dir(const char *path, slex_error *err) {
     int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return slex_fail(err, "%s: cannot open directory for fsync: %s", path, strerror(errno));
+    if (fd < 0)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open directory for fsync: %s", path,
+                            strerror(errno));
     int rc = fsync(fd);
     int saved = errno;
     close(fd);
-    if (rc) return slex_fail(err, "%s: fsync failed: %s", path, strerror(saved));
+    if (rc) return slex_fail_as(err, slex_errno_kind(saved), "%s: fsync failed: %s", path, strerror(saved));
     return 0;
 }
 
@@ -367,7 +384,7 @@ static int write_manifest(const char *dir, const slex_head *head, const slex_lor
     const char *files[8];
     int n = expected_files(head != NULL, lora != NULL, files);
     cJSON *root = cJSON_CreateObject();
-    if (!root) return slex_fail(err, "%s: out of memory", dir);
+    if (!root) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
     cJSON_AddStringToObject(root, "format", SLEX_CHECKPOINT_FORMAT);
     cJSON_AddNumberToObject(root, "format_version", SLEX_CHECKPOINT_FORMAT_VERSION);
     cJSON_AddStringToObject(root, "producer", "slex");
@@ -397,14 +414,14 @@ static int write_manifest(const char *dir, const slex_head *head, const slex_lor
     }
     char *text = cJSON_Print(root);
     if (!text) {
-        slex_fail(err, "%s: out of memory", dir);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
         goto done;
     }
     size_t len = strlen(text);
     char *with_newline = realloc(text, len + 2);
     if (!with_newline) {
         free(text);
-        slex_fail(err, "%s: out of memory", dir);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
         goto done;
     }
     memcpy(with_newline + len, "\n", 2);
@@ -424,7 +441,8 @@ typedef struct {
 
 static int manifest_bool(const cJSON *obj, const char *key, int *out, const char *path, slex_error *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsBool(v)) return slex_fail(err, "%s: \"contents\".\"%s\" must be true or false", path, key);
+    if (!cJSON_IsBool(v))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"contents\".\"%s\" must be true or false", path, key);
     *out = cJSON_IsTrue(v);
     return 0;
 }
@@ -433,10 +451,12 @@ static int manifest_bool(const cJSON *obj, const char *key, int *out, const char
 static int check_checkpoint_dir(const char *dir, const char *manifest, slex_error *err) {
     struct stat sb;
     if (stat(dir, &sb) || !S_ISDIR(sb.st_mode))
-        return slex_fail(err, "%s: not a directory (a slex checkpoint is a directory)", dir);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not a directory (a slex checkpoint is a directory)", dir);
     if (!slex_path_exists(manifest))
-        return slex_fail(err, "%s: not a complete slex checkpoint: no %s (an interrupted save leaves only "
-                              "%s.tmp-<host>-<pid>)", dir, MANIFEST_NAME, dir);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: not a complete slex checkpoint: no %s (an interrupted save leaves only "
+                            "%s.tmp-<host>-<pid>)",
+                            dir, MANIFEST_NAME, dir);
     return 0;
 }
 
@@ -444,18 +464,18 @@ static int check_checkpoint_dir(const char *dir, const char *manifest, slex_erro
 static int parse_identity(const cJSON *root, const char *path, manifest_info *info, slex_error *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "format");
     if (!cJSON_IsString(v) || strcmp(v->valuestring, SLEX_CHECKPOINT_FORMAT) != 0)
-        return slex_fail(err, "%s: \"format\" is not \"%s\"", path, SLEX_CHECKPOINT_FORMAT);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"format\" is not \"%s\"", path, SLEX_CHECKPOINT_FORMAT);
     v = cJSON_GetObjectItemCaseSensitive(root, "format_version");
     if (!cJSON_IsNumber(v) || v->valueint < 1 || v->valueint > SLEX_CHECKPOINT_FORMAT_VERSION)
-        return slex_fail(err, "%s: \"format_version\" must be 1..%d (a newer slex wrote it?)", path,
-                         SLEX_CHECKPOINT_FORMAT_VERSION);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"format_version\" must be 1..%d (a newer slex wrote it?)", path,
+                            SLEX_CHECKPOINT_FORMAT_VERSION);
     v = cJSON_GetObjectItemCaseSensitive(root, "producer_version");
     snprintf(info->producer_version, sizeof info->producer_version, "%s", cJSON_IsString(v) ? v->valuestring : "");
     v = cJSON_GetObjectItemCaseSensitive(root, "step");
     info->step = -1;
     if (v) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble))
-            return slex_fail(err, "%s: \"step\" must be a non-negative integer", path);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"step\" must be a non-negative integer", path);
         info->step = (int64_t)v->valuedouble;
     }
     return 0;
@@ -464,7 +484,7 @@ static int parse_identity(const cJSON *root, const char *path, manifest_info *in
 /* "contents" (head, adapter) and the head's "num_classes". */
 static int parse_contents(const cJSON *root, const char *path, manifest_info *info, slex_error *err) {
     const cJSON *contents = cJSON_GetObjectItemCaseSensitive(root, "contents");
-    if (!cJSON_IsObject(contents)) return slex_fail(err, "%s: no \"contents\" object", path);
+    if (!cJSON_IsObject(contents)) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no \"contents\" object", path);
     if (manifest_bool(contents, "head", &info->has_head, path, err) ||
         manifest_bool(contents, "adapter", &info->has_adapter, path, err))
         return -1;
@@ -473,7 +493,8 @@ static int parse_contents(const cJSON *root, const char *path, manifest_info *in
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "head");
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(h, "num_classes");
         if (!cJSON_IsNumber(k) || k->valueint <= 0)
-            return slex_fail(err, "%s: the checkpoint has a head but no positive \"head\".\"num_classes\"", path);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: the checkpoint has a head but no positive \"head\".\"num_classes\"", path);
         info->num_classes = k->valueint;
     }
     return 0;
@@ -483,25 +504,30 @@ static int parse_contents(const cJSON *root, const char *path, manifest_info *in
 static int verify_file(const cJSON *f, const char *dir, const char *path, slex_error *err) {
     const char *rel = f->string;
     if (rel[0] == '/' || strstr(rel, ".."))
-        return slex_fail(err, "%s: file name '%s' leaves the checkpoint directory", path, rel);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: file name '%s' leaves the checkpoint directory", path, rel);
     const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
     const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
     char *end = NULL;
     unsigned long want_crc = cJSON_IsString(crc) ? strtoul(crc->valuestring, &end, 16) : 0;
     if (!cJSON_IsNumber(bytes) || !end || end == crc->valuestring || *end || strlen(crc->valuestring) != 8)
-        return slex_fail(err, "%s: entry '%s' needs \"bytes\" and an 8-digit hex \"crc32\"", path, rel);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: entry '%s' needs \"bytes\" and an 8-digit hex \"crc32\"", path,
+                            rel);
     char file[PATH_CAP];
     if (join_path(file, dir, rel, err)) return -1;
-    if (!slex_path_exists(file)) return slex_fail(err, "%s: missing (listed in %s)", file, MANIFEST_NAME);
+    if (!slex_path_exists(file))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: missing (listed in %s)", file, MANIFEST_NAME);
     uint32_t got_crc;
     int64_t got_bytes;
     if (slex_file_crc32(file, &got_crc, &got_bytes, err)) return -1;
     if (got_bytes != (int64_t)bytes->valuedouble)
-        return slex_fail(err, "%s: %lld bytes but %s records %lld (truncated or replaced after the save)", file,
-                         (long long)got_bytes, MANIFEST_NAME, (long long)bytes->valuedouble);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: %lld bytes but %s records %lld (truncated or replaced after the save)", file,
+                            (long long)got_bytes, MANIFEST_NAME, (long long)bytes->valuedouble);
     if (got_crc != (uint32_t)want_crc)
-        return slex_fail(err, "%s: CRC-32 %08x but %s records %08lx (the file was changed or corrupted after the "
-                              "save)", file, (unsigned)got_crc, MANIFEST_NAME, want_crc);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: CRC-32 %08x but %s records %08lx (the file was changed or corrupted after the "
+                            "save)",
+                            file, (unsigned)got_crc, MANIFEST_NAME, want_crc);
     return 0;
 }
 
@@ -509,13 +535,13 @@ static int verify_file(const cJSON *f, const char *dir, const char *path, slex_e
 static int verify_files(const cJSON *root, const char *dir, const char *path, const manifest_info *info,
                         slex_error *err) {
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    if (!cJSON_IsObject(files)) return slex_fail(err, "%s: no \"files\" object", path);
+    if (!cJSON_IsObject(files)) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no \"files\" object", path);
     const char *need[8];
     int n_need = expected_files(info->has_head, info->has_adapter, need);
     for (int i = 0; i < n_need; i++)
         if (!cJSON_GetObjectItemCaseSensitive(files, need[i]))
-            return slex_fail(err, "%s: \"files\" does not list %s, which this checkpoint's contents need", path,
-                             need[i]);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: \"files\" does not list %s, which this checkpoint's contents need", path, need[i]);
     const cJSON *f;
     cJSON_ArrayForEach(f, files) if (verify_file(f, dir, path, err)) return -1;
     return 0;
@@ -531,7 +557,7 @@ static int read_manifest(const char *dir, manifest_info *info, slex_error *err) 
     free(text);
     int rc = -1;
     if (!cJSON_IsObject(root))
-        slex_fail(err, "%s: not a JSON object", path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: not a JSON object", path);
     else if (parse_identity(root, path, info, err) == 0 && parse_contents(root, path, info, err) == 0)
         rc = verify_files(root, dir, path, info, err);
     cJSON_Delete(root);
@@ -590,21 +616,23 @@ int slex_checkpoint_save(const char *dir_arg, const slex_hubert *model, const sl
         slex_checkpoint_save_options_default(&opts);
     char dir[PATH_CAP], tmp[PATH_CAP + 300], old[PATH_CAP + 300], parent[PATH_CAP], path[PATH_CAP];
     if (snprintf(dir, sizeof dir, "%s", dir_arg) >= (int)sizeof dir - 64)
-        return slex_fail(err, "%s: path too long", dir_arg);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: path too long", dir_arg);
     size_t len = strlen(dir);
     while (len > 1 && dir[len - 1] == '/') dir[--len] = '\0';
     if (head && head->cfg.hidden_size != slex_hubert_get_config(model)->hidden_size)
-        return slex_fail(err, "%s: the head's hidden_size %d differs from the model's %d", dir, head->cfg.hidden_size,
-                         slex_hubert_get_config(model)->hidden_size);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: the head's hidden_size %d differs from the model's %d", dir,
+                            head->cfg.hidden_size, slex_hubert_get_config(model)->hidden_size);
     if (lora && slex_lora_check(lora, model, err))
         return slex_fail_wrap(err, "%s: adapter does not fit the model", dir);
     int exists = slex_path_exists(dir);
     if (exists) {
-        if (!opts.overwrite) return slex_fail(err, "%s: exists (set overwrite to replace a checkpoint)", dir);
+        if (!opts.overwrite)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: exists (set overwrite to replace a checkpoint)", dir);
         if (join_path(path, dir, MANIFEST_NAME, err)) return -1;
         if (!slex_path_exists(path))
-            return slex_fail(err, "%s: exists and is not a slex checkpoint (no %s): refusing to replace it", dir,
-                             MANIFEST_NAME);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: exists and is not a slex checkpoint (no %s): refusing to replace it", dir,
+                                MANIFEST_NAME);
     }
     parent_dir(dir, parent);
     if (slex_mkdirs(parent, err)) return -1;
@@ -613,11 +641,12 @@ int slex_checkpoint_save(const char *dir_arg, const slex_hubert *model, const sl
     snprintf(old, sizeof old, "%s.old-%s", dir, tmp + strlen(dir) + strlen(".tmp-"));
     /* A leftover of an earlier process that had this host and pid and was killed mid-save. */
     if (remove_tree(tmp, err)) return -1;
-    if (mkdir(tmp, 0777)) return slex_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    if (mkdir(tmp, 0777))
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", tmp, strerror(errno));
     if (write_contents(tmp, model, head, lora, &opts, err)) goto fail;
     if (!exists) {
         if (rename(tmp, dir)) {
-            slex_fail(err, "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
+            slex_fail_as(err, slex_errno_kind(errno), "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
             goto fail;
         }
     } else if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
@@ -627,18 +656,19 @@ int slex_checkpoint_save(const char *dir_arg, const slex_hubert *model, const sl
     } else if (errno == EINVAL || errno == ENOSYS) {
         /* No atomic exchange on this file system: dir is briefly absent, never incomplete. */
         if (rename(dir, old)) {
-            slex_fail(err, "%s: cannot move the old checkpoint aside: %s", dir, strerror(errno));
+            slex_fail_as(err, slex_errno_kind(errno), "%s: cannot move the old checkpoint aside: %s", dir,
+                         strerror(errno));
             goto fail;
         }
         if (rename(tmp, dir)) {
-            slex_fail(err, "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
+            slex_fail_as(err, slex_errno_kind(errno), "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
             if (rename(old, dir) == 0) goto fail;
             return -1;
         }
         if (fsync_dir(parent, err)) return -1;
         return remove_tree(old, err);
     } else {
-        slex_fail(err, "%s: cannot exchange with %s: %s", dir, tmp, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot exchange with %s: %s", dir, tmp, strerror(errno));
         goto fail;
     }
     return fsync_dir(parent, err);
@@ -665,10 +695,12 @@ slex_checkpoint *slex_checkpoint_load(const char *dir, const slex_checkpoint_loa
     if (read_manifest(dir, &info, err)) return NULL;
     char path[PATH_CAP];
     if (opts.require_head && !info.has_head)
-        return slex_fail(err, "%s: the checkpoint has no pretraining head (%s says contents.head false)", dir,
-                         MANIFEST_NAME), NULL;
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: the checkpoint has no pretraining head (%s says contents.head false)", dir,
+                            MANIFEST_NAME),
+               NULL;
     slex_checkpoint *ck = calloc(1, sizeof *ck);
-    if (!ck) return slex_fail(err, "%s: out of memory", dir), NULL;
+    if (!ck) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir), NULL;
     ck->step = info.step;
     snprintf(ck->producer_version, sizeof ck->producer_version, "%s", info.producer_version);
     ck->model = slex_hubert_load(dir, &opts.model, err);
@@ -680,22 +712,24 @@ slex_checkpoint *slex_checkpoint_load(const char *dir, const slex_checkpoint_loa
         if (!ck->head) goto fail;
         const slex_head_config *h = &ck->head->cfg;
         if (h->hidden_size != c->hidden_size) {
-            slex_fail(err, "%s: hidden_size %d but config.json says %d", path, h->hidden_size, c->hidden_size);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s: hidden_size %d but config.json says %d", path, h->hidden_size,
+                         c->hidden_size);
             goto fail;
         }
         if (h->num_classes != info.num_classes) {
-            slex_fail(err, "%s: num_classes %d but %s records %d", path, h->num_classes, MANIFEST_NAME,
-                      info.num_classes);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s: num_classes %d but %s records %d", path, h->num_classes,
+                         MANIFEST_NAME, info.num_classes);
             goto fail;
         }
         if (opts.num_classes > 0 && h->num_classes != opts.num_classes) {
-            slex_fail(err, "%s: num_classes %d but %d label classes were expected", path, h->num_classes,
-                      opts.num_classes);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s: num_classes %d but %d label classes were expected", path,
+                         h->num_classes, opts.num_classes);
             goto fail;
         }
         if (memcmp(ck->head->mask_emb, slex_hubert_get_params_const(ck->model)->mask_emb, (size_t)c->hidden_size * sizeof(float))) {
-            slex_fail(err, "%s: masked_spec_embed differs from model.safetensors' (files of different checkpoints?)",
-                      path);
+            slex_fail_as(err, SLEX_ERR_INPUT,
+                         "%s: masked_spec_embed differs from model.safetensors' (files of different checkpoints?)",
+                         path);
             goto fail;
         }
     }

@@ -292,13 +292,14 @@ static slex_hubert *hubert_new(const char *config_path, const char *dir, const s
     if (slex_hubert_config_load(config_path, &m->cfg, err) != 0) goto fail;
     const slex_hubert_config *c = &m->cfg;
     if (m->opts.max_chunk_samples < slex_hubert_receptive_field(m)) {
-        slex_fail(err, "%s: max_chunk_samples %lld is shorter than the receptive field of %lld samples", config_path,
-                  (long long)m->opts.max_chunk_samples, (long long)slex_hubert_receptive_field(m));
+        slex_fail_as(err, SLEX_ERR_INPUT,
+                     "%s: max_chunk_samples %lld is shorter than the receptive field of %lld samples", config_path,
+                     (long long)m->opts.max_chunk_samples, (long long)slex_hubert_receptive_field(m));
         goto fail;
     }
     if (m->opts.first_trained_layer < 0 || m->opts.first_trained_layer >= c->num_hidden_layers) {
-        slex_fail(err, "%s: first_trained_layer %d is not a layer of the model (0..%d)", config_path,
-                  m->opts.first_trained_layer, c->num_hidden_layers - 1);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: first_trained_layer %d is not a layer of the model (0..%d)", config_path,
+                     m->opts.first_trained_layer, c->num_hidden_layers - 1);
         goto fail;
     }
     if (m->opts.normalize_waveform == SLEX_HUBERT_NORMALIZE_AUTO) {
@@ -550,13 +551,15 @@ int slex_hubert_forward(slex_hubert *m, const float *wave, int64_t n, int layer,
                         slex_error *err) {
     const slex_hubert_config *c = &m->cfg;
     if (layer != SLEX_HUBERT_LAST_HIDDEN_STATE && (layer < 0 || layer > c->num_hidden_layers))
-        return slex_fail(err, "layer %d is out of range: the model has %d transformer layers (1..%d, 0 = "
-                              "transformer input, %d = last hidden state)",
-                         layer, c->num_hidden_layers, c->num_hidden_layers, SLEX_HUBERT_LAST_HIDDEN_STATE);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "layer %d is out of range: the model has %d transformer layers (1..%d, 0 = "
+                            "transformer input, %d = last hidden state)",
+                            layer, c->num_hidden_layers, c->num_hidden_layers, SLEX_HUBERT_LAST_HIDDEN_STATE);
     int64_t rf = slex_hubert_receptive_field(m);
     if (n < rf)
-        return slex_fail(err, "waveform of %lld samples is shorter than the model's receptive field of %lld samples",
-                         (long long)n, (long long)rf);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "waveform of %lld samples is shorter than the model's receptive field of %lld samples",
+                            (long long)n, (long long)rf);
     /* fairseq: F.layer_norm over the whole utterance, then chunks of max_chunk samples. */
     double mean = 0.0, rstd = 1.0;
     if (m->normalize) {
@@ -597,17 +600,20 @@ int slex_hubert_forward_train(slex_hubert *m, const float *wave, const slex_hube
     const slex_hubert_config *c = &m->cfg;
     m->T = 0;
     if (!m->opts.keep_activations)
-        return slex_fail(err, "training forward: the model was loaded without keep_activations");
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "training forward: the model was loaded without keep_activations");
     if (batch->B < 1 || batch->B > m->max_batch)
-        return slex_fail(err, "training forward: batch of %d utterances, the activations hold 1..%d (max_batch)",
-                         batch->B, m->max_batch);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL,
+                            "training forward: batch of %d utterances, the activations hold 1..%d (max_batch)",
+                            batch->B, m->max_batch);
     if (batch->N < slex_hubert_receptive_field(m) || batch->N > m->max_samples)
-        return slex_fail(err, "training forward: utterances of %lld samples, the model takes %lld..%lld "
-                              "(receptive field .. max_chunk_samples)", (long long)batch->N,
-                         (long long)slex_hubert_receptive_field(m), (long long)m->max_samples);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL,
+                            "training forward: utterances of %lld samples, the model takes %lld..%lld "
+                            "(receptive field .. max_chunk_samples)",
+                            (long long)batch->N, (long long)slex_hubert_receptive_field(m), (long long)m->max_samples);
     int64_t T = slex_hubert_chunk_frames(m, batch->N), r = max_lora_rank(m, batch);
     float *h = r ? malloc((size_t)(batch->B * T * r) * sizeof(float)) : NULL;
-    if (r && !h) return slex_fail(err, "training forward: out of memory for the LoRA activations");
+    if (r && !h)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "training forward: out of memory for the LoRA activations");
     slex_hubert_params_changed(m);
     memcpy(m->acts.wave, wave, (size_t)(batch->B * batch->N) * sizeof(float));
     const float *x = forward_batch(m, batch->B, batch->N, SLEX_HUBERT_LAST_HIDDEN_STATE, batch, h, &T);
@@ -787,7 +793,7 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
     const slex_hubert_config *c = &m->cfg;
     const slex_hubert_params *p = &m->params;
     const slex_hubert_acts *a = &m->acts;
-    if (m->T == 0) return slex_fail(err, "backward: no training forward to differentiate");
+    if (m->T == 0) return slex_fail_as(err, SLEX_ERR_INTERNAL, "backward: no training forward to differentiate");
     int C = c->hidden_size, L = c->num_hidden_layers, B = m->batch.B, pre = c->do_stable_layer_norm;
     int Cf = c->conv_dim[c->num_conv - 1], Kp = c->num_conv_pos_embeddings, G = c->num_conv_pos_embedding_groups;
     int64_t T = m->T, BT = B * T;
@@ -796,7 +802,8 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
     for (int i = 0; i < c->num_conv; i++) cnn |= any_conv_grad(g, i);
     cnn = cnn && feature_grad_mult != 0.0f;
     if (cnn && !m->opts.keep_cnn_activations)
-        return slex_fail(err, "backward: CNN gradients need the model loaded with keep_cnn_activations");
+        return slex_fail_as(err, SLEX_ERR_INTERNAL,
+                            "backward: CNN gradients need the model loaded with keep_cnn_activations");
     int proj = cnn || g->proj_w || g->proj_b || g->proj_ln_w || g->proj_ln_b;
     int enc_in = proj || g->mask_emb || g->pos_conv_g || g->pos_conv_v || g->pos_conv_b ||
                  (!pre && (g->enc_ln_w || g->enc_ln_b));
@@ -805,19 +812,22 @@ int slex_hubert_backward(slex_hubert *m, const float *dout, const float *dfeatur
         if (layer_trainable(m, g, l)) lowest = l;
     int f = m->opts.first_trained_layer;
     if (f > 0 && (enc_in || lowest < f))
-        return slex_fail(err, "backward: a gradient below layer %d was asked for (%s), but the model keeps "
-                              "activations from first_trained_layer %d up", f,
-                         enc_in ? "below the encoder layers" : "a trainable layer", f);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL,
+                            "backward: a gradient below layer %d was asked for (%s), but the model keeps "
+                            "activations from first_trained_layer %d up",
+                            f, enc_in ? "below the encoder layers" : "a trainable layer", f);
     for (int l = 0; ffn_in_shared(m) && l < L; l++) {
         layer_params lg = layer_slice(g, l, C, c->intermediate_size);
         const slex_hubert_lora_site *s1 = site_of(m, l, SLEX_HUBERT_FC1), *s2 = site_of(m, l, SLEX_HUBERT_FC2);
         if (lg.fc_w || lg.fcproj_w || (s1 && s1->A && (s1->dA || s1->dB)) || (s2 && s2->A && (s2->dA || s2->dB)))
-            return slex_fail(err, "backward: a gradient of layer %d's feed-forward weights was asked for, but the "
-                                  "model was loaded with frozen_ffn (their inputs are not kept)", l + 1);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL,
+                                "backward: a gradient of layer %d's feed-forward weights was asked for, but the "
+                                "model was loaded with frozen_ffn (their inputs are not kept)",
+                                l + 1);
     }
     int r = max_lora_rank(m, &m->batch);
     float *h = r ? malloc((size_t)(2 * BT * r) * sizeof(float)) : NULL;
-    if (r && !h) return slex_fail(err, "backward: out of memory for the LoRA activations");
+    if (r && !h) return slex_fail_as(err, SLEX_ERR_RESOURCE, "backward: out of memory for the LoRA activations");
     float *dh = h ? h + BT * r : NULL;
 
     /* Encoder output -> last layer (pre-LN: through the final LayerNorm). */

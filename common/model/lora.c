@@ -92,7 +92,8 @@ static int alloc_params(slex_lora *lora, slex_error *err, const char *what) {
         n += (int64_t)t->r * t->in + (int64_t)t->out * t->r;
     }
     lora->params = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-    if (!lora->params) return slex_fail(err, "%s: out of memory for %lld LoRA parameters", what, (long long)n);
+    if (!lora->params)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld LoRA parameters", what, (long long)n);
     lora->num_params = n;
     float *p = lora->params;
     for (int i = 0; i < lora->n_targets; i++) {
@@ -115,12 +116,12 @@ void slex_lora_free(slex_lora *lora) {
 
 slex_lora *slex_lora_create(const slex_lora_config *cfg, const char *const *modules, int n_modules,
                             const slex_hubert *model, slex_error *err) {
-    if (cfg->r <= 0) return slex_fail(err, "LoRA rank r must be positive, not %d", cfg->r), NULL;
+    if (cfg->r <= 0) return slex_fail_as(err, SLEX_ERR_INPUT, "LoRA rank r must be positive, not %d", cfg->r), NULL;
     slex_lora *lora = calloc(1, sizeof *lora);
     if (lora) lora->targets = calloc((size_t)(n_modules > 0 ? n_modules : 1), sizeof *lora->targets);
     if (!lora || !lora->targets) {
         slex_lora_free(lora);
-        return slex_fail(err, "out of memory for %d LoRA targets", n_modules), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %d LoRA targets", n_modules), NULL;
     }
     lora->cfg = *cfg;
     const slex_hubert_config *c = slex_hubert_get_config(model);
@@ -128,11 +129,11 @@ slex_lora *slex_lora_create(const slex_lora_config *cfg, const char *const *modu
         slex_lora_target *t = &lora->targets[i];
         char why[512];
         if (strlen(modules[i]) >= sizeof t->module) {
-            slex_fail(err, "LoRA module path too long: '%s'", modules[i]);
+            slex_fail_as(err, SLEX_ERR_INPUT, "LoRA module path too long: '%s'", modules[i]);
             goto fail;
         }
         if (resolve_module(c, NULL, modules[i], NULL, &t->out, &t->in, why, sizeof why)) {
-            slex_fail(err, "%s", why);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s", why);
             goto fail;
         }
         snprintf(t->module, sizeof t->module, "%s", modules[i]);
@@ -187,8 +188,8 @@ static int first_match(const cJSON *patterns, const char *module, peft_rule rule
     cJSON_ArrayForEach(item, patterns) {
         int m = key_matches(item->string, module, rule);
         if (m < 0)
-            return slex_fail(err, "%s: %s key '%s' is not a regular expression slex can match", path, field,
-                             item->string);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s key '%s' is not a regular expression slex can match", path,
+                                field, item->string);
         if (m) {
             *key = item->string;
             return 0;
@@ -202,7 +203,8 @@ static int pattern_get(const cJSON *patterns, const char *key, double *value, co
                        slex_error *err) {
     const cJSON *item = patterns ? cJSON_GetObjectItemCaseSensitive(patterns, key) : NULL;
     if (!item) return 0;
-    if (!cJSON_IsNumber(item)) return slex_fail(err, "%s: %s['%s'] is not a number", path, field, key);
+    if (!cJSON_IsNumber(item))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s['%s'] is not a number", path, field, key);
     *value = item->valuedouble;
     return 0;
 }
@@ -241,30 +243,32 @@ static int parse_config(const char *path, slex_lora_config *cfg, parsed_config *
     free(text);
     if (!cJSON_IsObject(json)) {
         cJSON_Delete(json);
-        return slex_fail(err, "%s: not a JSON object", path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not a JSON object", path);
     }
     pc->json = json;
     slex_lora_config_default(cfg);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(json, "peft_type");
     if (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA") != 0)
-        return slex_fail(err, "%s: peft_type is %s%s%s, not \"LORA\"", path, cJSON_IsString(v) ? "\"" : "",
-                         cJSON_IsString(v) ? v->valuestring : "missing", cJSON_IsString(v) ? "\"" : "");
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: peft_type is %s%s%s, not \"LORA\"", path,
+                            cJSON_IsString(v) ? "\"" : "", cJSON_IsString(v) ? v->valuestring : "missing",
+                            cJSON_IsString(v) ? "\"" : "");
     v = cJSON_GetObjectItemCaseSensitive(json, "r");
     if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint <= 0)
-        return slex_fail(err, "%s: \"r\" must be a positive integer", path);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"r\" must be a positive integer", path);
     cfg->r = v->valueint;
     v = cJSON_GetObjectItemCaseSensitive(json, "lora_alpha");
-    if (!cJSON_IsNumber(v)) return slex_fail(err, "%s: \"lora_alpha\" must be a number", path);
+    if (!cJSON_IsNumber(v)) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"lora_alpha\" must be a number", path);
     cfg->lora_alpha = v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(json, "lora_dropout");
     if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v)) return slex_fail(err, "%s: \"lora_dropout\" must be a number", path);
+        if (!cJSON_IsNumber(v)) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"lora_dropout\" must be a number", path);
         cfg->lora_dropout = v->valuedouble;
     }
     v = cJSON_GetObjectItemCaseSensitive(json, "bias");
     if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
-        return slex_fail(err, "%s: bias is %s: only \"none\" is supported (the adapter would carry trained biases)",
-                         path, cJSON_IsString(v) ? v->valuestring : "not a string");
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: bias is %s: only \"none\" is supported (the adapter would carry trained biases)", path,
+                            cJSON_IsString(v) ? v->valuestring : "not a string");
     cfg->use_rslora = is_true(json, "use_rslora");
     static const char *refused[][2] = {
         {"use_dora", "DoRA adapters"},      {"lora_bias", "LoRA biases (lora_bias)"},
@@ -272,22 +276,24 @@ static int parse_config(const char *path, slex_lora_config *cfg, parsed_config *
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (is_true(json, refused[i][0]))
-            return slex_fail(err, "%s: %s are not supported (%s is true)", path, refused[i][1], refused[i][0]);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s are not supported (%s is true)", path, refused[i][1],
+                                refused[i][0]);
     static const char *must_be_empty[] = {"modules_to_save", "target_parameters", "trainable_token_indices"};
     for (size_t i = 0; i < sizeof must_be_empty / sizeof must_be_empty[0]; i++) {
         v = cJSON_GetObjectItemCaseSensitive(json, must_be_empty[i]);
         if (v && !cJSON_IsNull(v) && !((cJSON_IsArray(v) || cJSON_IsObject(v)) && cJSON_GetArraySize(v) == 0))
-            return slex_fail(err, "%s: %s is not supported (it adds weights other than LoRA A/B)", path,
-                             must_be_empty[i]);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s is not supported (it adds weights other than LoRA A/B)",
+                                path, must_be_empty[i]);
     }
     v = cJSON_GetObjectItemCaseSensitive(json, "init_lora_weights");
     if (cJSON_IsString(v)) {
         static const char *changes_base[] = {"pissa", "olora", "corda", "loftq", "lora_ga"};
         for (size_t i = 0; i < sizeof changes_base / sizeof changes_base[0]; i++)
             if (strncmp(v->valuestring, changes_base[i], strlen(changes_base[i])) == 0)
-                return slex_fail(err, "%s: init_lora_weights \"%s\" changes the base weights: convert the adapter "
-                                      "to plain LoRA first (PEFT's path_initial_model_for_weight_conversion)",
-                                 path, v->valuestring);
+                return slex_fail_as(err, SLEX_ERR_INPUT,
+                                    "%s: init_lora_weights \"%s\" changes the base weights: convert the adapter "
+                                    "to plain LoRA first (PEFT's path_initial_model_for_weight_conversion)",
+                                    path, v->valuestring);
     }
     if (is_true(json, "fan_in_fan_out"))
         slex_warn("%s: fan_in_fan_out is true but every target is an nn.Linear: ignored, as PEFT does", path);
@@ -296,7 +302,7 @@ static int parse_config(const char *path, slex_lora_config *cfg, parsed_config *
     for (int k = 0; k < 2; k++) {
         v = cJSON_GetObjectItemCaseSensitive(json, pattern_keys[k]);
         if (v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
-            return slex_fail(err, "%s: %s must be an object", path, pattern_keys[k]);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s must be an object", path, pattern_keys[k]);
         *patterns[k] = cJSON_IsObject(v) ? v : NULL;
     }
     pc->peft_version_known = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(json, "peft_version"));
@@ -331,26 +337,32 @@ static int collect_targets(slex_lora *lora, slex_safetensors *st, const parsed_c
         int is_a = ends_with(t->name, A_SUFFIX), is_b = ends_with(t->name, B_SUFFIX);
         if (strncmp(t->name, KEY_PREFIX, strlen(KEY_PREFIX)) != 0 || !(is_a || is_b) ||
             strlen(t->name) <= strlen(KEY_PREFIX) + strlen(A_SUFFIX))
-            return slex_fail(err, "%s: tensor '%s' is not a LoRA weight (base_model.model.<module>.lora_A.weight or "
-                                  ".lora_B.weight)", path, t->name);
-        if (t->ndim != 2) return slex_fail(err, "%s: tensor '%s' has %d dimensions, not 2", path, t->name, t->ndim);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: tensor '%s' is not a LoRA weight (base_model.model.<module>.lora_A.weight or "
+                                ".lora_B.weight)",
+                                path, t->name);
+        if (t->ndim != 2)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has %d dimensions, not 2", path, t->name,
+                                t->ndim);
         if (!is_a) continue;
         slex_lora_target *x = &lora->targets[lora->n_targets];
         if (strlen(t->name) - strlen(KEY_PREFIX) - strlen(A_SUFFIX) >= sizeof x->module)
-            return slex_fail(err, "%s: tensor name '%s' is too long", path, t->name);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor name '%s' is too long", path, t->name);
         module_of(t->name, A_SUFFIX, x->module, sizeof x->module);
         char b_name[sizeof x->module + 64];
         snprintf(b_name, sizeof b_name, KEY_PREFIX "%s" B_SUFFIX, x->module);
         const slex_st_tensor_info *b = slex_safetensors_find(st, b_name);
-        if (!b) return slex_fail(err, "%s: tensor '%s' has no matching '%s'", path, t->name, b_name);
-        if (b->ndim != 2) return slex_fail(err, "%s: tensor '%s' has %d dimensions, not 2", path, b_name, b->ndim);
+        if (!b) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has no matching '%s'", path, t->name, b_name);
+        if (b->ndim != 2)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has %d dimensions, not 2", path, b_name, b->ndim);
         x->r = (int)t->shape[0];
         x->in = (int)t->shape[1];
         x->out = (int)b->shape[0];
         if (b->shape[1] != t->shape[0])
-            return slex_fail(err, "%s: '%s' is (%lld, %lld) but '%s' is (%lld, %lld): the ranks differ", path,
-                             t->name, (long long)t->shape[0], (long long)t->shape[1], b_name, (long long)b->shape[0],
-                             (long long)b->shape[1]);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: '%s' is (%lld, %lld) but '%s' is (%lld, %lld): the ranks differ", path, t->name,
+                                (long long)t->shape[0], (long long)t->shape[1], b_name, (long long)b->shape[0],
+                                (long long)b->shape[1]);
         double r = lora->cfg.r, alpha = lora->cfg.lora_alpha;
         if (resolve_patterns(pc, x->module, PEFT_0_15, &r, &alpha, config_path, err)) return -1;
         if (!warned_versions && (pc->rank_pattern || pc->alpha_pattern) && !pc->peft_version_known) {
@@ -369,8 +381,8 @@ static int collect_targets(slex_lora *lora, slex_safetensors *st, const parsed_c
             }
         }
         if (x->r != r || x->r <= 0)
-            return slex_fail(err, "%s: '%s' has rank %d but %s gives r = %g for module '%s'", path, t->name, x->r,
-                             config_path, r, x->module);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: '%s' has rank %d but %s gives r = %g for module '%s'", path,
+                                t->name, x->r, config_path, r, x->module);
         x->alpha = alpha;
         x->scaling = lora_scaling(alpha, x->r, lora->cfg.use_rslora);
         lora->n_targets++;
@@ -383,9 +395,9 @@ static int collect_targets(slex_lora *lora, slex_safetensors *st, const parsed_c
         module_of(t->name, B_SUFFIX, module, sizeof module);
         snprintf(a_name, sizeof a_name, KEY_PREFIX "%s" A_SUFFIX, module);
         if (!slex_safetensors_find(st, a_name))
-            return slex_fail(err, "%s: tensor '%s' has no matching '%s'", path, t->name, a_name);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has no matching '%s'", path, t->name, a_name);
     }
-    if (lora->n_targets == 0) return slex_fail(err, "%s: no LoRA tensors", path);
+    if (lora->n_targets == 0) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no LoRA tensors", path);
     return 0;
 }
 
@@ -393,7 +405,7 @@ slex_lora *slex_lora_open(const char *dir, slex_error *err) {
     char config_path[4096];
     snprintf(config_path, sizeof config_path, "%s/adapter_config.json", dir);
     slex_lora *lora = calloc(1, sizeof *lora);
-    if (!lora) return slex_fail(err, "%s: out of memory", dir), NULL;
+    if (!lora) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir), NULL;
     snprintf(lora->weights_path, sizeof lora->weights_path, "%s/adapter_model.safetensors", dir);
     parsed_config pc = {0};
     slex_safetensors *st = NULL;
@@ -401,7 +413,7 @@ slex_lora *slex_lora_open(const char *dir, slex_error *err) {
     if (!(st = slex_safetensors_open(lora->weights_path, err))) goto fail;
     lora->targets = calloc((size_t)slex_safetensors_count(st) + 1, sizeof *lora->targets);
     if (!lora->targets) {
-        slex_fail(err, "%s: out of memory", lora->weights_path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", lora->weights_path);
         goto fail;
     }
     if (collect_targets(lora, st, &pc, config_path, err)) goto fail;
@@ -433,28 +445,31 @@ int slex_lora_check(const slex_lora *lora, const slex_hubert *model, slex_error 
     /* Resolving against the parameter block only computes addresses; nothing is written. */
     slex_hubert_params *params = slex_hubert_get_params((slex_hubert *)model);
     float **weights = calloc((size_t)lora->n_targets + 1, sizeof *weights);
-    if (!weights) return slex_fail(err, "%s: out of memory", source_of(lora));
+    if (!weights) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", source_of(lora));
     int rc = 0;
     for (int i = 0; i < lora->n_targets && rc == 0; i++) {
         const slex_lora_target *t = &lora->targets[i];
         char why[512];
         int out, in;
         if (resolve_module(c, params, t->module, &weights[i], &out, &in, why, sizeof why)) {
-            rc = slex_fail(err, "%s: tensor '" KEY_PREFIX "%s" A_SUFFIX "': %s: the adapter is not for this model",
-                           source_of(lora), t->module, why);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT,
+                              "%s: tensor '" KEY_PREFIX "%s" A_SUFFIX "': %s: the adapter is not for this model",
+                              source_of(lora), t->module, why);
         } else if (t->in != in) {
-            rc = slex_fail(err, "%s: tensor '" KEY_PREFIX "%s" A_SUFFIX "' is (%d, %d) but the model's %s takes %d "
-                                "inputs: the adapter is for a different base model",
-                           source_of(lora), t->module, t->r, t->in, t->module, in);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT,
+                              "%s: tensor '" KEY_PREFIX "%s" A_SUFFIX "' is (%d, %d) but the model's %s takes %d "
+                              "inputs: the adapter is for a different base model",
+                              source_of(lora), t->module, t->r, t->in, t->module, in);
         } else if (t->out != out) {
-            rc = slex_fail(err, "%s: tensor '" KEY_PREFIX "%s" B_SUFFIX "' is (%d, %d) but the model's %s has %d "
-                                "outputs: the adapter is for a different base model",
-                           source_of(lora), t->module, t->out, t->r, t->module, out);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT,
+                              "%s: tensor '" KEY_PREFIX "%s" B_SUFFIX "' is (%d, %d) but the model's %s has %d "
+                              "outputs: the adapter is for a different base model",
+                              source_of(lora), t->module, t->out, t->r, t->module, out);
         }
         for (int j = 0; j < i && rc == 0; j++)
             if (weights[j] == weights[i])
-                rc = slex_fail(err, "%s: modules '%s' and '%s' adapt the same weight", source_of(lora),
-                               lora->targets[j].module, t->module);
+                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: modules '%s' and '%s' adapt the same weight",
+                                  source_of(lora), lora->targets[j].module, t->module);
     }
     free(weights);
     return rc;
@@ -484,7 +499,7 @@ int slex_lora_sites(const slex_lora *lora, const slex_hubert *model, float *grad
     memset(sites, 0, (size_t)c->num_hidden_layers * SLEX_HUBERT_LINEARS * sizeof *sites);
     int n = slex_hubert_tensors(c, NULL, NULL);
     slex_hubert_tensor *tensors = malloc((size_t)n * sizeof *tensors);
-    if (!tensors) return slex_fail(err, "%s: out of memory", source_of(lora));
+    if (!tensors) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", source_of(lora));
     slex_hubert_tensors(c, NULL, tensors);
     int rc = 0;
     for (int i = 0; i < lora->n_targets && rc == 0; i++) {
@@ -493,8 +508,9 @@ int slex_lora_sites(const slex_lora *lora, const slex_hubert *model, float *grad
                                                                                  : t->module;
         int k = find_linear(tensors, n, p); /* found: slex_lora_check passed */
         if (tensors[k].site < 0) {
-            rc = slex_fail(err, "%s: module '%s' cannot be trained: slex trains adapters of the transformer layers",
-                           source_of(lora), t->module);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT,
+                              "%s: module '%s' cannot be trained: slex trains adapters of the transformer layers",
+                              source_of(lora), t->module);
             break;
         }
         slex_hubert_lora_site *s = &sites[(int64_t)tensors[k].layer * SLEX_HUBERT_LINEARS + tensors[k].site];
@@ -572,7 +588,7 @@ int slex_lora_save(const slex_lora *lora, const char *dir, slex_error *err) {
     char *json = config_json(lora);
     int rc = -1;
     if (!tensors || !names || !json) {
-        slex_fail(err, "%s: out of memory", dir);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir);
         goto done;
     }
     for (int i = 0; i < lora->n_targets; i++) {

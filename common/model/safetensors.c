@@ -77,59 +77,69 @@ static int json_u64(const cJSON *item, uint64_t *out) {
 }
 
 static int parse_tensor(const char *path, const cJSON *item, slex_st_tensor_info *t, slex_error *err) {
-    if (!cJSON_IsObject(item)) return slex_fail(err, "%s: tensor '%s': entry is not a JSON object", path, t->name);
+    if (!cJSON_IsObject(item))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': entry is not a JSON object", path, t->name);
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    if (!cJSON_IsString(dtype)) return slex_fail(err, "%s: tensor '%s': missing or non-string \"dtype\"", path, t->name);
+    if (!cJSON_IsString(dtype))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': missing or non-string \"dtype\"", path, t->name);
     if (dtype_from_name(dtype->valuestring, &t->dtype) != 0)
-        return slex_fail(err, "%s: tensor '%s': unknown dtype \"%s\"", path, t->name, dtype->valuestring);
-    if (!cJSON_IsArray(shape)) return slex_fail(err, "%s: tensor '%s': missing or non-list \"shape\"", path, t->name);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': unknown dtype \"%s\"", path, t->name,
+                            dtype->valuestring);
+    if (!cJSON_IsArray(shape))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': missing or non-list \"shape\"", path, t->name);
     int ndim = cJSON_GetArraySize(shape);
     if (ndim > SLEX_ST_MAX_DIMS)
-        return slex_fail(err, "%s: tensor '%s': %d dimensions (at most %d supported)", path, t->name, ndim, SLEX_ST_MAX_DIMS);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': %d dimensions (at most %d supported)", path, t->name,
+                            ndim, SLEX_ST_MAX_DIMS);
     t->ndim = ndim;
     uint64_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         uint64_t dim;
         if (json_u64(cJSON_GetArrayItem(shape, d), &dim) != 0)
-            return slex_fail(err, "%s: tensor '%s': shape entry %d is not a non-negative integer", path, t->name, d);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': shape entry %d is not a non-negative integer",
+                                path, t->name, d);
         t->shape[d] = (int64_t)dim;
         if (dim != 0 && numel > (UINT64_C(1) << 53) / dim)
-            return slex_fail(err, "%s: tensor '%s': shape is too large", path, t->name);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': shape is too large", path, t->name);
         numel *= dim;
     }
     t->numel = (int64_t)numel;
     if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
         json_u64(cJSON_GetArrayItem(offsets, 0), &t->begin) != 0 ||
         json_u64(cJSON_GetArrayItem(offsets, 1), &t->end) != 0)
-        return slex_fail(err, "%s: tensor '%s': \"data_offsets\" must be two non-negative integers", path, t->name);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': \"data_offsets\" must be two non-negative integers",
+                            path, t->name);
     if (t->end < t->begin)
-        return slex_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path, t->name,
-                         (unsigned long long)t->begin, (unsigned long long)t->end);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
+                            path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
     uint64_t expect = numel * (uint64_t)slex_st_dtype_size(t->dtype);
     if (t->end - t->begin != expect)
-        return slex_fail(err, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but %s shape needs %llu",
-                         path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                         (unsigned long long)(t->end - t->begin), slex_st_dtype_name(t->dtype),
-                         (unsigned long long)expect);
+        return slex_fail_as(
+            err, SLEX_ERR_INPUT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but %s shape needs %llu",
+            path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+            (unsigned long long)(t->end - t->begin), slex_st_dtype_name(t->dtype), (unsigned long long)expect);
     return 0;
 }
 
 static int parse_metadata(slex_safetensors *st, const cJSON *meta, slex_error *err) {
-    if (!cJSON_IsObject(meta)) return slex_fail(err, "%s: \"__metadata__\" is not a JSON object", st->path);
+    if (!cJSON_IsObject(meta))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"__metadata__\" is not a JSON object", st->path);
     int n = cJSON_GetArraySize(meta);
     st->metadata_keys = calloc((size_t)n + 1, sizeof(char *));
     st->metadata_values = calloc((size_t)n + 1, sizeof(char *));
-    if (!st->metadata_keys || !st->metadata_values) return slex_fail(err, "%s: out of memory", st->path);
+    if (!st->metadata_keys || !st->metadata_values)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", st->path);
     for (const cJSON *m = meta->child; m; m = m->next) {
         if (!cJSON_IsString(m))
-            return slex_fail(err, "%s: \"__metadata__\" value of \"%s\" is not a string", st->path, m->string);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"__metadata__\" value of \"%s\" is not a string", st->path,
+                                m->string);
         st->metadata_keys[st->n_metadata] = strdup(m->string);
         st->metadata_values[st->n_metadata] = strdup(m->valuestring);
         st->n_metadata++;
         if (!st->metadata_keys[st->n_metadata - 1] || !st->metadata_values[st->n_metadata - 1])
-            return slex_fail(err, "%s: out of memory", st->path);
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", st->path);
     }
     return 0;
 }
@@ -155,31 +165,32 @@ static int check_layout(slex_safetensors *st, uint64_t data_size, slex_error *er
     for (int i = 0; i < n; i++) {
         if (t[i].begin > pos) {
             if (i == 0)
-                return slex_fail(err, "%s: data of the first tensor '%s' starts at %llu, not 0", st->path, t[i].name,
-                                 (unsigned long long)t[i].begin);
-            return slex_fail(err, "%s: gap of %llu bytes between tensors '%s' and '%s'", st->path,
-                             (unsigned long long)(t[i].begin - pos), t[i - 1].name, t[i].name);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "%s: data of the first tensor '%s' starts at %llu, not 0",
+                                    st->path, t[i].name, (unsigned long long)t[i].begin);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: gap of %llu bytes between tensors '%s' and '%s'", st->path,
+                                (unsigned long long)(t[i].begin - pos), t[i - 1].name, t[i].name);
         }
         if (t[i].begin < pos)
-            return slex_fail(err, "%s: tensor '%s' data_offsets [%llu, %llu] overlap tensor '%s' [%llu, %llu]",
-                             st->path, t[i].name, (unsigned long long)t[i].begin, (unsigned long long)t[i].end,
-                             t[i - 1].name, (unsigned long long)t[i - 1].begin, (unsigned long long)t[i - 1].end);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: tensor '%s' data_offsets [%llu, %llu] overlap tensor '%s' [%llu, %llu]", st->path,
+                                t[i].name, (unsigned long long)t[i].begin, (unsigned long long)t[i].end, t[i - 1].name,
+                                (unsigned long long)t[i - 1].begin, (unsigned long long)t[i - 1].end);
         pos = t[i].end;
     }
     if (pos != data_size)
-        return slex_fail(err,
-                         "%s: tensors end at data offset %llu but the file holds %llu data bytes "
-                         "(8 + header %llu + data must equal the file size)",
-                         st->path, (unsigned long long)pos, (unsigned long long)data_size,
-                         (unsigned long long)(st->data_start - 8));
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: tensors end at data offset %llu but the file holds %llu data bytes "
+                            "(8 + header %llu + data must equal the file size)",
+                            st->path, (unsigned long long)pos, (unsigned long long)data_size,
+                            (unsigned long long)(st->data_start - 8));
     /* Duplicate names would make lookups ambiguous; cJSON keeps duplicates, so check. */
     const char **names = malloc(((size_t)n + 1) * sizeof *names);
-    if (!names) return slex_fail(err, "%s: out of memory", st->path);
+    if (!names) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", st->path);
     for (int i = 0; i < n; i++) names[i] = t[i].name;
     qsort(names, (size_t)n, sizeof *names, cmp_names);
     for (int i = 1; i < n; i++)
         if (strcmp(names[i - 1], names[i]) == 0) {
-            slex_fail(err, "%s: tensor name '%s' appears twice in the header", st->path, names[i]);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor name '%s' appears twice in the header", st->path, names[i]);
             free(names);
             return -1;
         }
@@ -192,28 +203,29 @@ static int parse_header(slex_safetensors *st, const char *json, size_t len, uint
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
-        return slex_fail(err, "%s: header is not valid JSON (near byte %zu of %zu)", st->path, at, len);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: header is not valid JSON (near byte %zu of %zu)", st->path, at,
+                            len);
     }
     int rc = 0;
     for (const char *p = end; p < json + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
-            rc = slex_fail(err, "%s: header has trailing bytes after the JSON object", st->path);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: header has trailing bytes after the JSON object", st->path);
             goto done;
         }
     if (!cJSON_IsObject(root)) {
-        rc = slex_fail(err, "%s: header is not a JSON object", st->path);
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: header is not a JSON object", st->path);
         goto done;
     }
     int n_entries = cJSON_GetArraySize(root);
     st->tensors = calloc((size_t)n_entries + 1, sizeof *st->tensors);
     if (!st->tensors) {
-        rc = slex_fail(err, "%s: out of memory", st->path);
+        rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", st->path);
         goto done;
     }
     for (const cJSON *item = root->child; item; item = item->next) {
         if (strcmp(item->string, "__metadata__") == 0) {
             if (st->metadata_keys) {
-                rc = slex_fail(err, "%s: \"__metadata__\" appears twice", st->path);
+                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: \"__metadata__\" appears twice", st->path);
                 goto done;
             }
             if ((rc = parse_metadata(st, item, err)) != 0) goto done;
@@ -222,7 +234,7 @@ static int parse_header(slex_safetensors *st, const char *json, size_t len, uint
         slex_st_tensor_info *t = &st->tensors[st->n_tensors];
         t->name = strdup(item->string);
         if (!t->name) {
-            rc = slex_fail(err, "%s: out of memory", st->path);
+            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", st->path);
             goto done;
         }
         st->n_tensors++;
@@ -238,49 +250,51 @@ slex_safetensors *slex_safetensors_open(const char *path, slex_error *err) {
     slex_safetensors *st = calloc(1, sizeof *st);
     char *json = NULL;
     if (!st || !(st->path = strdup(path))) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto fail;
     }
     st->file = fopen(path, "rb");
     if (!st->file) {
-        slex_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     struct stat sb;
     if (fstat(fileno(st->file), &sb) != 0) {
-        slex_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot stat: %s", path, strerror(errno));
         goto fail;
     }
     uint64_t file_size = (uint64_t)sb.st_size;
     unsigned char len_bytes[8];
     if (file_size < 8 || fread(len_bytes, 1, 8, st->file) != 8) {
-        slex_fail(err, "%s: file of %llu bytes is too short for the 8-byte header length", path,
-                  (unsigned long long)file_size);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: file of %llu bytes is too short for the 8-byte header length", path,
+                     (unsigned long long)file_size);
         goto fail;
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | len_bytes[i];
     if (n > SLEX_ST_MAX_HEADER) {
-        slex_fail(err, "%s: header length %llu exceeds the limit of %llu bytes", path, (unsigned long long)n,
-                  (unsigned long long)SLEX_ST_MAX_HEADER);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: header length %llu exceeds the limit of %llu bytes", path,
+                     (unsigned long long)n, (unsigned long long)SLEX_ST_MAX_HEADER);
         goto fail;
     }
     if (n < 2) {
-        slex_fail(err, "%s: header length %llu is too short for a JSON object", path, (unsigned long long)n);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: header length %llu is too short for a JSON object", path,
+                     (unsigned long long)n);
         goto fail;
     }
     if (8 + n > file_size) {
-        slex_fail(err, "%s: header length %llu runs past the end of the file (%llu bytes)", path,
-                  (unsigned long long)n, (unsigned long long)file_size);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: header length %llu runs past the end of the file (%llu bytes)", path,
+                     (unsigned long long)n, (unsigned long long)file_size);
         goto fail;
     }
     json = malloc((size_t)n);
     if (!json) {
-        slex_fail(err, "%s: out of memory for a header of %llu bytes", path, (unsigned long long)n);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for a header of %llu bytes", path,
+                     (unsigned long long)n);
         goto fail;
     }
     if (fread(json, 1, (size_t)n, st->file) != (size_t)n) {
-        slex_fail(err, "%s: short read of the header", path);
+        slex_fail_as(err, SLEX_ERR_IO, "%s: short read of the header", path);
         goto fail;
     }
     st->data_start = 8 + n;
@@ -316,9 +330,13 @@ int slex_safetensors_read_weights(slex_safetensors *st, const char *name, float 
     const slex_st_tensor_info *t = slex_safetensors_find(st, name);
     for (int64_t i = 0; i < t->numel; i++)
         if (!isfinite(dst[i]))
-            return slex_fail(err, "%s: tensor '%s' holds %s at element %lld (of %lld): the weights are damaged",
-                             st->path, name, isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "+Inf" : "-Inf", (long long)i,
-                             (long long)t->numel);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: tensor '%s' holds %s at element %lld (of %lld): the weights are damaged", st->path,
+                                name,
+                                isnan(dst[i]) ? "NaN"
+                                : dst[i] > 0  ? "+Inf"
+                                              : "-Inf",
+                                (long long)i, (long long)t->numel);
     return 0;
 }
 
@@ -359,29 +377,31 @@ static float bf16_to_float(uint16_t h) {
 
 int slex_safetensors_read_f32(slex_safetensors *st, const char *name, float *dst, slex_error *err) {
     const slex_st_tensor_info *t = slex_safetensors_find(st, name);
-    if (!t) return slex_fail(err, "%s: no tensor named '%s'", st->path, name);
+    if (!t) return slex_fail_as(err, SLEX_ERR_INPUT, "%s: no tensor named '%s'", st->path, name);
     if (t->dtype != SLEX_ST_F32 && t->dtype != SLEX_ST_F16 && t->dtype != SLEX_ST_BF16 && t->dtype != SLEX_ST_F64)
-        return slex_fail(err, "%s: tensor '%s' has dtype %s, which cannot be read as float32", st->path, name,
-                         slex_st_dtype_name(t->dtype));
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has dtype %s, which cannot be read as float32",
+                            st->path, name, slex_st_dtype_name(t->dtype));
     size_t bytes = (size_t)(t->end - t->begin);
     if (bytes == 0) return 0;
     if (fseeko(st->file, (off_t)(st->data_start + t->begin), SEEK_SET) != 0)
-        return slex_fail(err, "%s: seek to tensor '%s' failed: %s", st->path, name, strerror(errno));
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: seek to tensor '%s' failed: %s", st->path, name,
+                            strerror(errno));
     if (t->dtype == SLEX_ST_F32) {
-        if (fread(dst, 1, bytes, st->file) != bytes) return slex_fail(err, "%s: short read of tensor '%s'", st->path, name);
+        if (fread(dst, 1, bytes, st->file) != bytes)
+            return slex_fail_as(err, SLEX_ERR_IO, "%s: short read of tensor '%s'", st->path, name);
         return 0;
     }
     /* Other dtypes convert through a bounded staging buffer. */
     enum { STAGE = 1 << 16 };
     unsigned char *buf = malloc(STAGE * 8);
-    if (!buf) return slex_fail(err, "%s: out of memory reading '%s'", st->path, name);
+    if (!buf) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory reading '%s'", st->path, name);
     int esize = slex_st_dtype_size(t->dtype);
     int64_t done = 0;
     while (done < t->numel) {
         int64_t count = t->numel - done < STAGE ? t->numel - done : STAGE;
         if (fread(buf, (size_t)esize, (size_t)count, st->file) != (size_t)count) {
             free(buf);
-            return slex_fail(err, "%s: short read of tensor '%s'", st->path, name);
+            return slex_fail_as(err, SLEX_ERR_IO, "%s: short read of tensor '%s'", st->path, name);
         }
         for (int64_t i = 0; i < count; i++) {
             const unsigned char *p = buf + i * esize;
@@ -406,13 +426,13 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
     char *json = NULL;
     slex_atomic out = {.f = NULL};
     int rc = -1;
-    if (!root) return slex_fail(err, "%s: out of memory", path);
+    if (!root) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
     if (n_metadata > 0) {
         cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
         for (int i = 0; meta && i < n_metadata; i++)
             if (!cJSON_AddStringToObject(meta, metadata[i].key, metadata[i].value)) meta = NULL;
         if (!meta) {
-            slex_fail(err, "%s: out of memory", path);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
             goto done;
         }
     }
@@ -420,23 +440,23 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
     for (int i = 0; i < n_tensors; i++) {
         const slex_st_write_tensor *t = &tensors[i];
         if (strcmp(t->name, "__metadata__") == 0 || cJSON_GetObjectItemCaseSensitive(root, t->name)) {
-            slex_fail(err, "%s: tensor name '%s' is reserved or repeated", path, t->name);
+            slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: tensor name '%s' is reserved or repeated", path, t->name);
             goto done;
         }
         if (t->ndim < 0 || t->ndim > SLEX_ST_MAX_DIMS) {
-            slex_fail(err, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim);
+            slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim);
             goto done;
         }
         uint64_t numel = 1;
         cJSON *entry = cJSON_AddObjectToObject(root, t->name);
         cJSON *shape = entry ? cJSON_AddArrayToObject(entry, "shape") : NULL;
         if (!shape || !cJSON_AddStringToObject(entry, "dtype", "F32")) {
-            slex_fail(err, "%s: out of memory", path);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
             goto done;
         }
         for (int d = 0; d < t->ndim; d++) {
             if (t->shape[d] < 0) {
-                slex_fail(err, "%s: tensor '%s' has a negative dimension", path, t->name);
+                slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: tensor '%s' has a negative dimension", path, t->name);
                 goto done;
             }
             numel *= (uint64_t)t->shape[d];
@@ -444,7 +464,7 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
         }
         cJSON *offs = cJSON_AddArrayToObject(entry, "data_offsets");
         if (!offs) {
-            slex_fail(err, "%s: out of memory", path);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
             goto done;
         }
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
@@ -453,7 +473,7 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
     }
     json = cJSON_PrintUnformatted(root);
     if (!json) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto done;
     }
     size_t len = strlen(json), padded = (len + 7) / 8 * 8;
@@ -469,7 +489,7 @@ int slex_safetensors_write(const char *path, const slex_st_write_tensor *tensors
         ok = fwrite(tensors[i].data, 4, (size_t)numel, f) == (size_t)numel;
     }
     if (!ok) {
-        slex_fail(err, "%s: write failed: %s", out.tmp, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: write failed: %s", out.tmp, strerror(errno));
         goto done;
     }
     rc = slex_atomic_commit(&out, err);

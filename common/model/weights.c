@@ -44,7 +44,8 @@ static int file_name(char *out, const char *prefix, const slex_hubert_tensor *t,
 static int read_conv_taps(slex_safetensors *st, const char *name, const slex_hubert_tensor *t, slex_error *err) {
     int64_t co = t->shape[0], ci = t->shape[1], k = t->shape[2];
     float *tmp = malloc((size_t)t->numel * sizeof(float));
-    if (!tmp) return slex_fail(err, "%s: out of memory reading '%s'", slex_safetensors_path(st), name);
+    if (!tmp)
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory reading '%s'", slex_safetensors_path(st), name);
     int rc = slex_safetensors_read_weights(st, name, tmp, err);
     if (rc == 0)
         for (int64_t o = 0; o < co; o++)
@@ -60,7 +61,7 @@ static int read_tensor(slex_safetensors *st, const char *prefix, int scheme, con
     if (!file_name(name, prefix, t, scheme)) return 0;
     const char *path = slex_safetensors_path(st);
     const slex_st_tensor_info *info = slex_safetensors_find(st, name);
-    if (!info) return t->optional ? 0 : slex_fail(err, "%s: missing tensor '%s'", path, name);
+    if (!info) return t->optional ? 0 : slex_fail_as(err, SLEX_ERR_INPUT, "%s: missing tensor '%s'", path, name);
     used[info - slex_safetensors_tensor(st, 0)] = 1;
     int same = info->ndim == t->ndim;
     for (int d = 0; same && d < t->ndim; d++) same = info->shape[d] == t->shape[d];
@@ -68,7 +69,8 @@ static int read_tensor(slex_safetensors *st, const char *prefix, int scheme, con
         char got[128], want[128];
         format_shape(got, sizeof got, info->ndim, info->shape);
         format_shape(want, sizeof want, t->ndim, t->shape);
-        return slex_fail(err, "%s: tensor '%s' has shape %s but config.json implies %s", path, name, got, want);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: tensor '%s' has shape %s but config.json implies %s", path, name,
+                            got, want);
     }
     return t->conv_taps ? read_conv_taps(st, name, t, err) : slex_safetensors_read_weights(st, name, t->data, err);
 }
@@ -93,9 +95,10 @@ static int check_unexpected(slex_safetensors *st, const char *used, int ignore_u
             n_unexpected++;
         }
     if (n_unexpected && !ignore_unexpected)
-        return slex_fail(err, "%s: unexpected tensor '%s'%s not used by HubertModel with this config.json (%d in all; "
-                              "set ignore_unexpected to skip them)",
-                         slex_safetensors_path(st), first, n_unexpected > 1 ? " and others" : "", n_unexpected);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "%s: unexpected tensor '%s'%s not used by HubertModel with this config.json (%d in all; "
+                            "set ignore_unexpected to skip them)",
+                            slex_safetensors_path(st), first, n_unexpected > 1 ? " and others" : "", n_unexpected);
     return 0;
 }
 
@@ -107,8 +110,10 @@ int slex_hubert_read_weights(const char *path, const slex_hubert_config *c, slex
     if (!slex_safetensors_find(st, "feature_projection.projection.weight")) {
         if (!slex_safetensors_find(st, "hubert.feature_projection.projection.weight")) {
             slex_safetensors_close(st);
-            return slex_fail(err, "%s: no HubertModel tensors (feature_projection.projection.weight, with or without "
-                                  "the 'hubert.' prefix)", path);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s: no HubertModel tensors (feature_projection.projection.weight, with or without "
+                                "the 'hubert.' prefix)",
+                                path);
         }
         prefix = "hubert.";
     }
@@ -126,7 +131,7 @@ int slex_hubert_read_weights(const char *path, const slex_hubert_config *c, slex
     char *used = calloc((size_t)slex_safetensors_count(st) + 1, 1);
     int rc = -1;
     if (!tensors || !used) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto done;
     }
     slex_hubert_tensors(c, p, tensors);
@@ -155,7 +160,7 @@ int slex_hubert_write_weights(const char *path, const slex_hubert_config *c, con
     float *conv = malloc((size_t)conv_total * sizeof(float));
     int rc = -1;
     if (!tensors || !w || !conv) {
-        slex_fail(err, "%s: out of memory", path);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path);
         goto done;
     }
     slex_hubert_tensors(c, p, tensors);
