@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        exit_code = 2;
+        exit_code = slex_cli_exit_code(&cli, &err);
     } else {
         slex_path_role out = {"--out", fo.out}, inputs[2] = {{"--model", d.model}, {"--adapter", d.adapter}};
         if (!slex_paths_check_apart(&out, 1, inputs, 2, &err)) model = prepare_model(d.model, d.adapter, d.layer, &lo, &err);

@@ -41,7 +41,7 @@ static int parse(slex_cli *cli, int argc, char **argv, const slex_mpi *mpi, slex
     }
     if (parsed == SLEX_PARSE_ERROR) {
         if (mpi->rank == 0) slex_error_log("%s", err->msg);
-        return EXIT_USAGE;
+        return slex_cli_exit_code(cli, err);
     }
     return -1;
 }

@@ -115,7 +115,8 @@ static int write_marker(const slex_store *s, const export_options *o, const char
     cJSON_AddNumberToObject(doc, "frames", (double)rows);
     char *text = cJSON_Print(doc);
     cJSON_Delete(doc);
-    int rc = text ? slex_write_file_atomic(marker, text, strlen(text), err) : slex_fail(err, "%s: out of memory", marker);
+    int rc = text ? slex_write_file_atomic(marker, text, strlen(text), err)
+                  : slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", marker);
     free(text);
     return rc;
 }
@@ -141,14 +142,15 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        exit_code = 2;
+        exit_code = slex_cli_exit_code(&cli, &err);
     } else if (slex_paths_check_apart(&(slex_path_role){"--out", o.out}, 1, &(slex_path_role){"--store", o.store}, 1,
                                       &err) ||
                !(s = slex_store_open(o.store, &err)) || slex_mkdirs(o.out, &err)) {
         slex_error_log("%s", err.msg);
         exit_code = 1;
     } else if (slex_store_get_dtype(s) != SLEX_STORE_F32) {
-        slex_error_log("%s: is a label store; fairseq's .km files come from slex-label --km", o.store);
+        slex_fail_as(&err, SLEX_ERR_INPUT, "%s: is a label store; fairseq's .km files come from slex-label --km", o.store);
+        slex_error_log("%s", err.msg);
         exit_code = 1;
     } else {
         /* {split}.export.json marks a finished export of the content id it names: it goes before

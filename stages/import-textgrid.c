@@ -93,29 +93,31 @@ static int import(const import_args *a, slex_error *err) {
     expected_paths = calloc((size_t)(m->n ? m->n : 1), sizeof *expected_paths);
     n_expected = 0;
     if (!vocab || !expected_paths) {
-        slex_fail(err, "out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         goto done;
     }
     for (int64_t i = 0; i < m->n; i++) {
         const slex_manifest_entry *e = &m->entries[i];
         char path[4096];
         if (e->malformed) {
-            slex_fail(err, "%s:%lld: %s", m->path, (long long)e->line, e->malformed);
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: %s", m->path, (long long)e->line, e->malformed);
             goto done;
         }
         if (textgrid_path(a->textgrids, e->relpath, path, sizeof path) || !(expected_paths[n_expected++] = strdup(path))) {
-            slex_fail(err, "%s:%lld: TextGrid path too long or out of memory", m->path, (long long)e->line);
+            slex_fail_as(err, SLEX_ERR_RESOURCE, "%s:%lld: TextGrid path too long or out of memory", m->path,
+                         (long long)e->line);
             goto done;
         }
     }
     qsort(expected_paths, (size_t)n_expected, sizeof *expected_paths, compare_str);
     int walk = nftw(a->textgrids, visit, 32, FTW_PHYS);
     if (walk == 1) {
-        slex_fail(err, "%s: unknown utterance: no line of %s has this TextGrid's audio", unknown_path, m->path);
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: unknown utterance: no line of %s has this TextGrid's audio",
+                     unknown_path, m->path);
         goto done;
     }
     if (walk) {
-        slex_fail(err, "%s: cannot read the directory: %s", a->textgrids, strerror(errno));
+        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot read the directory: %s", a->textgrids, strerror(errno));
         goto done;
     }
     if (slex_atomic_fopen(&out, a->out, err)) goto done;
@@ -133,8 +135,8 @@ static int import(const import_args *a, slex_error *err) {
                 skipped++;
                 continue;
             }
-            slex_fail(err, "%s:%lld: no TextGrid for '%s': %s: %s", m->path, (long long)e->line, e->relpath, path,
-                      strerror(errno));
+            slex_fail_as(err, slex_errno_kind(errno), "%s:%lld: no TextGrid for '%s': %s: %s", m->path,
+                         (long long)e->line, e->relpath, path, strerror(errno));
             goto done;
         }
         fclose(probe);
@@ -146,7 +148,7 @@ static int import(const import_args *a, slex_error *err) {
                   slex_align_write_utt(f, e->relpath, segs, n, err);
         for (int64_t s = 0; !bad && s < n; s++)
             if (slex_label_vocab_count(vocab, segs[s].label, strlen(segs[s].label)) < 0)
-                bad = slex_fail(err, "out of memory");
+                bad = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         slex_textgrid_free(tg);
         free(segs);
         free(labels);
@@ -194,7 +196,7 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
         status = 0;
     } else if (pr == SLEX_PARSE_ERROR) {
-        status = 2;
+        status = slex_cli_exit_code(&cli, &err);
     } else if (slex_paths_check_apart((slex_path_role[]){{"--out", a.out}, {"--vocab", a.vocab}}, 2,
                                       (slex_path_role[]){{"--manifest", a.manifest}, {"--textgrids", a.textgrids}}, 2,
                                       &err)) {
@@ -206,8 +208,8 @@ int main(int argc, char **argv) {
         while (len > 1 && a.textgrids[len - 1] == '/') ((char *)a.textgrids)[--len] = '\0';
         status = mpi.rank == 0 ? (import(&a, &err) ? 1 : 0) : 0;
     }
-    if (status != 2 && !slex_mpi_all_ok(status == 0)) status = 1;
-    if (status && err.msg[0] && (status != 2 || mpi.rank == 0)) slex_error_log("%s", err.msg);
+    if (pr != SLEX_PARSE_ERROR && !slex_mpi_all_ok(status == 0)) status = 1;
+    if (status && err.msg[0] && (pr != SLEX_PARSE_ERROR || mpi.rank == 0)) slex_error_log("%s", err.msg);
     slex_cli_free(&cli);
     status = slex_mpi_exit_code(status, &err);
     slex_mpi_stop();

@@ -134,7 +134,8 @@ static int parse_store(const char *arg, char *dir, size_t size, double *weight, 
     char *end;
     double w = strtod(colon + 1, &end);
     if (end == colon + 1 || *end) return 0;
-    if (!(w > 0) || !isfinite(w)) return slex_fail(err, "command line: --store %s: the weight must be a positive number", arg);
+    if (!(w > 0) || !isfinite(w))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "command line: --store %s: the weight must be a positive number", arg);
     *colon = '\0';
     *weight = w;
     return 0;
@@ -341,7 +342,7 @@ static int parse_command_line(int argc, char **argv, const slex_mpi *mpi, kmeans
     }
     if (parsed == SLEX_PARSE_ERROR) {
         if (mpi->rank == 0) slex_error_log("%s", err.msg);
-        return 2;
+        return slex_cli_exit_code(&c->cli, &err);
     }
     return -1;
 }

@@ -102,7 +102,7 @@ static int label_block(label_job *job, slex_store_shard *r, int shard, int64_t u
     for (int64_t u = u0; u < u1; u++)
         if (slex_store_writer_append(w, slex_store_shard_utt_id(r, u), job->labels + (off[u] - off[u0]),
                                      off[u + 1] - off[u]))
-            return slex_fail(err, "%s", slex_store_writer_error(w));
+            return slex_fail_as(err, slex_store_writer_error(w)->kind, "%s", slex_store_writer_error(w)->msg);
     return 0;
 }
 
@@ -224,7 +224,7 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        exit_code = 2;
+        exit_code = slex_cli_exit_code(&cli, &err);
     } else {
         /* Everything is checked before any work starts, and nothing is overwritten on error. */
         slex_path_role outputs[2] = {{"--out", o.out}, {"--km", o.km}};

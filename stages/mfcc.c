@@ -54,10 +54,11 @@ int main(int argc, char **argv) {
         if (mpi.rank == 0) slex_cli_help(&cli, stdout);
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        exit_code = 2;
-    } else if (!(mfcc = slex_mfcc_create(&mo, &err)) || !(params = mfcc_params_json(&mo))) {
-        slex_error_log("%s", err.msg[0] ? err.msg : "out of memory");
-        exit_code = 2;
+        exit_code = slex_cli_exit_code(&cli, &err);
+    } else if (!(mfcc = slex_mfcc_create(&mo, &err)) ||
+               (!(params = mfcc_params_json(&mo)) && slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory"))) {
+        slex_error_log("%s", err.msg);
+        exit_code = err.kind == SLEX_ERR_INPUT ? SLEX_EXIT_USAGE : slex_exit_code(&err); /* bad options: 2 */
     } else {
         slex_featstage stage = {
             .meta = {SLEX_STORE_F32, slex_mfcc_dim(mfcc), 1000.0 / mo.frame_shift_ms, "slex-mfcc", params},

@@ -143,7 +143,7 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
     if (slex_synth_utterance(r->engine, r->opts.lang, &plan, text, &u, &why)) {
         slex_warn("utterance %lld (%s, \"%s\") rejected: %s", (long long)k, plan.speaker.voice, text, why.msg);
         fprintf(r->part, "R\t%lld\t%s: %s\n", (long long)k, plan.speaker.voice, why.msg);
-        return ferror(r->part) ? slex_fail(err, "%s: write error", r->part_path) : 0;
+        return ferror(r->part) ? slex_fail_as(err, SLEX_ERR_IO, "%s: write error", r->part_path) : 0;
     }
     char aug[160] = "-\t-\t-\t-\t-\t-"; /* AUGMENT_FIELDS columns */
     if (r->augment) {
@@ -172,7 +172,7 @@ static int64_t make_utterance(synth_run *r, int64_t k, slex_error *err) {
     for (int64_t i = 0; i < u.n_segs; i++)
         fprintf(r->part, "%lld\t%lld\t%s\n", (long long)u.segs[i].start, (long long)u.segs[i].end, u.segs[i].label);
     slex_utterance_free(&u);
-    if (ferror(r->part)) return slex_fail(err, "%s: write error", r->part_path);
+    if (ferror(r->part)) return slex_fail_as(err, SLEX_ERR_IO, "%s: write error", r->part_path);
     return n;
 }
 
@@ -201,7 +201,7 @@ static int open_outputs(const synth_run *r, outputs *o, slex_error *err) {
     snprintf(o->phones, sizeof o->phones, "%s/%s.%s", r->out, r->name, out_ext[5]);
     snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[0]);
     char *root = realpath(r->out, NULL); /* fairseq roots are absolute */
-    if (!root) return slex_fail(err, "%s: %s", r->out, strerror(errno));
+    if (!root) return slex_fail_as(err, slex_errno_kind(errno), "%s: %s", r->out, strerror(errno));
     o->tsv = slex_manifest_writer_open(path, root, "lang\tspeaker", err);
     free(root);
     return o->tsv ? 0 : -1;
@@ -214,7 +214,7 @@ static void abandon_outputs(outputs *o) {
 /* Reads one line of a part file into *line (no newline); fails at the end. */
 static int read_part_line(FILE *f, const char *path, char **line, size_t *cap, slex_error *err) {
     ssize_t len = getline(line, cap, f);
-    if (len < 0) return slex_fail(err, "%s: ends early", path);
+    if (len < 0) return slex_fail_as(err, SLEX_ERR_IO, "%s: ends early", path);
     if (len && (*line)[len - 1] == '\n') (*line)[len - 1] = '\0';
     return 0;
 }
@@ -240,11 +240,11 @@ static int parts_open(part_reader *p, const synth_run *r, slex_error *err) {
     p->n = r->size;
     p->files = calloc((size_t)r->size, sizeof *p->files);
     p->paths = calloc((size_t)r->size, sizeof *p->paths);
-    if (!p->files || !p->paths) return slex_fail(err, "out of memory");
+    if (!p->files || !p->paths) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int q = 0; q < r->size; q++) {
         snprintf(p->paths[q], sizeof p->paths[q], "%s/.%s.part%d.tmp", r->out, r->name, q);
         if (!(p->files[q] = fopen(p->paths[q], "r")))
-            return slex_fail(err, "%s: cannot open: %s", p->paths[q], strerror(errno));
+            return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", p->paths[q], strerror(errno));
     }
     return 0;
 }
@@ -267,7 +267,7 @@ static int read_record(part_reader *p, int64_t k, slex_error *err) {
     const char *path = p->paths[k % p->n];
     if (read_part_line(p->files[k % p->n], path, &p->line, &p->cap, err)) return -1;
     free(p->head); /* the phone lines reuse `line`: keep the record's fields in a copy */
-    if (!(p->head = strdup(p->line))) return slex_fail(err, "out of memory");
+    if (!(p->head = strdup(p->line))) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     char **fld = p->fld;
     int nf = 0;
     for (char *q = p->head; nf < U_FIELDS; nf++) {
@@ -282,7 +282,7 @@ static int read_record(part_reader *p, int64_t k, slex_error *err) {
     }
     p->nf = nf;
     if (nf < 3 || atoll(fld[1]) != k || (fld[0][0] == 'U' && nf != U_FIELDS))
-        return slex_fail(err, "%s: record of utterance %lld is malformed", path, (long long)k);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: record of utterance %lld is malformed", path, (long long)k);
     return 0;
 }
 
@@ -297,16 +297,18 @@ static int read_phones(part_reader *p, int64_t k, int64_t n_segs, slex_label_voc
         free(p->labels);
         p->segs = malloc((size_t)p->segs_cap * sizeof *p->segs);
         p->labels = malloc((size_t)p->segs_cap * (SLEX_LABEL_MAX + 1));
-        if (!p->segs || !p->labels) return slex_fail(err, "out of memory");
+        if (!p->segs || !p->labels) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     for (int64_t i = 0; i < n_segs; i++) {
         if (read_part_line(f, path, &p->line, &p->cap, err)) return -1;
         char *label = p->labels + i * (SLEX_LABEL_MAX + 1);
         long long s, e;
         if (sscanf(p->line, "%lld\t%lld\t%63s", &s, &e, label) != 3)
-            return slex_fail(err, "%s: phone line of utterance %lld is malformed", path, (long long)k);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: phone line of utterance %lld is malformed", path,
+                                (long long)k);
         p->segs[i] = (slex_segment){.start = s, .end = e, .label = label};
-        if (slex_label_vocab_count(vocab, label, strlen(label)) < 0) return slex_fail(err, "out of memory");
+        if (slex_label_vocab_count(vocab, label, strlen(label)) < 0)
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     }
     return 0;
 }
@@ -378,7 +380,8 @@ static int finish_outputs(const synth_run *r, outputs *o, const slex_label_vocab
     if (!r->augment) { /* an earlier run's parameters would describe other audio */
         char path[4200];
         snprintf(path, sizeof path, "%s/%s.%s", r->out, r->name, out_ext[4]);
-        if (unlink(path) && errno != ENOENT) return slex_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+        if (unlink(path) && errno != ENOENT)
+            return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", path, strerror(errno));
     }
     if (slex_label_vocab_write(vocab, o->phones, err)) return -1;
     /* The manifest last: its presence says the corpus is complete. */
@@ -399,17 +402,19 @@ static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
     for (int i = 0; i < a->voice_pool.count; i++) {
         const char *v = a->voice_pool.items[i];
         if (!v[0] || strspn(v, voice_chars) != strlen(v))
-            return slex_fail(err, "--voice '%s': a voice name is made of letters, digits and _ + -", v);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--voice '%s': a voice name is made of letters, digits and _ + -",
+                                v);
     }
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && r->opts.lang != SLEX_LANG_EN)
-        return slex_fail(err, "--engine %s makes English only (--lang en)", engine);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--engine %s makes English only (--lang en)", engine);
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && a->voices == SLEX_VOICES_ALL)
-        return slex_fail(err, "--voices all is espeak-ng's speaker pool; --engine %s speaks with the --voice pool",
-                         engine);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "--voices all is espeak-ng's speaker pool; --engine %s speaks with the --voice pool",
+                            engine);
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && !a->voice_pool.count)
-        return slex_fail(err, "--engine %s needs --voice NAME (repeat it for a pool)", engine);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--engine %s needs --voice NAME (repeat it for a pool)", engine);
     if (a->speakers < 2 * r->opts.test_speaker_every)
-        return slex_fail(err, "--speakers must be at least %d", 2 * r->opts.test_speaker_every);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--speakers must be at least %d", 2 * r->opts.test_speaker_every);
     r->opts.seed = (uint64_t)a->seed;
     r->opts.num_speakers = a->speakers;
     r->opts.fortune_dir = a->fortune_dir;
@@ -425,15 +430,17 @@ static int check_augment_given(const slex_cli *cli, const synth_args *a, slex_er
     if (a->augment) return 0;
     for (int i = 0; i < slex_augment_option_table.n; i++)
         if (slex_cli_given(cli, slex_augment_option_table.rows[i].name))
-            return slex_fail(err, "--%s needs --augment", slex_augment_option_table.rows[i].name);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--%s needs --augment", slex_augment_option_table.rows[i].name);
     return 0;
 }
 
 static int make_dirs(const char *out, slex_error *err) {
     char wav[4200];
     snprintf(wav, sizeof wav, "%s/wav", out);
-    if (mkdir(out, 0777) && errno != EEXIST) return slex_fail(err, "%s: cannot create: %s", out, strerror(errno));
-    if (mkdir(wav, 0777) && errno != EEXIST) return slex_fail(err, "%s: cannot create: %s", wav, strerror(errno));
+    if (mkdir(out, 0777) && errno != EEXIST)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", out, strerror(errno));
+    if (mkdir(wav, 0777) && errno != EEXIST)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", wav, strerror(errno));
     return 0;
 }
 
@@ -452,7 +459,7 @@ static int64_t synthesise(synth_run *r, int64_t target, slex_progress *progress,
         int64_t *grown = realloc(lengths, (size_t)want * sizeof *grown);
         if (!grown) {
             free(lengths);
-            return slex_fail(err, "out of memory");
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
         }
         lengths = grown;
         memset(lengths, 0, (size_t)want * sizeof *lengths);
@@ -465,7 +472,7 @@ static int64_t synthesise(synth_run *r, int64_t target, slex_progress *progress,
         }
         if (!slex_mpi_all_ok(ok)) {
             free(lengths);
-            if (ok) slex_fail(err, "another rank failed");
+            if (ok) slex_fail_as(err, SLEX_ERR_IO, "another rank failed");
             return -1;
         }
         MPI_Allreduce(MPI_IN_PLACE, lengths, (int)want, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
@@ -487,8 +494,8 @@ static int64_t synthesise(synth_run *r, int64_t target, slex_progress *progress,
         }
         if (n_rejected > 20 && n_rejected * 2 > k0) {
             free(lengths);
-            return slex_fail(err, "%lld of %lld utterances rejected: see the warnings", (long long)n_rejected,
-                             (long long)k0);
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%lld of %lld utterances rejected: see the warnings",
+                                (long long)n_rejected, (long long)k0);
         }
     }
 }
@@ -526,7 +533,7 @@ int main(int argc, char **argv) {
     if (pr == SLEX_PARSE_OK && (check_args(&a, &r, &err) || check_augment_given(&cli, &a, &err))) pr = SLEX_PARSE_ERROR;
     if (pr == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        status = 2;
+        status = slex_cli_exit_code(&cli, &err);
         goto out;
     }
     int ok = !slex_paths_check_apart(&(slex_path_role){"--out", a.out}, 1,
@@ -541,7 +548,8 @@ int main(int argc, char **argv) {
         ok = !slex_synth_babble_bank(r.engine, &r.opts, &r.sentences, BABBLE_UTTERANCES, &r.babble, &r.n_babble, &err);
     if (ok) {
         snprintf(r.part_path, sizeof r.part_path, "%s/.%s.part%d.tmp", r.out, r.name, r.rank);
-        if (!(r.part = fopen(r.part_path, "w"))) ok = !slex_fail(&err, "%s: cannot create: %s", r.part_path, strerror(errno));
+        if (!(r.part = fopen(r.part_path, "w")))
+            ok = !slex_fail_as(&err, slex_errno_kind(errno), "%s: cannot create: %s", r.part_path, strerror(errno));
     }
     if (!slex_mpi_all_ok(ok)) goto fail;
     if (mpi.rank == 0)
@@ -553,13 +561,14 @@ int main(int argc, char **argv) {
     int64_t n_utts = synthesise(&r, target, progress, &audio, &rejected, &err);
     slex_progress_finish(progress);
     ok = n_utts > 0;
-    if (r.part && fclose(r.part)) ok = ok && !slex_fail(&err, "%s: write error", r.part_path);
+    if (r.part && fclose(r.part)) ok = ok && !slex_fail_as(&err, SLEX_ERR_IO, "%s: write error", r.part_path);
     r.part = NULL;
     if (!slex_mpi_all_ok(ok)) goto fail;
     if (mpi.rank == 0) {
         outputs o;
         memset(&o, 0, sizeof o);
         slex_label_vocab *vocab = slex_label_vocab_create();
+        if (!vocab) slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory");
         ok = vocab && !open_outputs(&r, &o, &err) && !merge_parts(&r, n_utts, &o, vocab, &err) &&
              !slex_label_vocab_sort(vocab) && !finish_outputs(&r, &o, vocab, &err);
         abandon_outputs(&o);

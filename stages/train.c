@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
         code = 0;
     } else if (parsed == SLEX_PARSE_ERROR) {
         if (mpi.rank == 0) slex_error_log("%s", err.msg);
-        code = 2;
+        code = slex_cli_exit_code(&cli, &err);
     }
     slex_train_options *o = &c.o;
     if (code < 0 && !parse_betas(c.adam_betas, &o->adam.beta1, &o->adam.beta2)) {

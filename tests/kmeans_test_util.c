@@ -6,7 +6,8 @@
 int memory_fetch(void *ctx, const int64_t *frames, int64_t n, float *out, slex_error *err) {
     const memory_source *m = ctx;
     for (int64_t i = 0; i < n; i++) {
-        if (frames[i] < 0 || frames[i] >= m->n) return slex_fail(err, "frame %lld out of range", (long long)frames[i]);
+        if (frames[i] < 0 || frames[i] >= m->n)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "frame %lld out of range", (long long)frames[i]);
         memcpy(out + i * m->dim, m->x + frames[i] * m->dim, (size_t)m->dim * sizeof *out);
     }
     return 0;

@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
                 return fprintf(stderr, "truncated input\n"), 1;
             char id[32];
             snprintf(id, sizeof id, "u%05lld", (long long)u);
-            if (slex_store_writer_append(w, id, x, frames)) return fprintf(stderr, "%s\n", slex_store_writer_error(w)), 1;
+            if (slex_store_writer_append(w, id, x, frames))
+                return fprintf(stderr, "%s\n", slex_store_writer_error(w)->msg), 1;
             free(x);
         }
         if (slex_store_writer_commit(w, &err)) return fprintf(stderr, "%s\n", err.msg), 1;

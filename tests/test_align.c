@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "corpus/align.h"
 #include "check.h"
@@ -303,7 +304,7 @@ static void test_textgrid(const char *dir) {
     expect_bad_textgrid(dir, "notier", 0, "no tier named 'phones' (tiers: 'words')");
 }
 
-/* Runs the importer; returns its exit status and leaves its stderr in *log. */
+/* Runs the importer; returns its exit code (-1 when it did not exit) and leaves its stderr in *log. */
 static int run_import(const char *binary, const char *manifest, const char *tgdir, const char *out, char **log) {
     char cmd[4096], log_path[1024];
     snprintf(log_path, sizeof log_path, "%s/import.log", scratch);
@@ -312,7 +313,7 @@ static int run_import(const char *binary, const char *manifest, const char *tgdi
              manifest, tgdir, out, log_path);
     int rc = system(cmd);
     *log = slurp(log_path);
-    return rc;
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 static void test_importer(const char *dir, const char *binary) {
@@ -329,20 +330,21 @@ static void test_importer(const char *dir, const char *binary) {
     free(got);
     free(want);
 
-    /* A TextGrid no manifest line claims. */
+    /* Bad input exits 4 (README "Exit codes"). A TextGrid no manifest line claims. */
     char *m1 = write_file("only_a.tsv", "/x\na.wav\t16000\n");
-    CHECK(run_import(binary, m1, tgdir, out, &log) != 0 && strstr(log, "good/sub/b.TextGrid: unknown utterance"),
+    CHECK(run_import(binary, m1, tgdir, out, &log) == 4 && strstr(log, "good/sub/b.TextGrid: unknown utterance"),
           "unknown TextGrid: %s", log);
     free(log);
     /* A manifest line without a TextGrid. */
     char *m2 = write_file("extra.tsv", "/x\na.wav\t16000\nsub/b.wav\t8005\nc.flac\t100\n");
-    CHECK(run_import(binary, m2, tgdir, out, &log) != 0 && strstr(log, "extra.tsv:4:") && strstr(log, "c.TextGrid"),
+    CHECK(run_import(binary, m2, tgdir, out, &log) == 4 && strstr(log, "extra.tsv:4:") && strstr(log, "c.TextGrid"),
           "missing TextGrid: %s", log);
     free(log);
     /* An audio length the TextGrid does not match: names the TextGrid line and the manifest line. */
     char *m3 = write_file("short.tsv", "/x\na.wav\t15000\nsub/b.wav\t8005\n");
-    CHECK(run_import(binary, m3, tgdir, out, &log) != 0 && strstr(log, "good/a.TextGrid:54:") &&
-              strstr(log, "short.tsv:2"), "length mismatch: %s", log);
+    CHECK(run_import(binary, m3, tgdir, out, &log) == 4 && strstr(log, "good/a.TextGrid:54:") &&
+              strstr(log, "short.tsv:2"),
+          "length mismatch: %s", log);
     free(log);
 }
 

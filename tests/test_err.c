@@ -15,8 +15,6 @@ int main(int argc, char **argv) {
     CHECK(slex_exit_code(&err) == 4, "input -> 4");
     slex_fail_wrap(&err, "while reading %s", "x");
     CHECK(err.kind == SLEX_ERR_INPUT && !strcmp(err.msg, "while reading x: m.tsv: bad line 3"), "wrap keeps the kind");
-    slex_fail(&err, "plain");
-    CHECK(err.kind == SLEX_ERR_UNKNOWN, "slex_fail: unknown kind");
     const int codes[][2] = {{SLEX_ERR_UNKNOWN, 1}, {SLEX_ERR_IO, 1}, {SLEX_ERR_RESOURCE, 5}, {SLEX_ERR_INPUT, 4},
                             {SLEX_ERR_INTERNAL, 6}};
     for (int i = 0; i < 5; i++) {

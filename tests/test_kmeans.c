@@ -339,7 +339,7 @@ typedef struct thread_rank {
 static int thread_sum(void *ctx, int64_t *v, int64_t n, slex_error *err) {
     thread_rank *t = ctx;
     int64_t *tmp = calloc((size_t)n + 1, sizeof *tmp);
-    if (!tmp) return slex_fail(err, "out of memory");
+    if (!tmp) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     t->world->posted[t->rank] = v;
     pthread_barrier_wait(&t->world->barrier);
     for (int r = 0; r < t->world->size; r++)
@@ -353,7 +353,7 @@ static int thread_sum(void *ctx, int64_t *v, int64_t n, slex_error *err) {
 static int thread_max(void *ctx, double *v, int64_t n, slex_error *err) {
     thread_rank *t = ctx;
     double *tmp = malloc(sizeof *tmp * ((size_t)n + 1));
-    if (!tmp) return slex_fail(err, "out of memory");
+    if (!tmp) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     t->world->posted[t->rank] = v;
     pthread_barrier_wait(&t->world->barrier);
     for (int64_t i = 0; i < n; i++) {

@@ -55,7 +55,8 @@ static const slex_option demo_rows[] = {
 /* Rules across fields: count must not exceed level + 10 (a stand-in for num_ceps <= num_mel_bins). */
 static int demo_check(const void *opts, slex_error *err) {
     const demo_options *o = opts;
-    if (o->count > (long long)o->level + 10) return slex_fail(err, "--count %d is more than --level + 10", o->count);
+    if (o->count > (long long)o->level + 10)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--count %d is more than --level + 10", o->count);
     return 0;
 }
 static const slex_option_table demo_table = SLEX_OPTION_TABLE_CHECKED(demo_rows, demo_check);

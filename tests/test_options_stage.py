@@ -1,5 +1,6 @@
-"""Every program refuses a bad command line at parse time (issue 9): exit 2, a message naming the
-option (and FILE:LINE when the value came from --config), nothing written.  The cases of the
+"""Every program refuses a bad command line at parse time (issue 9): exit 2 (4 when the value came
+from --config, a bad input file), a message naming the option (and FILE:LINE of the config),
+nothing written.  The cases of the
 issue: `--out --force`, negative --nshard/--shard, --max-reject nan, out-of-range --with-deltas
 and --normalize-waveform, bad command lines that used to exit 1, and slex-kmeans checking its
 options before it opens (loads) the pool.
@@ -33,10 +34,10 @@ def env():
     return e
 
 
-def refused(name, args, words, what):
-    """name args must exit 2 with every word in its message, and leave CWD empty."""
+def refused(name, args, words, what, code=2):
+    """name args must exit code (2 by default) with every word in its message, and leave CWD empty."""
     p = subprocess.run([prog(name)] + args, cwd=CWD, env=env(), capture_output=True, text=True)
-    check(p.returncode == 2, f"{what}: exit {p.returncode}, not 2: {p.stderr.strip()[-300:]}")
+    check(p.returncode == code, f"{what}: exit {p.returncode}, not {code}: {p.stderr.strip()[-300:]}")
     for w in words:
         check(w in p.stderr, f"{what}: message lacks '{w}': {p.stderr.strip()[-300:]}")
     check(os.listdir(CWD) == [], f"{what}: wrote {os.listdir(CWD)}")
@@ -77,11 +78,12 @@ refused("mfcc", M + ["--out", "x", "stray"], ["unexpected argument 'stray'"], "p
 # Values from --config: the message names the file and the line.
 cfg = os.path.join(WORK, "c.ini")
 open(cfg, "w").write("; slex\n[common]\nnshard = -1\n")
-refused("mfcc", M + ["--out", "x", "--config", cfg], [cfg + ":3", "--nshard -1", "at least 0"], "config nshard")
+refused("mfcc", M + ["--out", "x", "--config", cfg], [cfg + ":3", "--nshard -1", "at least 0"], "config nshard", code=4)
 open(cfg, "w").write("[mfcc]\nwith-deltas = 1\n\nmax-reject = nan\n")
-refused("mfcc", M + ["--out", "x", "--config", cfg], [cfg + ":4", "--max-reject nan", "finite"], "config max-reject")
+refused("mfcc", M + ["--out", "x", "--config", cfg], [cfg + ":4", "--max-reject nan", "finite"], "config max-reject",
+        code=4)
 open(cfg, "w").write("[mfcc]\nout = --force\n")
-refused("mfcc", M + ["--config", cfg], [cfg + ":2", "looks like an option"], "config out")
+refused("mfcc", M + ["--config", cfg], [cfg + ":2", "looks like an option"], "config out", code=4)
 # Valid values still run, and the store is what it was (defaults, bounds inclusive).
 run([prog("mfcc")] + M + ["--out", store, "--nshard", "1", "--max-reject", "1", "--with-deltas", "1"], env=QUIET)
 check(os.path.exists(os.path.join(store, "index.json")), "a valid command line runs")

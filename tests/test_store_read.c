@@ -28,7 +28,7 @@ static int make_store(const char *dir) {
         for (int c = 0; c < DIM; c++) x[r * DIM + c] = value(r, c);
     int rc = slex_store_writer_append(w, "a.wav", x, 1) || slex_store_writer_append(w, "b.wav", x + DIM, ROWS - 1);
     free(x);
-    if (rc) return fprintf(stderr, "%s\n", slex_store_writer_error(w)), slex_store_writer_abort(w), -1;
+    if (rc) return fprintf(stderr, "%s\n", slex_store_writer_error(w)->msg), slex_store_writer_abort(w), -1;
     slex_store_summary sum;
     if (slex_store_writer_commit(w, &err) || slex_store_finalize(dir, 1, fp, NULL, &sum, &err) || !sum.finalized)
         return fprintf(stderr, "%s\n", err.msg), -1;

@@ -265,6 +265,22 @@ def case_bad():
     wrong = checkpoint_with_adapter(os.path.join(out, "checkpoint-2"), other, os.path.join(WORK, "wrong_adapter"))
     expect_error("an adapter for another base", fresh, 4, [os.path.join(wrong, "adapter"), "adapter_model.safetensors"],
                  init=wrong)
+    # A damaged checkpoint (its manifest's JSON cut short), a manifest line whose WAV is gone, a bad
+    # --config value: bad input (4), naming the file.
+    broken = os.path.join(WORK, "broken_checkpoint")
+    shutil.copytree(os.path.join(out, "checkpoint-2"), broken)
+    open(os.path.join(broken, "slex_checkpoint.json"), "w").write('{"format": "slex-checkpoint", "files": {')
+    expect_error("a damaged checkpoint", os.path.join(WORK, "fresh_ck"), 4,
+                 [os.path.join(broken, "slex_checkpoint.json")], init=broken)
+    lines = open(MANIFEST).read().splitlines()
+    gone = os.path.join(WORK, "gone.tsv")
+    open(gone, "w").write("\n".join(lines[:1] + ["gone.wav\t" + l.split("\t")[1] for l in lines[1:]]) + "\n")
+    expect_error("a missing WAV", os.path.join(WORK, "fresh_wav"), 4,
+                 [os.path.join(WORK, "wav", "gone.wav"), "No such file"], data=f"{gone}:{LABELS}")
+    cfg = os.path.join(WORK, "bad.ini")
+    open(cfg, "w").write("[train]\nlr = fast\n")
+    expect_error("a bad --config value", os.path.join(WORK, "fresh_cfg"), 4, [cfg + ":2", "--lr fast"],
+                 ["--config", cfg])
     # Resources (5): activations for 1e10-sample crops do not fit (and 1e12, whose sizes overflow
     # int64, fail the same way instead of crashing).
     # (Under ASan, allocations too large to make return NULL as they do without it.)
@@ -287,7 +303,8 @@ def case_bad():
     train(out, 1, steps=2, extra=["--lr", "1e-3", "--force"])
     print("bad input: exit 2 for command lines, 4 for another config, labels >= K, labels 0.2 s off (0.06 s "
           "accepted), a missing .km line, label stores of another manifest, no usable utterance, an adapter of "
-          "another base; 5 out of memory, 1 a failed write; refused runs change nothing, --force replaces")
+          "another base, a damaged checkpoint, a missing WAV, a bad --config value; 5 out of memory, 1 a failed "
+          "write; refused runs change nothing, --force replaces")
 
 
 def read_safetensors(path):

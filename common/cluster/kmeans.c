@@ -404,8 +404,9 @@ static int call_checkpoint(slex_kmeans_checkpoint_fn cb, void *ctx, const slex_k
 int slex_kmeans_fit(slex_kmeans_state *st, const slex_kmeans_source *src, const slex_exact_comm *comm,
                     slex_kmeans_checkpoint_fn checkpoint, void *checkpoint_ctx, slex_error *err) {
     if (src->dim != st->dim || src->n_frames != st->n_frames)
-        return slex_fail(err, "kmeans: the state is for %lld frames of dimension %d, the data has %lld of %d",
-                         (long long)st->n_frames, st->dim, (long long)src->n_frames, src->dim);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "kmeans: the state is for %lld frames of dimension %d, the data has %lld of %d",
+                            (long long)st->n_frames, st->dim, (long long)src->n_frames, src->dim);
     if (comm && comm->size > 1 && (!comm->sum_i64 || !comm->max_f64 || comm->rank < 0 || comm->rank >= comm->size))
         return slex_fail_as(err, SLEX_ERR_INTERNAL, "kmeans: incomplete communicator (rank %d of %d)", comm->rank, comm->size);
     int rc;

@@ -5,27 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fail_v(slex_error *err, slex_error_kind kind, const char *fmt, va_list ap) {
+int slex_fail_as(slex_error *err, slex_error_kind kind, const char *fmt, ...) {
     if (err) {
+        va_list ap;
+        va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
         err->kind = kind;
     }
-    return -1;
-}
-
-int slex_fail(slex_error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fail_v(err, SLEX_ERR_UNKNOWN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-int slex_fail_as(slex_error *err, slex_error_kind kind, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fail_v(err, kind, fmt, ap);
-    va_end(ap);
     return -1;
 }
 

@@ -14,7 +14,7 @@
 
 /* What kind of failure an error is, so that whoever runs a stage knows what to do next. */
 typedef enum slex_error_kind {
-    SLEX_ERR_UNKNOWN = 0, /* not classified (slex_fail): treated like I/O, retrying may help */
+    SLEX_ERR_UNKNOWN = 0, /* not classified (a zeroed error, no failure recorded): treated like I/O */
     SLEX_ERR_IO,          /* reading or writing failed (disk full, permissions, a file system gone,
                              another run holding the output): retry once the cause is gone */
     SLEX_ERR_RESOURCE,    /* out of memory or another limit: retry with more */
@@ -43,10 +43,9 @@ enum {
     SLEX_EXIT_INTERNAL = 6, /* a bug in slex */
 };
 
-/* Formats the message into err (when err is not NULL), with kind SLEX_ERR_UNKNOWN, and returns
- * -1, so that failures read `return slex_fail(err, "%s: %s", path, reason);`. */
-int slex_fail(slex_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The same with a kind. */
+/* Formats the message into err (when err is not NULL), with its kind, and returns -1, so that
+ * failures read `return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %s", path, reason);`.  There is no
+ * kind-less form: every failure says whether retrying can help. */
 int slex_fail_as(slex_error *err, slex_error_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The kind of a failed system call's errno: a missing or forbidden file is the input's fault

@@ -69,16 +69,16 @@ static double max_abs_f64(const double *v, int64_t n) {
 static int exact_sums(const float *vf, const double *vd, int64_t rows, int64_t len, int64_t total_rows,
                       const slex_exact_comm *comm, double *out, slex_error *err) {
     if (rows < 0 || len < 0 || total_rows < rows)
-        return slex_fail(err, "exact sum: bad sizes (%lld rows of %lld values, %lld rows in all)", (long long)rows,
-                         (long long)len, (long long)total_rows);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "exact sum: bad sizes (%lld rows of %lld values, %lld rows in all)",
+                            (long long)rows, (long long)len, (long long)total_rows);
     /* A NaN counts as an infinite maximum, so every rank sees the failure. */
     const int64_t n = rows * len;
     double mx = vf ? max_abs_f32(vf, n) : max_abs_f64(vd, n);
     if (slex_exact_comm_max(comm, &mx, 1, err)) return -1;
-    if (!isfinite(mx)) return slex_fail(err, "exact sum: a value is not finite (NaN or infinite)");
+    if (!isfinite(mx)) return slex_fail_as(err, SLEX_ERR_INPUT, "exact sum: a value is not finite (NaN or infinite)");
     const int64_t nb = len < SUM_BLOCK ? len : SUM_BLOCK;
     int64_t *q = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *q);
-    if (!q) return slex_fail(err, "exact sum: out of memory for %lld sums", (long long)nb);
+    if (!q) return slex_fail_as(err, SLEX_ERR_RESOURCE, "exact sum: out of memory for %lld sums", (long long)nb);
     const int e = slex_exactsum_exponent(mx, total_rows);
     const double scale = ldexp(1.0, e);
     /* q * 2^-e as one multiplication: exact while 2^-e is a normal number (|q| >= 1 keeps the

@@ -64,14 +64,14 @@ double slex_mpi_max_double(double value) {
 static int exact_sum_i64(void *ctx, int64_t *values, int64_t n, slex_error *err) {
     (void)ctx;
     if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
+        return slex_fail_as(err, SLEX_ERR_IO, "MPI_Allreduce failed");
     return 0;
 }
 
 static int exact_max_f64(void *ctx, double *values, int64_t n, slex_error *err) {
     (void)ctx;
     if (MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return slex_fail(err, "MPI_Allreduce failed");
+        return slex_fail_as(err, SLEX_ERR_IO, "MPI_Allreduce failed");
     return 0;
 }
 

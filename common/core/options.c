@@ -122,8 +122,8 @@ static int list_append(slex_string_list *list, const char *value) {
 }
 
 /* Every message about a value: "WHERE: --NAME VALUE: REASON". */
-#define BAD_VALUE(reason_fmt, ...)                                                                                   \
-    slex_fail(err, "%s: --%s %s: " reason_fmt, where, o->name, value, __VA_ARGS__)
+#define BAD_VALUE(reason_fmt, ...)                                                                                     \
+    slex_fail_as(err, SLEX_ERR_INPUT, "%s: --%s %s: " reason_fmt, where, o->name, value, __VA_ARGS__)
 
 /* Parses and validates one value of option o into its field; `where` names the source. */
 static int set_option(slex_cli *cli, const slex_option *o, void *opts, const char *value, const char *where,
@@ -138,7 +138,8 @@ static int set_option(slex_cli *cli, const slex_option *o, void *opts, const cha
         const char *why = o->flags & SLEX_OPTF_PATH ? path_problem(value) : NULL;
         if (why) return BAD_VALUE("%s", why);
         slex_string_list *into = o->type == SLEX_OPT_STRING ? &cli->owned : dest;
-        if (list_append(into, value)) return slex_fail(err, "%s: --%s: out of memory", where, o->name);
+        if (list_append(into, value))
+            return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: --%s: out of memory", where, o->name);
         if (o->type == SLEX_OPT_STRING) *(char **)dest = cli->owned.items[cli->owned.count - 1];
         return 0;
     }
@@ -184,7 +185,7 @@ static int set_option(slex_cli *cli, const slex_option *o, void *opts, const cha
         return 0;
     }
     }
-    return slex_fail(err, "%s: --%s has an unknown type", where, o->name);
+    return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: --%s has an unknown type", where, o->name);
 }
 
 /* ---- Tables ---- */
@@ -217,17 +218,19 @@ static int valid_name(const char *name) {
 int slex_option_table_check(const slex_option_table *table, slex_error *err) {
     for (int i = 0; i < table->n; i++) {
         const slex_option *o = &table->rows[i];
-        if (!valid_name(o->name)) return slex_fail(err, "option table: row %d has an invalid name", i);
+        if (!valid_name(o->name))
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: row %d has an invalid name", i);
         for (int j = 0; j < i; j++)
-            if (!strcmp(table->rows[j].name, o->name)) return slex_fail(err, "option table: --%s twice", o->name);
+            if (!strcmp(table->rows[j].name, o->name))
+                return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s twice", o->name);
         if (!(o->flags & SLEX_OPTF_INTERNAL) && !o->help)
-            return slex_fail(err, "option table: --%s has no help text", o->name);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s has no help text", o->name);
         if ((o->flags & SLEX_OPTF_REQUIRED) && (o->type == SLEX_OPT_FLAG || (o->flags & SLEX_OPTF_INTERNAL)))
-            return slex_fail(err, "option table: --%s cannot be required", o->name);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s cannot be required", o->name);
         if ((o->flags & SLEX_OPTF_PATH) && o->type != SLEX_OPT_STRING && o->type != SLEX_OPT_STRING_LIST)
-            return slex_fail(err, "option table: --%s is a path but not a string", o->name);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s is a path but not a string", o->name);
         if (has_range(o) && !(o->min <= o->max))
-            return slex_fail(err, "option table: --%s has an empty range", o->name);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s has an empty range", o->name);
         /* Defaults obey the rules of given values (a required option's default is never used). */
         double tlo, thi;
         type_range(o->type, &tlo, &thi);
@@ -245,7 +248,8 @@ int slex_option_table_check(const slex_option_table *table, slex_error *err) {
         case SLEX_OPT_U64: bad_default = o->def != floor(o->def) || o->def < 0; break;
         case SLEX_OPT_FLAG: bad_default = o->def != 0 && o->def != 1; break;
         case SLEX_OPT_CHOICE:
-            if (!o->choices || !*o->choices) return slex_fail(err, "option table: --%s has no choices", o->name);
+            if (!o->choices || !*o->choices)
+                return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s has no choices", o->name);
             bad_default = o->def != floor(o->def) || o->def < 0 || o->def >= choice_count(o->choices);
             break;
         case SLEX_OPT_STRING:
@@ -253,7 +257,8 @@ int slex_option_table_check(const slex_option_table *table, slex_error *err) {
             break;
         case SLEX_OPT_STRING_LIST: break;
         }
-        if (bad_default) return slex_fail(err, "option table: --%s has an invalid default", o->name);
+        if (bad_default)
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "option table: --%s has an invalid default", o->name);
     }
     return 0;
 }
@@ -341,7 +346,8 @@ static int check_groups(const slex_cli *cli, slex_error *err) {
             found f;
             if (!(t->rows[i].flags & SLEX_OPTF_INTERNAL) && find_option(cli, t->rows[i].name, &f) &&
                 f.row != &t->rows[i])
-                return slex_fail(err, "%s: option table: --%s is in two groups", cli->program, t->rows[i].name);
+                return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: option table: --%s is in two groups", cli->program,
+                                    t->rows[i].name);
         }
     }
     return 0;
@@ -392,7 +398,7 @@ static int on_config_entry(void *user, const char *section, const char *name, co
     found f;
     if (!find_option(ctx->cli, name, &f)) {
         if (!strcmp(section, "common")) return 1; /* common keys need not apply to every program */
-        slex_fail(ctx->err, "%s: unknown key (see --help for the keys)", where);
+        slex_fail_as(ctx->err, SLEX_ERR_INPUT, "%s: unknown key (see --help for the keys)", where);
         ctx->failed = 1;
         return 0;
     }
@@ -406,15 +412,15 @@ static int on_config_entry(void *user, const char *section, const char *name, co
 static int load_config(slex_cli *cli, const char *path, slex_error *err) {
     const char *section = cli->program;
     if (!strncmp(section, "slex-", 5)) section += 5;
-    if (!*path) return slex_fail(err, "--config needs a file name");
+    if (!*path) return slex_fail_as(err, SLEX_ERR_INPUT, "--config needs a file name");
     FILE *file = fopen(path, "r");
-    if (!file) return slex_fail(err, "--config %s: cannot open: %s", path, strerror(errno));
+    if (!file) return slex_fail_as(err, slex_errno_kind(errno), "--config %s: cannot open: %s", path, strerror(errno));
     config_ctx ctx = {cli, path, section, {file, 0, 1}, err, 0};
     int rc = ini_parse_stream(read_line, &ctx.reader, on_config_entry, &ctx);
     fclose(file);
     if (ctx.failed) return -1;
-    if (rc == -2) return slex_fail(err, "%s: out of memory while reading config", path);
-    if (rc) return slex_fail(err, "%s:%d: malformed config line", path, rc);
+    if (rc == -2) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory while reading config", path);
+    if (rc) return slex_fail_as(err, SLEX_ERR_INPUT, "%s:%d: malformed config line", path, rc);
     return 0;
 }
 
@@ -424,10 +430,11 @@ static int load_config(slex_cli *cli, const char *path, slex_error *err) {
  * argument that starts with "--" (the user forgot the value). */
 static const char *option_value(int argc, char **argv, int *i, const char *eq, const char *name, slex_error *err) {
     if (eq) return eq + 1;
-    if (*i + 1 >= argc) return slex_fail(err, "command line: --%s needs a value", name), NULL;
+    if (*i + 1 >= argc) return slex_fail_as(err, SLEX_ERR_INPUT, "command line: --%s needs a value", name), NULL;
     if (!strncmp(argv[*i + 1], "--", 2))
-        return slex_fail(err, "command line: --%s needs a value, but the next argument is the option %s", name,
-                         argv[*i + 1]),
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "command line: --%s needs a value, but the next argument is the option %s", name,
+                            argv[*i + 1]),
                NULL;
     return argv[++*i];
 }
@@ -444,35 +451,41 @@ static int check_required(const slex_cli *cli, slex_error *err) {
             }
     }
     if (n_missing)
-        return slex_fail(err, "%s %s required (see --help)", missing, n_missing > 1 ? "are" : "is");
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s %s required (see --help)", missing, n_missing > 1 ? "are" : "is");
     for (int g = 0; g < cli->n_groups; g++)
         if (cli->groups[g].table->check && cli->groups[g].table->check(cli->groups[g].opts, err)) return -1;
     return 0;
 }
 
 slex_parse_result slex_cli_parse(slex_cli *cli, int argc, char **argv, slex_error *err) {
+    cli->config_failed = 0;
     free(cli->given);
     cli->given = calloc((size_t)total_rows(cli) + 1, 1);
-    if (!cli->given) return slex_fail(err, "out of memory"), SLEX_PARSE_ERROR;
+    if (!cli->given) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), SLEX_PARSE_ERROR;
     if (check_groups(cli, err)) return SLEX_PARSE_ERROR;
     /* The config file goes first so that the command line overrides it wherever it appears. */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return SLEX_PARSE_HELP;
         if (!strcmp(argv[i], "--config") || !strncmp(argv[i], "--config=", 9)) {
             const char *path = option_value(argc, argv, &i, argv[i][8] ? argv[i] + 8 : NULL, "config", err);
-            if (!path || load_config(cli, path, err)) return SLEX_PARSE_ERROR;
+            if (!path) return SLEX_PARSE_ERROR;
+            if (load_config(cli, path, err)) {
+                cli->config_failed = 1;
+                return SLEX_PARSE_ERROR;
+            }
         }
     }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2))
-            return slex_fail(err, "command line: unexpected argument '%s' (options start with --; see --help)", arg),
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "command line: unexpected argument '%s' (options start with --; see --help)", arg),
                    SLEX_PARSE_ERROR;
         char name[128];
         const char *eq = strchr(arg + 2, '=');
         size_t len = eq ? (size_t)(eq - (arg + 2)) : strlen(arg + 2);
         if (len >= sizeof name)
-            return slex_fail(err, "command line: option '%s' is too long", arg), SLEX_PARSE_ERROR;
+            return slex_fail_as(err, SLEX_ERR_INPUT, "command line: option '%s' is too long", arg), SLEX_PARSE_ERROR;
         memcpy(name, arg + 2, len);
         name[len] = '\0';
         if (!strcmp(name, "config")) {
@@ -481,7 +494,8 @@ slex_parse_result slex_cli_parse(slex_cli *cli, int argc, char **argv, slex_erro
         }
         found f;
         if (!find_option(cli, name, &f))
-            return slex_fail(err, "command line: unknown option --%s (see --help)", name), SLEX_PARSE_ERROR;
+            return slex_fail_as(err, SLEX_ERR_INPUT, "command line: unknown option --%s (see --help)", name),
+                   SLEX_PARSE_ERROR;
         if (f.row->type == SLEX_OPT_FLAG && !eq) {
             *(int *)field_of(f.row, f.opts) = 1;
             cli->given[f.index] = 1;
@@ -491,6 +505,10 @@ slex_parse_result slex_cli_parse(slex_cli *cli, int argc, char **argv, slex_erro
         if (!value || set_found(cli, &f, value, "command line", err)) return SLEX_PARSE_ERROR;
     }
     return check_required(cli, err) ? SLEX_PARSE_ERROR : SLEX_PARSE_OK;
+}
+
+int slex_cli_exit_code(const slex_cli *cli, const slex_error *err) {
+    return cli->config_failed ? slex_exit_code(err) : SLEX_EXIT_USAGE;
 }
 
 int slex_cli_given(const slex_cli *cli, const char *name) {

@@ -19,7 +19,7 @@
  * (without "--"), from the sections [common] and [<program>]; the command line overrides it.
  *
  * Validation at parse time (errors name the option and where its value came from: the command
- * line, or FILE:LINE of the config; programs exit 2 on them):
+ * line, or FILE:LINE of the config; programs exit 2 on the command line's, 4 on the config's):
  *   - numbers must parse completely; INT/LONG/DOUBLE/FLOAT lie in [min, max] (both 0: any value of
  *     the type; SLEX_OPTF_ABOVE_MIN makes min exclusive); every DOUBLE must be finite;
  *   - CHOICE values are one of `choices`; FLAG values in a config are true/false/yes/no/1/0;
@@ -129,14 +129,19 @@ typedef struct slex_cli {
     int n_groups;
     slex_string_list owned; /* strings the parser allocated; freed by slex_cli_free */
     unsigned char *given;   /* per row of all groups: 1 when set by the config or command line */
+    int config_failed;      /* set by slex_cli_parse: the failure was the --config file's */
 } slex_cli;
 
 typedef enum { SLEX_PARSE_OK = 0, SLEX_PARSE_HELP = 1, SLEX_PARSE_ERROR = -1 } slex_parse_result;
 
 /* Parses argv (and --config FILE if given) into the groups' structs, which hold their defaults
  * beforehand.  On SLEX_PARSE_HELP the caller prints slex_cli_help() and exits 0; on
- * SLEX_PARSE_ERROR err names the option and the caller exits 2. */
+ * SLEX_PARSE_ERROR err names the option and the caller exits slex_cli_exit_code(). */
 slex_parse_result slex_cli_parse(slex_cli *cli, int argc, char **argv, slex_error *err);
+/* The exit code after SLEX_PARSE_ERROR: 2 (bad command line), or, when the --config file failed
+ * (missing, malformed, a bad value or key), the code of err's kind (4 for those; a file system's
+ * failure 1). */
+int slex_cli_exit_code(const slex_cli *cli, const slex_error *err);
 
 /* 1 when the option `name` was given in the config or on the command line. */
 int slex_cli_given(const slex_cli *cli, const char *name);

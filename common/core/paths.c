@@ -83,7 +83,8 @@ int slex_paths_check_apart(const slex_path_role *outputs, int n_outputs, const s
             char out[PATH_MAX];
             if (!outputs[o].path) continue;
             if (resolve(outputs[o].path, out))
-                return slex_fail(err, "%s %s: cannot resolve the path", outputs[o].option, outputs[o].path);
+                return slex_fail_as(err, SLEX_ERR_INPUT, "%s %s: cannot resolve the path", outputs[o].option,
+                                    outputs[o].path);
             const char *how = NULL;
             if (within(out, in)) how = !strcmp(out, in) || within(in, out) ? "is" : "lies inside";
             else if (within(in, out)) how = "contains";

@@ -475,7 +475,8 @@ static int score_cell(const abx_data *d, const cell *c, dist_work *w, int64_t *h
     for (size_t k = 0; k < nax + nbx; k++)
         if (isnan(dax[k])) {
             free(dax);
-            return slex_fail(err, "ABX: a distance is not a number (NaN in the features, or out of memory)");
+            return slex_fail_as(err, SLEX_ERR_RESOURCE,
+                                "ABX: a distance is not a number (NaN in the features, or out of memory)");
         }
     int64_t he = 0, t = 0;
     for (int x = 0; x < c->nx; x++)

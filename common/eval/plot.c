@@ -63,10 +63,12 @@ static int run_gnuplot(const char *dir, const char *name, const char *script, sl
     pid_t pid;
     int rc = posix_spawnp(&pid, "gnuplot", &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
-    if (rc) return slex_fail(err, "cannot run gnuplot (install Debian's gnuplot-nox): %s", strerror(rc));
+    if (rc)
+        return slex_fail_as(err, slex_errno_kind(rc), "cannot run gnuplot (install Debian's gnuplot-nox): %s",
+                            strerror(rc));
     int status;
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return slex_fail(err, "gnuplot: %s", strerror(errno));
+        if (errno != EINTR) return slex_fail_as(err, slex_errno_kind(errno), "gnuplot: %s", strerror(errno));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         unlink(log);
         return 0;
@@ -75,7 +77,7 @@ static int run_gnuplot(const char *dir, const char *name, const char *script, sl
     const char *last = text ? text : "";
     for (char *p = text; p && *p; p++)
         if (*p == '\n' && p[1]) last = p + 1;
-    slex_fail(err, "gnuplot failed on %s (%s): %.300s", script, log, last);
+    slex_fail_as(err, SLEX_ERR_IO, "gnuplot failed on %s (%s): %.300s", script, log, last);
     free(text);
     return -1;
 }

@@ -90,25 +90,29 @@ static double window_length(const slex_mfcc_options *o, double ms) { return trun
 static int validate(const slex_mfcc_options *o, double window_size, double window_shift, slex_error *err) {
     double nyquist = 0.5 * o->sample_rate;
     double high = o->high_freq <= 0.0 ? o->high_freq + nyquist : o->high_freq;
-    if (!(o->sample_rate > 0.0)) return slex_fail(err, "mfcc: sample_rate %g must be > 0", o->sample_rate);
+    if (!(o->sample_rate > 0.0))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: sample_rate %g must be > 0", o->sample_rate);
     if (!(window_size >= 2.0 && window_size <= MAX_WINDOW))
-        return slex_fail(err, "mfcc: frame_length_ms %g gives a window of %g samples (need 2..%d)",
-                         o->frame_length_ms, window_size, MAX_WINDOW);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: frame_length_ms %g gives a window of %g samples (need 2..%d)",
+                            o->frame_length_ms, window_size, MAX_WINDOW);
     if (!(window_shift >= 1.0 && window_shift <= MAX_WINDOW))
-        return slex_fail(err, "mfcc: frame_shift_ms %g gives a shift of %g samples (need 1..%d)", o->frame_shift_ms,
-                         window_shift, MAX_WINDOW);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: frame_shift_ms %g gives a shift of %g samples (need 1..%d)",
+                            o->frame_shift_ms, window_shift, MAX_WINDOW);
     if (o->num_mel_bins <= 3 || o->num_mel_bins > 1024)
-        return slex_fail(err, "mfcc: --num-mel-bins %d must be in 4..1024", o->num_mel_bins);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: --num-mel-bins %d must be in 4..1024", o->num_mel_bins);
     if (o->num_ceps < 1 || o->num_ceps > o->num_mel_bins)
-        return slex_fail(err, "mfcc: --num-ceps %d must be in 1..--num-mel-bins (%d)", o->num_ceps, o->num_mel_bins);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: --num-ceps %d must be in 1..--num-mel-bins (%d)", o->num_ceps,
+                            o->num_mel_bins);
     if (!(o->low_freq >= 0.0 && o->low_freq < nyquist && high > 0.0 && high <= nyquist && o->low_freq < high))
-        return slex_fail(err, "mfcc: --low-freq %g / --high-freq %g do not make a band below Nyquist %g", o->low_freq, o->high_freq,
-                         nyquist);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "mfcc: --low-freq %g / --high-freq %g do not make a band below Nyquist %g", o->low_freq,
+                            o->high_freq, nyquist);
     if (!(o->preemphasis >= 0.0 && o->preemphasis <= 1.0))
-        return slex_fail(err, "mfcc: --preemphasis %g must be in [0, 1]", o->preemphasis);
-    if (!(o->cepstral_lifter >= 0.0)) return slex_fail(err, "mfcc: --cepstral-lifter %g must be >= 0", o->cepstral_lifter);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: --preemphasis %g must be in [0, 1]", o->preemphasis);
+    if (!(o->cepstral_lifter >= 0.0))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: --cepstral-lifter %g must be >= 0", o->cepstral_lifter);
     if (o->delta_window < 1 || o->delta_window > 1000)
-        return slex_fail(err, "mfcc: --delta-window %d must be in 1..1000", o->delta_window);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mfcc: --delta-window %d must be in 1..1000", o->delta_window);
     return 0;
 }
 
@@ -180,7 +184,7 @@ static size_t layout(slex_mfcc *m, char *base, size_t n_weights) {
 static slex_mfcc *new_handle(const slex_mfcc_options *o, int window_size, int window_shift, slex_error *err) {
     slex_mfcc *m = calloc(1, sizeof *m);
     if (!m) {
-        slex_fail(err, "mfcc: out of memory");
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "mfcc: out of memory");
         return NULL;
     }
     int n = o->delta_window;
@@ -288,13 +292,13 @@ static int build_tables(slex_mfcc *m, slex_error *err) {
     int n_mel = m->opts.num_mel_bins;
     mel_geometry g = mel_geometry_of(m);
     int *first = malloc(sizeof(int) * 2 * (size_t)n_mel);
-    if (!first) return slex_fail(err, "mfcc: out of memory");
+    if (!first) return slex_fail_as(err, SLEX_ERR_RESOURCE, "mfcc: out of memory");
     int *count = first + n_mel;
     size_t n_weights = measure_mel_spans(m, g, first, count);
     size_t bytes = layout(m, NULL, n_weights);
     if (!(m->block = fftwf_malloc(bytes))) {
         free(first);
-        return slex_fail(err, "mfcc: out of memory (%zu bytes)", bytes);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "mfcc: out of memory (%zu bytes)", bytes);
     }
     memset(m->block, 0, bytes);
     layout(m, m->block, n_weights);
@@ -308,7 +312,7 @@ static int build_tables(slex_mfcc *m, slex_error *err) {
 slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
     const slex_mfcc_options *o = opts;
     if (!o) {
-        slex_fail(err, "mfcc: NULL options");
+        slex_fail_as(err, SLEX_ERR_INTERNAL, "mfcc: NULL options");
         return NULL;
     }
     double window_samples = window_length(o, o->frame_length_ms), shift_samples = window_length(o, o->frame_shift_ms);
@@ -321,7 +325,7 @@ slex_mfcc *slex_mfcc_create(const slex_mfcc_options *opts, slex_error *err) {
     }
     m->plan = fftwf_plan_dft_r2c_1d(m->fft_size, m->fft_in, m->fft_out, FFTW_ESTIMATE | FFTW_PRESERVE_INPUT);
     if (!m->plan) {
-        slex_fail(err, "mfcc: FFTW could not plan a real FFT of size %d", m->fft_size);
+        slex_fail_as(err, SLEX_ERR_RESOURCE, "mfcc: FFTW could not plan a real FFT of size %d", m->fft_size);
         slex_mfcc_free(m);
         return NULL;
     }
@@ -436,10 +440,12 @@ static void deltas_forward(slex_mfcc *m, float *feat, int64_t T, int src, int ds
 }
 
 int slex_mfcc_compute(slex_mfcc *m, const float *wave, int64_t n, float *out, slex_error *err) {
-    if (n < 0) return slex_fail(err, "mfcc: negative sample count %lld", (long long)n);
+    if (n < 0) return slex_fail_as(err, SLEX_ERR_INTERNAL, "mfcc: negative sample count %lld", (long long)n);
     int64_t T = slex_mfcc_num_frames(m, n);
     if (T == 0) return 0;
-    if (!wave || !out) return slex_fail(err, "mfcc: NULL %s for %lld samples", wave ? "output" : "waveform", (long long)n);
+    if (!wave || !out)
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "mfcc: NULL %s for %lld samples", wave ? "output" : "waveform",
+                            (long long)n);
     const int dim = m->dim, n_ceps = m->opts.num_ceps;
     for (int64_t t = 0; t < T; t++) mfcc_frame_forward(m, wave + t * m->window_shift, out + t * dim);
     if (m->opts.with_deltas) {

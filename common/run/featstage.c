@@ -129,7 +129,7 @@ static int fill_shard(void *ctx, int shard, int nshard, slex_store_writer *w, sl
         int64_t frames = utterance_features(job, i, &samples, &why);
         rc = frames < 0 ? slex_store_writer_reject(w, e->line, e->relpath, why.msg)
                         : slex_store_writer_append(w, e->relpath, job->feats, frames);
-        if (rc) slex_fail(err, "%s", slex_store_writer_error(w));
+        if (rc) slex_fail_as(err, slex_store_writer_error(w)->kind, "%s", slex_store_writer_error(w)->msg);
         slex_progress_add(progress, 1, (double)samples / job->opts->sample_rate);
     }
     job->manifest = NULL;

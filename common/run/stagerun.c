@@ -68,9 +68,10 @@ static slex_stage_status finish_store(const slex_stagerun *run, int nshard, cons
               summary.rejected ? " (see rejects.tsv)" : "");
     int64_t seen = summary.utterances + summary.rejected;
     if (summary.rejected && (double)summary.rejected > run->max_reject * (double)seen) {
-        slex_fail(err, "%lld of %lld %s rejected (%.3g%%), more than --max-reject %g: see %s/rejects.tsv",
-                  (long long)summary.rejected, (long long)seen, run->items,
-                  100.0 * (double)summary.rejected / (double)seen, run->max_reject, run->out);
+        slex_fail_as(err, SLEX_ERR_INPUT,
+                     "%lld of %lld %s rejected (%.3g%%), more than --max-reject %g: see %s/rejects.tsv",
+                     (long long)summary.rejected, (long long)seen, run->items,
+                     100.0 * (double)summary.rejected / (double)seen, run->max_reject, run->out);
         return SLEX_STAGE_TOO_MANY_REJECTS;
     }
     return SLEX_STAGE_OK;

@@ -16,6 +16,6 @@ int slex_npy_write_header_f32(FILE *f, int64_t rows, int64_t cols, const char *p
     memset(spaces, ' ', sizeof spaces);
     if (fwrite(prefix, 1, 10, f) != 10 || fwrite(dict, 1, (size_t)len, f) != (size_t)len ||
         fwrite(spaces, 1, (size_t)pad, f) != (size_t)pad || fputc('\n', f) == EOF)
-        return slex_fail(err, "%s: write failed", path);
+        return slex_fail_as(err, SLEX_ERR_IO, "%s: write failed", path);
     return 0;
 }

@@ -225,7 +225,7 @@ struct slex_store_writer {
     slex_error err;
 };
 
-const char *slex_store_writer_error(const slex_store_writer *w) { return w->err.msg; }
+const slex_error *slex_store_writer_error(const slex_store_writer *w) { return &w->err; }
 
 /* An extendible chunked dataset (n x cols; cols = 0 means 1-D) without timestamps. */
 static hid_t create_extendible(hid_t file, const char *name, hid_t type, int64_t cols, int64_t chunk_rows) {

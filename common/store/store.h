@@ -67,7 +67,8 @@ int slex_store_writer_reject(slex_store_writer *w, int64_t manifest_line, const 
 int slex_store_writer_commit(slex_store_writer *w, slex_error *err);
 /* Removes the temporary file; frees w. */
 void slex_store_writer_abort(slex_store_writer *w);
-const char *slex_store_writer_error(const slex_store_writer *w);
+/* The last failure of w (message and kind). */
+const slex_error *slex_store_writer_error(const slex_store_writer *w);
 
 typedef struct slex_store_summary {
     int finalized;       /* 1 when every shard was done and index.json was written */

@@ -39,15 +39,19 @@ void slex_batch_options_default(slex_batch_options *o) {
 }
 
 int slex_batch_options_validate(const slex_batch_options *o, slex_error *err) {
-    if (o->max_tokens < 1) return slex_fail(err, "max-tokens %lld: must be at least 1", (long long)o->max_tokens);
-    if (o->micro_batch < 1) return slex_fail(err, "micro-batch %d: must be at least 1", o->micro_batch);
+    if (o->max_tokens < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "max-tokens %lld: must be at least 1", (long long)o->max_tokens);
+    if (o->micro_batch < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "micro-batch %d: must be at least 1", o->micro_batch);
     if (o->max_sample_size < 1 || o->min_sample_size < 0)
-        return slex_fail(err, "max-sample-size %lld must be >= 1 and min-sample-size %lld >= 0",
-                         (long long)o->max_sample_size, (long long)o->min_sample_size);
-    if (o->num_classes < 1) return slex_fail(err, "the number of label classes (%d) must be at least 1", o->num_classes);
-    if (!(o->tolerance_s >= 0.0)) return slex_fail(err, "label length tolerance %g s: must be >= 0", o->tolerance_s);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "max-sample-size %lld must be >= 1 and min-sample-size %lld >= 0",
+                            (long long)o->max_sample_size, (long long)o->min_sample_size);
+    if (o->num_classes < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "the number of label classes (%d) must be at least 1", o->num_classes);
+    if (!(o->tolerance_s >= 0.0))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "label length tolerance %g s: must be >= 0", o->tolerance_s);
     if (o->label_rate != -1.0 && !(o->label_rate > 0.0 && isfinite(o->label_rate)))
-        return slex_fail(err, "label-rate %g: must be positive", o->label_rate);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "label-rate %g: must be positive", o->label_rate);
     return 0;
 }
 
@@ -56,7 +60,7 @@ int slex_data_spec_parse(const char *text, slex_data_spec *spec, slex_error *err
     spec->weight = 1.0;
     const char *c1 = strchr(text, ':');
     if (!c1 || c1 == text || !c1[1])
-        return slex_fail(err, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
     size_t n1 = (size_t)(c1 - text);
     const char *rest = c1 + 1, *c2 = strrchr(rest, ':');
     size_t n2 = strlen(rest);
@@ -65,13 +69,14 @@ int slex_data_spec_parse(const char *text, slex_data_spec *spec, slex_error *err
         errno = 0;
         double w = strtod(c2 + 1, &end);
         if (c2[1] && !*end && !errno) {
-            if (!(w >= 0.0) || !isfinite(w)) return slex_fail(err, "--data %s: weight %s must be >= 0", text, c2 + 1);
+            if (!(w >= 0.0) || !isfinite(w))
+                return slex_fail_as(err, SLEX_ERR_INPUT, "--data %s: weight %s must be >= 0", text, c2 + 1);
             spec->weight = w;
             n2 = (size_t)(c2 - rest);
         }
     }
     if (n1 >= sizeof spec->manifest || n2 >= sizeof spec->labels || n2 == 0)
-        return slex_fail(err, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--data %s: expected MANIFEST:LABELS[:WEIGHT]", text);
     memcpy(spec->manifest, text, n1);
     memcpy(spec->labels, rest, n2);
     return 0;
@@ -283,7 +288,7 @@ static int open_source(slex_batcher *b, source *s, slex_error *err) {
 slex_batcher *slex_batcher_open(const slex_batch_options *opts, const slex_data_spec *specs, int n_specs,
                                 const slex_hubert_config *model, slex_error *err) {
     if (slex_batch_options_validate(opts, err)) return NULL;
-    if (n_specs < 1) return slex_fail(err, "no --data source"), NULL;
+    if (n_specs < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "no --data source"), NULL;
     slex_batcher *b = calloc(1, sizeof *b);
     if (!b || !(b->src = calloc((size_t)n_specs, sizeof *b->src))) {
         free(b);

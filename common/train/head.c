@@ -24,10 +24,13 @@ int slex_criterion_validate(const slex_criterion *crit, slex_error *err) {
     const float w[3] = {crit->pred_masked_weight, crit->pred_nomask_weight, crit->feature_pen_weight};
     for (int i = 0; i < 3; i++)
         if (!(w[i] >= 0.0f) || !isfinite(w[i]))
-            return slex_fail(err, "pred-masked-weight %g, pred-nomask-weight %g, feature-pen %g: each must be finite "
-                             "and >= 0", w[0], w[1], w[2]);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "pred-masked-weight %g, pred-nomask-weight %g, feature-pen %g: each must be finite "
+                                "and >= 0",
+                                w[0], w[1], w[2]);
     if (w[0] == 0.0f && w[1] == 0.0f)
-        return slex_fail(err, "pred-masked-weight and pred-nomask-weight are both 0: nothing to learn");
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "pred-masked-weight and pred-nomask-weight are both 0: nothing to learn");
     return 0;
 }
 
@@ -107,7 +110,8 @@ int slex_head_forward(const slex_head *head, const slex_criterion *crit, const f
     memset(stats, 0, sizeof *stats);
     for (int64_t n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] >= K)
-            return slex_fail(err, "head: frame %lld has label %d, outside the %d classes", (long long)n, labels[n], K);
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "head: frame %lld has label %d, outside the %d classes",
+                                (long long)n, labels[n], K);
     head_acts a = acts_point(cfg, acts, N);
     /* proj (N, F) = x (N, D) W^T + b */
     for (int64_t n = 0; n < N; n++) memcpy(a.proj + n * F, head->final_proj_b, (size_t)F * sizeof(float));

@@ -20,9 +20,11 @@ void slex_mask_options_default(slex_mask_options *opts) {
 
 int slex_mask_options_validate(const slex_mask_options *opts, slex_error *err) {
     if (!(opts->mask_prob >= 0.0 && opts->mask_prob <= 1.0))
-        return slex_fail(err, "mask-prob %g: must be in [0, 1]", opts->mask_prob);
-    if (opts->mask_length < 1) return slex_fail(err, "mask-length %d: must be at least 1", opts->mask_length);
-    if (opts->min_masks < 0) return slex_fail(err, "min-masks %d: must be at least 0", opts->min_masks);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mask-prob %g: must be in [0, 1]", opts->mask_prob);
+    if (opts->mask_length < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "mask-length %d: must be at least 1", opts->mask_length);
+    if (opts->min_masks < 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "min-masks %d: must be at least 0", opts->min_masks);
     return 0;
 }
 
@@ -39,7 +41,7 @@ static void choose_distinct(int32_t *a, int64_t n, int64_t k, slex_rng *rng) {
 
 int slex_mask_compute(const slex_mask_options *opts, int B, int T, slex_rng *rng, uint8_t *mask,
                       int *n_masked_per_row, slex_error *err) {
-    if (B < 1 || T < 1) return slex_fail(err, "mask: batch of %d rows of %d frames", B, T);
+    if (B < 1 || T < 1) return slex_fail_as(err, SLEX_ERR_INTERNAL, "mask: batch of %d rows of %d frames", B, T);
     memset(mask, 0, (size_t)B * (size_t)T);
     if (n_masked_per_row) *n_masked_per_row = 0;
     if (opts->mask_prob <= 0.0) return 0;
@@ -52,7 +54,7 @@ int slex_mask_compute(const slex_mask_options *opts, int B, int T, slex_rng *rng
     if (!a || !count) {
         free(a);
         free(count);
-        return slex_fail(err, "mask: out of memory");
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "mask: out of memory");
     }
     int rc = 0, smallest = T;
     for (int b = 0; b < B && !rc; b++) {
@@ -69,8 +71,10 @@ int slex_mask_compute(const slex_mask_options *opts, int B, int T, slex_rng *rng
         int c = 0;
         for (int t = 0; t < T; t++) c += row[t];
         if (c >= T)
-            rc = slex_fail(err, "mask: every one of the %d frames of row %d would be masked (mask_prob %g, "
-                           "mask_length %d): the utterance is too short", T, b, opts->mask_prob, opts->mask_length);
+            rc = slex_fail_as(err, SLEX_ERR_INPUT,
+                              "mask: every one of the %d frames of row %d would be masked (mask_prob %g, "
+                              "mask_length %d): the utterance is too short",
+                              T, b, opts->mask_prob, opts->mask_length);
         count[b] = c;
         if (c < smallest) smallest = c;
     }

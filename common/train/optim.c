@@ -37,18 +37,20 @@ int slex_lr_kind_parse(const char *name) {
 
 int slex_lr_schedule_validate(const slex_lr_schedule *s, slex_error *err) {
     if (s->kind < SLEX_LR_LINEAR || s->kind > SLEX_LR_COSINE)
-        return slex_fail(err, "lr-schedule: unknown kind %d", (int)s->kind);
-    if (!(s->lr > 0.0) || !isfinite(s->lr)) return slex_fail(err, "lr %g: must be positive", s->lr);
-    if (s->total_updates <= 0) return slex_fail(err, "steps %lld: must be at least 1", (long long)s->total_updates);
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "lr-schedule: unknown kind %d", (int)s->kind);
+    if (!(s->lr > 0.0) || !isfinite(s->lr)) return slex_fail_as(err, SLEX_ERR_INPUT, "lr %g: must be positive", s->lr);
+    if (s->total_updates <= 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "steps %lld: must be at least 1", (long long)s->total_updates);
     if (s->warmup_updates < 0 || s->warmup_updates > s->total_updates)
-        return slex_fail(err, "warmup-steps %lld: must be in [0, steps = %lld]", (long long)s->warmup_updates,
-                         (long long)s->total_updates);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "warmup-steps %lld: must be in [0, steps = %lld]",
+                            (long long)s->warmup_updates, (long long)s->total_updates);
     if (s->kind == SLEX_LR_COSINE && s->warmup_updates == s->total_updates)
-        return slex_fail(err, "warmup-steps %lld: the cosine schedule needs steps after the warm-up",
-                         (long long)s->warmup_updates);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "warmup-steps %lld: the cosine schedule needs steps after the warm-up",
+                            (long long)s->warmup_updates);
     if (!(s->end_lr >= 0.0) || !(s->min_lr >= 0.0) || !(s->power > 0.0) || !(s->lr_shrink > 0.0))
-        return slex_fail(err, "lr-schedule: end-lr %g and min-lr %g must be >= 0, power %g and lr-shrink %g > 0",
-                         s->end_lr, s->min_lr, s->power, s->lr_shrink);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "lr-schedule: end-lr %g and min-lr %g must be >= 0, power %g and lr-shrink %g > 0",
+                            s->end_lr, s->min_lr, s->power, s->lr_shrink);
     return 0;
 }
 
@@ -87,10 +89,11 @@ void slex_adam_options_default(slex_adam_options *o) { slex_options_defaults(&sl
 
 int slex_adam_options_validate(const slex_adam_options *o, slex_error *err) {
     if (!(o->beta1 >= 0.0 && o->beta1 < 1.0) || !(o->beta2 >= 0.0 && o->beta2 < 1.0))
-        return slex_fail(err, "adam-betas (%g, %g): each must be in [0, 1)", o->beta1, o->beta2);
-    if (!(o->eps > 0.0) || !isfinite(o->eps)) return slex_fail(err, "adam-eps %g: must be positive", o->eps);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "adam-betas (%g, %g): each must be in [0, 1)", o->beta1, o->beta2);
+    if (!(o->eps > 0.0) || !isfinite(o->eps))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "adam-eps %g: must be positive", o->eps);
     if (!(o->weight_decay >= 0.0) || !isfinite(o->weight_decay))
-        return slex_fail(err, "weight-decay %g: must be >= 0", o->weight_decay);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "weight-decay %g: must be >= 0", o->weight_decay);
     return 0;
 }
 
@@ -106,22 +109,24 @@ struct slex_optim {
 slex_optim *slex_optim_create(const slex_adam_options *opts, int n_segments, float *const *params,
                               const int64_t *sizes, slex_error *err) {
     if (slex_adam_options_validate(opts, err)) return NULL;
-    if (n_segments < 1) return slex_fail(err, "optimiser: no trainable parameters"), NULL;
+    if (n_segments < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "optimiser: no trainable parameters"), NULL;
     slex_optim *o = calloc(1, sizeof *o);
-    if (!o) return slex_fail(err, "optimiser: out of memory"), NULL;
+    if (!o) return slex_fail_as(err, SLEX_ERR_RESOURCE, "optimiser: out of memory"), NULL;
     o->opts = *opts;
     o->n_segments = n_segments;
     o->params = malloc(sizeof(float *) * (size_t)n_segments);
     o->offsets = malloc(sizeof(int64_t) * (size_t)(n_segments + 1));
     if (!o->params || !o->offsets) {
         slex_optim_free(o);
-        return slex_fail(err, "optimiser: out of memory"), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "optimiser: out of memory"), NULL;
     }
     o->offsets[0] = 0;
     for (int i = 0; i < n_segments; i++) {
         if (sizes[i] < 0 || (sizes[i] > 0 && !params[i])) {
             slex_optim_free(o);
-            return slex_fail(err, "optimiser: segment %d has no parameters (%lld floats)", i, (long long)sizes[i]), NULL;
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "optimiser: segment %d has no parameters (%lld floats)", i,
+                                (long long)sizes[i]),
+                   NULL;
         }
         o->params[i] = params[i];
         o->offsets[i + 1] = o->offsets[i] + sizes[i];
@@ -132,7 +137,7 @@ slex_optim *slex_optim_create(const slex_adam_options *opts, int n_segments, flo
     o->v = calloc(n ? n : 1, sizeof(float));
     if (!o->grad || !o->m || !o->v) {
         slex_optim_free(o);
-        return slex_fail(err, "optimiser: out of memory for 3 x %zu floats", n), NULL;
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "optimiser: out of memory for 3 x %zu floats", n), NULL;
     }
     return o;
 }
@@ -172,8 +177,8 @@ int slex_optim_step(slex_optim *o, double lr, double grad_scale, double clip_nor
     double norm = sqrt(sq);
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm))
-        return slex_fail(err, "gradient norm is %g at update %lld: parameters left unchanged", norm,
-                         (long long)o->updates + 1);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "gradient norm is %g at update %lld: parameters left unchanged", norm,
+                            (long long)o->updates + 1);
     double coef = grad_scale;
     if (clip_norm > 0.0) {
         double c = clip_norm / (norm + 1e-6);

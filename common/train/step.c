@@ -63,7 +63,7 @@ slex_trainer *slex_trainer_create(slex_hubert *model, slex_head *head, slex_lora
     if (o->lora != (lora != NULL))
         return slex_fail_as(err, SLEX_ERR_INTERNAL, o->lora ? "LoRA mode without an adapter" : "an adapter given in full mode"), NULL;
     if (!o->lora && !(o->feature_grad_mult >= 0.0f))
-        return slex_fail(err, "feature-grad-mult %g: must be >= 0", o->feature_grad_mult), NULL;
+        return slex_fail_as(err, SLEX_ERR_INPUT, "feature-grad-mult %g: must be >= 0", o->feature_grad_mult), NULL;
     slex_trainer *t = calloc(1, sizeof *t);
     if (!t) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     t->opts = *o;

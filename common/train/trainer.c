@@ -104,20 +104,24 @@ static int parse_layers(const char *spec, int n_layers, char *selected, int *low
     for (const char *p = spec; p && *p;) {
         char *end;
         long a = strtol(p, &end, 10), b = a;
-        if (end == p) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        if (end == p)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
         if (*end == '-') {
             const char *q = end + 1;
             b = strtol(q, &end, 10);
-            if (end == q) return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+            if (end == q)
+                return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
         }
         if (a < 1 || b < a || b > INT_MAX)
-            return slex_fail(err, "--lora-layers %s: expected layer numbers from 1 up, ranges a-b with a <= b", spec);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "--lora-layers %s: expected layer numbers from 1 up, ranges a-b with a <= b", spec);
         if (selected && b > n_layers)
             return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: the model has layers 1..%d", spec, n_layers);
         for (long l = a; selected && l <= b; l++) selected[l - 1] = 1;
         if (lowest && a - 1 < *lowest) *lowest = (int)(a - 1);
         p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return slex_fail(err, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
+        if (*end && *end != ',')
+            return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-layers %s: expected layer numbers like 1,3,5-8", spec);
     }
     return 0;
 }
@@ -131,30 +135,42 @@ static int parse_targets(const char *spec, char *which, slex_error *err) {
         for (int i = 0; i < SLEX_HUBERT_LINEARS; i++)
             if (strlen(LINEAR_NAMES[i]) == len && !strncmp(p, LINEAR_NAMES[i], len)) which[i] = found = any = 1;
         if (!found)
-            return slex_fail(err, "--lora-targets: unknown target \"%.*s\" (known: q, k, v, out, fc1, fc2)", (int)len, p);
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "--lora-targets: unknown target \"%.*s\" (known: q, k, v, out, fc1, fc2)", (int)len, p);
         p += len + (p[len] == ',');
     }
-    return any ? 0 : slex_fail(err, "--lora-targets is empty");
+    return any ? 0 : slex_fail_as(err, SLEX_ERR_INPUT, "--lora-targets is empty");
 }
 
 int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
-    if (!o->out) return slex_fail(err, "--out is required");
+    if (!o->out) return slex_fail_as(err, SLEX_ERR_INPUT, "--out is required");
     if (!o->init == !o->arch)
-        return slex_fail(err, "give one of --init (a Hugging Face HubertModel directory or a slex checkpoint) and "
-                              "--arch (a config.json to train from random weights)");
-    if (o->arch && !o->full) return slex_fail(err, "--arch %s: a model from random weights trains in --mode full", o->arch);
-    if (o->steps < 1) return slex_fail(err, "--steps %lld: must be at least 1", (long long)o->steps);
-    if (o->update_freq < 1) return slex_fail(err, "--update-freq %d: must be at least 1", o->update_freq);
+        return slex_fail_as(err, SLEX_ERR_INPUT,
+                            "give one of --init (a Hugging Face HubertModel directory or a slex checkpoint) and "
+                            "--arch (a config.json to train from random weights)");
+    if (o->arch && !o->full)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--arch %s: a model from random weights trains in --mode full",
+                            o->arch);
+    if (o->steps < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "--steps %lld: must be at least 1", (long long)o->steps);
+    if (o->update_freq < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--update-freq %d: must be at least 1", o->update_freq);
     if (!o->full && (o->lora_rank < 1 || !(o->lora_alpha > 0) || !isfinite(o->lora_alpha)))
-        return slex_fail(err, "--lora-rank %d and --lora-alpha %g: must be positive", o->lora_rank, o->lora_alpha);
-    if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm)) return slex_fail(err, "--clip-norm %g: must be >= 0", o->clip_norm);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--lora-rank %d and --lora-alpha %g: must be positive", o->lora_rank,
+                            o->lora_alpha);
+    if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--clip-norm %g: must be >= 0", o->clip_norm);
     if (!(o->feature_grad_mult >= 0 && o->feature_grad_mult <= 1))
-        return slex_fail(err, "--feature-grad-mult %g: must be in [0, 1]", o->feature_grad_mult);
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--feature-grad-mult %g: must be in [0, 1]", o->feature_grad_mult);
     if (o->full && o->feature_grad_mult == 0)
-        return slex_fail(err, "--feature-grad-mult 0 in full mode (a frozen CNN) is not supported: use a value in (0, 1]");
-    if (!(o->layerdrop >= 0 && o->layerdrop < 1)) return slex_fail(err, "--layerdrop %g: must be in [0, 1)", o->layerdrop);
-    if (o->checkpoint_every < 1) return slex_fail(err, "--checkpoint-every %lld: must be >= 1", (long long)o->checkpoint_every);
-    if (o->final_dim < 1) return slex_fail(err, "--final-dim %d: must be >= 1", o->final_dim);
+        return slex_fail_as(
+            err, SLEX_ERR_INPUT,
+            "--feature-grad-mult 0 in full mode (a frozen CNN) is not supported: use a value in (0, 1]");
+    if (!(o->layerdrop >= 0 && o->layerdrop < 1))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--layerdrop %g: must be in [0, 1)", o->layerdrop);
+    if (o->checkpoint_every < 1)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--checkpoint-every %lld: must be >= 1",
+                            (long long)o->checkpoint_every);
+    if (o->final_dim < 1) return slex_fail_as(err, SLEX_ERR_INPUT, "--final-dim %d: must be >= 1", o->final_dim);
     char which[SLEX_HUBERT_LINEARS];
     if (!o->full && (parse_targets(o->lora_targets, which, err) || parse_layers(o->lora_layers, 0, NULL, NULL, err)))
         return -1;
@@ -698,7 +714,7 @@ static double now_seconds(void) {
 static int all_ok(const trainer *t, int rc, slex_error *err) {
     double v = rc ? 1 : 0;
     slex_error e2;
-    if (slex_exact_comm_max(t->comm, &v, 1, &e2)) return rc ? rc : slex_fail(err, "%s", e2.msg);
+    if (slex_exact_comm_max(t->comm, &v, 1, &e2)) return rc ? rc : slex_fail_as(err, e2.kind, "%s", e2.msg);
     if (v > 0 && !rc) {
         slex_error_clear(err);
         return -1;
