@@ -257,8 +257,8 @@ def case_options():
     _, feats = read_store(out)
     check(np.abs(feats["wav/u0000.wav"] - ref).max() <= 1e-3, "13-dim MFCC without deltas")
     open(cfg, "w").write("[mfcc]\nnum-cepz = 3\n")
-    p = run([MFCC, "--config", cfg, "--manifest", manifest, "--out", out], expect=2)
-    check("num-cepz" in p.stderr and "c.ini" in p.stderr, "unknown config key named with the file")
+    p = run([MFCC, "--config", cfg, "--manifest", manifest, "--out", out], expect=4)  # a bad input file
+    check("num-cepz" in p.stderr and "c.ini:2" in p.stderr, "unknown config key named with the file")
     # Progress: done/total, audio hours per second and ETA.
     p = run([MFCC, "--manifest", manifest, "--out", os.path.join(WORK, "p"), "--nshard", "2"],
             env={"SLEX_PROGRESS_INTERVAL": "0"})
