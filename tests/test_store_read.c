@@ -71,6 +71,14 @@ int main(int argc, char **argv) {
     int64_t pick[5] = {70000, 0, 32768, 32767, 5};
     CHECK(r && slex_store_shard_gather(r, pick, 5, buf, &err) == 0, "gather: %s", err.msg);
     for (int i = 0; r && i < 5; i++) CHECK(buf[i * DIM + 3] == value(pick[i], 3), "gathered row %lld", (long long)pick[i]);
+    /* runs of consecutive rows (read as one per chunk), across the chunk boundaries and the end */
+    int64_t runs[40];
+    for (int i = 0; i < 40; i++) runs[i] = i < 15 ? 32760 + i : i < 20 ? 3 + i : i < 35 ? 65530 + i : 69996 + (i - 35);
+    CHECK(r && slex_store_shard_gather(r, runs, 40, buf, &err) == 0, "gather runs: %s", err.msg);
+    int wrong = 0;
+    for (int i = 0; r && i < 40; i++)
+        for (int c = 0; c < DIM; c++) wrong += buf[i * DIM + c] != value(runs[i], c);
+    CHECK(wrong == 0, "gathered runs: %d values differ", wrong);
     CHECK(r && slex_store_shard_verify(r, &err) == 0, "verify after partial reads: %s", err.msg);
     slex_store_shard_close(r);
 

@@ -1164,13 +1164,16 @@ int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count
 int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n, void *buf, slex_error *err) {
     int64_t row_bytes = (int64_t)r->dim * (int64_t)dtype_size(r->dtype);
     unsigned char *out = buf;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0, run; i < n; i += run) {
         int64_t row = rows[i];
         if (row < 0 || row >= r->n_frames)
             return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: row %lld is outside 0..%lld", r->path, (long long)row, (long long)r->n_frames);
+        /* consecutive rows of one chunk are one read */
+        const int64_t chunk_end = (row / r->chunk_rows + 1) * r->chunk_rows;
+        for (run = 1; i + run < n && rows[i + run] == row + run && row + run < chunk_end && row + run < r->n_frames;) run++;
         haddr_t chunk = 0;
         if (chunk_address(r, row / r->chunk_rows, &chunk, err) ||
-            read_fully(r, out + i * row_bytes, row_bytes, (int64_t)chunk + (row % r->chunk_rows) * row_bytes, err))
+            read_fully(r, out + i * row_bytes, run * row_bytes, (int64_t)chunk + (row % r->chunk_rows) * row_bytes, err))
             return -1;
     }
     return 0;

@@ -136,7 +136,8 @@ int slex_store_shard_read_rows(slex_store_shard *r, int64_t start, int64_t count
 int slex_store_shard_verify(slex_store_shard *r, slex_error *err);
 /* Reads the listed rows (any order, repeats allowed) into buf, row i of buf = rows[i].  Random
  * access for mini-batches: rows are read straight from their chunks' file offsets (the store
- * never compresses), so a row costs one small read, not a chunk.  Such reads cannot check a
+ * never compresses), so a row costs one small read, not a chunk (a run of consecutive rows in
+ * one chunk, one read).  Such reads cannot check a
  * CRC: they rely on the checks of shard_open, and on a verify() pass made earlier (featpool
  * makes one when a pool is opened). */
 int slex_store_shard_gather(slex_store_shard *r, const int64_t *rows, int64_t n, void *buf, slex_error *err);

@@ -82,15 +82,28 @@ int slex_data_spec_parse(const char *text, slex_data_spec *spec, slex_error *err
     return 0;
 }
 
+/* Open shards of a label store kept per source (least recently used one reopened). */
+#define SHARD_CACHE 4
+/* Rows of a store shard read per pass of the check at open. */
+#define CHECK_BLOCK (1 << 16)
+
+typedef struct shard_slot {
+    slex_store_shard *r;
+    int shard;
+    uint64_t used; /* the batcher's clock at the last read; 0: empty */
+} shard_slot;
+
 typedef struct source {
     slex_data_spec spec;
     slex_manifest *manifest;
     double label_rate;
     float ratio;       /* label frames per model frame: label_rate * stride / 16000 */
-    void *labels;      /* every manifest entry's labels, concatenated: uint16_t when K <= 65536, else int32_t */
-    int lbytes;        /* 2 or 4 */
-    int64_t n_labels, cap_labels;
-    int64_t *lab_off;  /* (entries + 1) */
+    int64_t *lab_off;  /* (entries + 1) labels before each entry in the label file (a store's shards in order) */
+    FILE *km;          /* a .km source: the file, */
+    int64_t *line_pos; /* (entries) and the byte offset of each entry's line */
+    slex_store *store; /* a store source: the store, */
+    int64_t *shard_utt; /* (nshard + 1) and the first utterance of each shard */
+    shard_slot cache[SHARD_CACHE];
     int64_t *sorted;   /* usable entries by manifest length (ties: manifest order) */
     int64_t usable, skipped_short, samples;
 } source;
@@ -102,130 +115,190 @@ struct slex_batcher {
     int64_t total_stride;
     int n_sources;
     source *src;
+    /* scratch of the loads: one .km line, one row's labels and their store rows */
+    char *line;
+    size_t line_cap;
+    int32_t *lab;
+    int64_t *rows, lab_cap;
+    uint64_t clock;
 };
 
 static int64_t entry_len(const source *s, int64_t e) { return s->manifest->entries[e].num_samples; }
 
-static int32_t label_at(const source *s, int64_t i) {
-    return s->lbytes == 2 ? (int32_t)((const uint16_t *)s->labels)[i] : ((const int32_t *)s->labels)[i];
+/* Label v, frame f of manifest entry e, must be in [0, K). */
+static int check_label(const source *s, int K, int64_t e, int64_t f, int64_t v, slex_error *err) {
+    if (v >= 0 && v < K) return 0;
+    const slex_manifest_entry *en = &s->manifest->entries[e];
+    return slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %s (line %lld of %s): label %lld at frame %lld is "
+                        "outside the %d classes [0, %d)", s->spec.labels, en->relpath, (long long)en->line,
+                        s->manifest->path, (long long)v, (long long)f, K, K);
 }
 
-/* Appends label v, frame f of manifest entry e, after checking it is in [0, K): only then is it
- * narrowed to the source's label width. */
-static int push_label(source *s, int K, int64_t e, int64_t f, int64_t v, slex_error *err) {
-    if (v < 0 || v >= K) {
-        const slex_manifest_entry *en = &s->manifest->entries[e];
-        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %s (line %lld of %s): label %lld at frame %lld is "
-                            "outside the %d classes [0, %d)", s->spec.labels, en->relpath, (long long)en->line,
-                            s->manifest->path, (long long)v, (long long)f, K, K);
-    }
-    if (s->n_labels == s->cap_labels) {
-        int64_t cap = s->cap_labels ? 2 * s->cap_labels : 1 << 16;
-        void *grown = realloc(s->labels, (size_t)cap * (size_t)s->lbytes);
-        if (!grown) return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", s->spec.labels, (long long)cap);
-        s->labels = grown;
-        s->cap_labels = cap;
-    }
-    if (s->lbytes == 2) ((uint16_t *)s->labels)[s->n_labels++] = (uint16_t)v;
-    else ((int32_t *)s->labels)[s->n_labels++] = (int32_t)v;
+/* The next unit id of a .km line at *q (0), or the end of the line (1), or -1 when the text
+ * there is not an id. */
+static int next_unit(char **q, long long *v) {
+    while (**q == ' ' || **q == '\t' || **q == '\r' || **q == '\n') (*q)++;
+    if (!**q) return 1;
+    char *end;
+    errno = 0;
+    *v = strtoll(*q, &end, 10);
+    if (end == *q || errno || (*end && *end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')) return -1;
+    *q = end;
     return 0;
 }
 
-/* .km: one line of space-separated unit ids per manifest line, read line by line (the labels
- * alone are kept; their array is cut to size at the end). */
+/* .km: one line of space-separated unit ids per manifest line, checked line by line at open;
+ * only each line's byte offset and label count are kept (the labels are read again by loads). */
 static int read_km(source *s, int K, slex_error *err) {
     const char *path = s->spec.labels;
     FILE *f = fopen(path, "r");
     if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: %s", path, strerror(errno));
-    int64_t n = s->manifest->n, line = 0;
+    s->km = f;
+    int64_t n = s->manifest->n, line = 0, pos = 0, n_labels = 0;
     s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    int rc = !s->lab_off ? slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path) : 0;
+    s->line_pos = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int rc = !s->lab_off || !s->line_pos ? slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", path) : 0;
     char *text = NULL;
     size_t cap = 0;
-    for (ssize_t got; !rc && (got = getline(&text, &cap, f)) >= 0; line++) {
-        if (line < n) s->lab_off[line] = s->n_labels;
+    for (ssize_t got; !rc && (got = getline(&text, &cap, f)) >= 0; line++, pos += got) {
+        if (line < n) s->lab_off[line] = n_labels, s->line_pos[line] = pos;
+        long long v;
         for (char *q = text; !rc;) {
-            while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') q++;
-            if (!*q) break;
-            char *end;
-            errno = 0;
-            long long v = strtoll(q, &end, 10);
-            if (end == q || errno || (*end && *end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')) {
+            int r = next_unit(&q, &v);
+            if (r > 0) break;
+            if (r < 0) {
                 rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: line %lld: \"%.20s\" is not a unit id", path, (long long)line + 1, q);
                 break;
             }
-            if (line < n) rc = push_label(s, K, line, s->n_labels - s->lab_off[line], v, err);
-            q = end;
+            if (line < n && !(rc = check_label(s, K, line, n_labels - s->lab_off[line], v, err))) n_labels++;
         }
     }
     if (!rc && ferror(f)) rc = slex_fail_as(err, SLEX_ERR_IO, "%s: read failed", path);
     free(text);
-    fclose(f);
     if (!rc && line != n)
         rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s has %lld lines but the manifest %s has %lld utterances: fairseq needs one label line per "
                        "manifest line", path, (long long)line, s->spec.manifest, (long long)n);
-    if (!rc) {
-        s->lab_off[n] = s->n_labels;
-        void *fit = s->n_labels ? realloc(s->labels, (size_t)s->n_labels * (size_t)s->lbytes) : NULL;
-        if (fit) s->labels = fit, s->cap_labels = s->n_labels;
-    }
+    if (!rc) s->lab_off[n] = n_labels;
     return rc;
 }
 
-/* A slex-label store of exactly the manifest's utterances, in order. */
-static int read_store(source *s, int K, slex_error *err) {
+/* Checks shard sh of a store source (utterances from u0 on): its ids are the manifest's, its
+ * CRC-32 the index's, every label in [0, K), streamed CHECK_BLOCK rows at a time through buf.
+ * The first failure is the one a whole read would meet: the CRC, then utterance by utterance
+ * its id and its labels.  Fills lab_off of the shard's utterances from *n_labels on. */
+static int check_shard(source *s, int sh, int64_t u0, int K, int32_t *buf, int64_t *n_labels, slex_error *err) {
     const char *dir = s->spec.labels;
-    slex_store *st = slex_store_open(dir, err);
-    if (!st) return -1;
+    slex_store_shard *r = slex_store_shard_open(s->store, sh, err);
+    if (!r) return -1;
+    int64_t nu = slex_store_shard_num_utts(r), nf = slex_store_shard_num_frames(r), bad_id = nu, bad_row = -1;
+    const int64_t *off = slex_store_shard_offsets(r);
+    for (int64_t i = 0; i < nu && bad_id == nu; i++)
+        if (strcmp(slex_store_shard_utt_id(r, i), s->manifest->entries[u0 + i].relpath)) bad_id = i;
     int rc = 0;
-    int64_t n = s->manifest->n;
-    if (slex_store_get_dtype(st) != SLEX_STORE_I32)
-        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: a feature store, not a label store (slex-label)", dir);
-    else if (slex_store_utterances(st) != n)
-        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s holds %lld utterances but the manifest %s has %lld: the label store was made from "
-                       "another manifest", dir, (long long)slex_store_utterances(st), s->spec.manifest, (long long)n);
-    if (!rc) {
-        s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
-        int64_t frames = slex_store_frames(st);
-        s->labels = malloc((size_t)(frames ? frames : 1) * (size_t)s->lbytes);
-        s->cap_labels = frames ? frames : 1;
-        if (!s->lab_off || !s->labels)
-            rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", dir, (long long)frames);
-        s->label_rate = slex_store_frame_rate(st);
-    }
-    /* One shard at a time through a buffer of its int32 rows, checked and narrowed. */
-    int32_t *rows = NULL;
-    int64_t u = 0;
-    for (int sh = 0; !rc && sh < slex_store_nshard(st); sh++) {
-        slex_store_shard *r = slex_store_shard_open(st, sh, err);
-        if (!r) {
-            rc = -1;
-            break;
-        }
-        int64_t nu = slex_store_shard_num_utts(r), nf = slex_store_shard_num_frames(r);
-        const int64_t *off = slex_store_shard_offsets(r);
-        int32_t *grown = nf > 0 ? realloc(rows, sizeof(int32_t) * (size_t)nf) : rows;
-        if (nf > 0 && !grown) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for %lld labels", dir, (long long)nf);
-        else rows = grown;
-        if (!rc && nf > 0 && slex_store_shard_read_rows(r, 0, nf, rows, err)) rc = -1;
-        if (!rc && slex_store_shard_verify(r, err)) rc = -1; /* the CRC-32 of the shard just read */
-        for (int64_t i = 0; !rc && i < nu; i++, u++) {
-            const slex_manifest_entry *e = &s->manifest->entries[u];
-            if (strcmp(slex_store_shard_utt_id(r, i), e->relpath)) {
-                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld is %s but line %lld of %s is %s: the label store was made from "
-                               "another manifest", dir, (long long)u + 1, slex_store_shard_utt_id(r, i),
-                               (long long)e->line, s->spec.manifest, e->relpath);
+    int32_t bad_value = 0;
+    for (int64_t row = 0; !rc && bad_row < 0 && row < off[bad_id]; row += CHECK_BLOCK) {
+        int64_t cnt = nf - row < CHECK_BLOCK ? nf - row : CHECK_BLOCK;
+        if (slex_store_shard_read_rows(r, row, cnt, buf, err)) rc = -1;
+        for (int64_t i = 0; !rc && i < cnt; i++)
+            if (buf[i] < 0 || buf[i] >= K) {
+                bad_row = row + i, bad_value = buf[i];
                 break;
             }
-            s->lab_off[u] = s->n_labels;
-            for (int64_t f = off[i]; !rc && f < off[i + 1]; f++) rc = push_label(s, K, u, f - off[i], rows[f], err);
-        }
-        slex_store_shard_close(r);
     }
-    free(rows);
-    if (!rc) s->lab_off[n] = s->n_labels;
-    slex_store_close(st);
+    if (!rc && slex_store_shard_verify(r, err)) rc = -1; /* reads what the check did not */
+    int64_t bad_utt = bad_row < 0 ? nu : 0;
+    while (bad_utt < nu && off[bad_utt + 1] <= bad_row) bad_utt++;
+    if (!rc && bad_id < nu && bad_id <= bad_utt) {
+        const slex_manifest_entry *e = &s->manifest->entries[u0 + bad_id];
+        rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld is %s but line %lld of %s is %s: the label store was made from "
+                       "another manifest", dir, (long long)(u0 + bad_id) + 1, slex_store_shard_utt_id(r, bad_id),
+                       (long long)e->line, s->spec.manifest, e->relpath);
+    } else if (!rc && bad_row >= 0) {
+        rc = check_label(s, K, u0 + bad_utt, bad_row - off[bad_utt], bad_value, err);
+    }
+    for (int64_t i = 0; !rc && i < nu; i++) s->lab_off[u0 + i] = *n_labels + off[i];
+    *n_labels += nf;
+    slex_store_shard_close(r);
     return rc;
+}
+
+/* A slex-label store of exactly the manifest's utterances, in order, checked shard by shard
+ * at open; the store stays open for the loads, which read their rows from its shards. */
+static int read_store(source *s, int K, slex_error *err) {
+    const char *dir = s->spec.labels;
+    if (!(s->store = slex_store_open(dir, err))) return -1;
+    int64_t n = s->manifest->n, n_labels = 0;
+    int nshard = slex_store_nshard(s->store);
+    if (slex_store_get_dtype(s->store) != SLEX_STORE_I32)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: a feature store, not a label store (slex-label)", dir);
+    if (slex_store_utterances(s->store) != n)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s holds %lld utterances but the manifest %s has %lld: the label store was made from "
+                         "another manifest", dir, (long long)slex_store_utterances(s->store), s->spec.manifest, (long long)n);
+    s->lab_off = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    s->shard_utt = malloc(sizeof(int64_t) * (size_t)(nshard + 1));
+    int32_t *buf = malloc(sizeof(int32_t) * CHECK_BLOCK);
+    int rc = !s->lab_off || !s->shard_utt || !buf ? slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory", dir) : 0;
+    if (!rc) s->label_rate = slex_store_frame_rate(s->store);
+    int64_t u = 0;
+    for (int sh = 0; !rc && sh < nshard; u += slex_store_shard_utterances(s->store, sh++)) {
+        s->shard_utt[sh] = u;
+        rc = check_shard(s, sh, u, K, buf, &n_labels, err);
+    }
+    free(buf);
+    if (!rc) s->shard_utt[nshard] = u, s->lab_off[n] = n_labels;
+    return rc;
+}
+
+/* Labels [f0, f0 + count) of entry u of a .km source into out: its line read again. */
+static int load_km(slex_batcher *b, source *s, int64_t u, int64_t f0, int64_t count, int32_t *out, slex_error *err) {
+    const char *path = s->spec.labels;
+    if (fseeko(s->km, (off_t)s->line_pos[u], SEEK_SET) || getline(&b->line, &b->line_cap, s->km) < 0)
+        return slex_fail_as(err, ferror(s->km) ? SLEX_ERR_IO : SLEX_ERR_INPUT, "%s: cannot read line %lld again%s%s", path,
+                            (long long)u + 1, ferror(s->km) ? ": " : " (the file is shorter than at open)",
+                            ferror(s->km) ? strerror(errno) : "");
+    char *q = b->line;
+    long long v = 0;
+    for (int64_t f = 0; f < f0 + count; f++) {
+        if (next_unit(&q, &v) || v < 0 || v >= b->opts.num_classes)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: line %lld is not the one checked at open (label %lld): the file changed",
+                                path, (long long)u + 1, (long long)f);
+        if (f >= f0) out[f - f0] = (int32_t)v;
+    }
+    return 0;
+}
+
+/* Labels [f0, f0 + count) of entry u of a store source into out, from its shard (kept open in
+ * the source's cache of SHARD_CACHE shards). */
+static int load_store(slex_batcher *b, source *s, int64_t u, int64_t f0, int64_t count, int32_t *out, slex_error *err) {
+    int lo = 0, hi = slex_store_nshard(s->store) - 1;
+    while (lo < hi) { /* the last shard whose first utterance is <= u */
+        int mid = lo + (hi - lo + 1) / 2;
+        if (s->shard_utt[mid] <= u) lo = mid;
+        else hi = mid - 1;
+    }
+    shard_slot *slot = &s->cache[0];
+    for (int i = 0; i < SHARD_CACHE; i++) {
+        if (s->cache[i].used && s->cache[i].shard == lo) {
+            slot = &s->cache[i];
+            break;
+        }
+        if (s->cache[i].used < slot->used) slot = &s->cache[i];
+    }
+    if (!slot->used || slot->shard != lo) {
+        slex_store_shard_close(slot->r);
+        slot->used = 0;
+        if (!(slot->r = slex_store_shard_open(s->store, lo, err))) return -1;
+        slot->shard = lo;
+    }
+    slot->used = ++b->clock;
+    int64_t first = s->lab_off[u] - s->lab_off[s->shard_utt[lo]] + f0;
+    for (int64_t i = 0; i < count; i++) b->rows[i] = first + i;
+    if (slex_store_shard_gather(slot->r, b->rows, count, out, err)) return -1;
+    for (int64_t i = 0; i < count; i++)
+        if (out[i] < 0 || out[i] >= b->opts.num_classes)
+            return slex_fail_as(err, SLEX_ERR_INPUT, "%s: utterance %lld: label %d at frame %lld is not the one checked at open: the "
+                                "store changed", s->spec.labels, (long long)u + 1, out[i], (long long)(f0 + i));
+    return 0;
 }
 
 static int open_source(slex_batcher *b, source *s, slex_error *err) {
@@ -237,7 +310,6 @@ static int open_source(slex_batcher *b, source *s, slex_error *err) {
             return slex_fail_as(err, SLEX_ERR_INPUT, "%s: line %lld: %s", m->path, (long long)m->entries[e].line, m->entries[e].malformed);
     struct stat sb;
     int is_store = stat(s->spec.labels, &sb) == 0 && S_ISDIR(sb.st_mode);
-    s->lbytes = o->num_classes <= 65536 ? 2 : 4;
     if (is_store) {
         if (read_store(s, o->num_classes, err)) return -1; /* its frame rate is the label rate (--label-rate is for .km) */
     } else {
@@ -322,12 +394,20 @@ slex_batcher *slex_batcher_open(const slex_batch_options *opts, const slex_data_
 void slex_batcher_free(slex_batcher *b) {
     if (!b) return;
     for (int i = 0; i < b->n_sources; i++) {
-        slex_manifest_free(b->src[i].manifest);
-        free(b->src[i].labels);
-        free(b->src[i].lab_off);
-        free(b->src[i].sorted);
+        source *s = &b->src[i];
+        slex_manifest_free(s->manifest);
+        free(s->lab_off);
+        if (s->km) fclose(s->km);
+        free(s->line_pos);
+        for (int c = 0; c < SHARD_CACHE; c++) slex_store_shard_close(s->cache[c].r);
+        slex_store_close(s->store);
+        free(s->shard_utt);
+        free(s->sorted);
     }
     free(b->src);
+    free(b->line);
+    free(b->lab);
+    free(b->rows);
     free(b);
 }
 
@@ -483,7 +563,7 @@ int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_
     mb->source = plan->items[j0].source;
     for (int64_t r = 0; r < B; r++) {
         const slex_batch_item *it = &plan->items[j0 + r];
-        const source *s = &b->src[it->source];
+        source *s = &b->src[it->source];
         char path[8192];
         if (slex_manifest_audio_path(s->manifest, it->utt, path, sizeof path, err)) return -1;
         float *x = NULL;
@@ -508,16 +588,24 @@ int slex_batcher_load(slex_batcher *b, const slex_batch_plan *plan, int m, slex_
             memcpy(row, x + it->offset, sizeof(float) * (size_t)L);
         }
         free(x);
-        const int64_t lab = s->lab_off[it->utt];
         int64_t nl = s->lab_off[it->utt + 1] - s->lab_off[it->utt];
         int64_t f0 = (int64_t)rint((double)it->offset * s->label_rate / SLEX_BATCH_SAMPLE_RATE);
-        for (int64_t i = 0; i < T; i++) {
-            int64_t f = f0 + (int64_t)((float)i * s->ratio); /* torch: arange(T).float() * ratio */
-            if (f >= nl)
-                return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: utterance %s: frame %lld maps to label %lld of %lld", s->spec.labels,
-                                 s->manifest->entries[it->utt].relpath, (long long)i, (long long)f, (long long)nl);
-            mb->labels[r * T + i] = label_at(s, lab + f);
+        /* frame i takes label f0 + (int)(i * ratio) (torch: arange(T).float() * ratio), nondecreasing in i */
+        int64_t count = T > 0 ? (int64_t)((float)(T - 1) * s->ratio) + 1 : 0;
+        if (f0 + count > nl)
+            return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: utterance %s: frame %lld maps to label %lld of %lld", s->spec.labels,
+                             s->manifest->entries[it->utt].relpath, (long long)T - 1, (long long)(f0 + count - 1), (long long)nl);
+        if (count > b->lab_cap) {
+            int32_t *lab = realloc(b->lab, sizeof(int32_t) * (size_t)count);
+            if (lab) b->lab = lab;
+            int64_t *rows = realloc(b->rows, sizeof(int64_t) * (size_t)count);
+            if (rows) b->rows = rows;
+            if (!lab || !rows) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory for %lld labels", (long long)count);
+            b->lab_cap = count;
         }
+        if (count > 0 && (s->km ? load_km(b, s, it->utt, f0, count, b->lab, err) : load_store(b, s, it->utt, f0, count, b->lab, err)))
+            return -1;
+        for (int64_t i = 0; i < T; i++) mb->labels[r * T + i] = b->lab[(int64_t)((float)i * s->ratio)];
     }
     return 0;
 }

@@ -10,9 +10,11 @@
  * label must be in [0, K).  Errors name the file, the manifest line and the reason; a
  * malformed manifest line, a label file with another number of lines, a store of another manifest and a
  * source with no usable utterance are errors (kind SLEX_ERR_INPUT).  Every label id, also of skipped
- * utterances, is checked against K as it is read; they are kept in memory in 2 bytes each when
- * K <= 65536, else 4 (at 50 Hz, 360 KB per hour of audio; 720 KB at 100 Hz), read one line of a
- * .km or one shard of a store at a time.
+ * utterances, is checked against K in one streaming pass at open (a .km line by line, a store
+ * 65,536 rows at a time, with each shard's CRC-32), so bad labels are refused before training.
+ * No label stays in memory: per utterance only its label count and (.km) its line's byte offset
+ * (16 bytes); a load reads the rows it needs again, from the .km line or from the store shard
+ * (at most 4 shards kept open per source).  A file changed since the check is an error.
  *
  * A global batch (fairseq's batch, pad_audio=False, random_crop=True):
  *   1. an anchor: a source drawn by weight, one of its usable utterances uniformly; the crop
