@@ -6,11 +6,16 @@
 #   3. iteration 1: slex-train --arch configs/base-en.json (pre-LN, layer-norm CNN, 4 x 256) in
 #      full mode on the MFCC targets, with the small-model recipe (N(0,1) label embeddings, loss on
 #      unmasked frames too, mask 0.5 / span 5, no feature penalty, lr 1e-3 with warm-up);
-#   4. iteration 2: 5 h more of varied speech (all espeak-ng voices, speed/reverberation/noise/gain
-#      perturbation); k-means K=100 on the iteration-1 model's layer IT2_LAYER of both corpora,
-#      labels (50 Hz), and slex-train from the iteration-1 weights on both, half each;
-#   5. the result in models/base-en/ (HF HubertModel directory + head.safetensors), its
-#      train_log.jsonl per iteration and its metrics (eval/).
+#   4. iteration 2: varied speech beside the plain corpus: 5 h of all espeak-ng voices and 1.5 h of
+#      flite (awb, rms, kal16) and festival (kal_diphone) voices, all with speed/reverberation/
+#      noise/gain perturbation; k-means K=100 on the iteration-1 model's layer IT2_LAYER of the
+#      four, labels (50 Hz), and slex-train from the iteration-1 weights on them;
+#   5. the result in models/base-en/ (HF HubertModel directory + head.safetensors) and its
+#      train_log.jsonl per iteration, with training curves;
+#   6. the evaluation: PNMI (K=50, 3 k-means seeds) and ABX of MFCC and of every layer on four
+#      test corpora of speakers and voices never trained on (espeak-ng standard voices, all
+#      espeak-ng voices, festival ked_diphone + cmu_us_slt_arctic_hts, flite slt), tables in
+#      models/base-en/metrics/.
 # Every step is a restartable slex stage: re-running the script after an interruption (or a
 # kill) continues where it stopped, and finished steps are not redone.
 # usage: pipeline/base_model.sh [BIN_DIR (build/bin)] [WORK_DIR (base-model-work)] [MODEL_OUT (models/base-en)]
@@ -49,24 +54,36 @@ mkdir -p arch && cp "$src/configs/base-en.json" arch/base-en.json
   --num-classes 100 --steps "$IT1_STEPS" --warmup-steps $((IT1_STEPS * 8 / 100)) "${recipe[@]}"
 
 step "4. iteration 2: varied speech, k-means of iteration 1's layer $IT2_LAYER, $IT2_STEPS updates from its weights"
-# 5 h more of English with all of espeak-ng's voices and accents, wider rates and pitches, and
-# speed, reverberation, noise and gain perturbation (docs/synth.md), beside the plain corpus.
-[ -f corpus2/en_train.tsv ] || "${mpirun[@]}" "$bin/slex-synth" --lang en --split train --minutes 300 --voices all \
-  --speakers 400 --augment --out corpus2 --seed 21
-[ -f corpus2/en_test.tsv ] || "${mpirun[@]}" "$bin/slex-synth" --lang en --split test --minutes 30 --voices all \
-  --speakers 400 --out corpus2 --seed 22
-for c in corpus/en_train corpus2/en_train; do
+# All of espeak-ng's voices and accents with wider rates and pitches, and other synthesisers'
+# voices, all perturbed (speed, reverberation, noise, gain: docs/synth.md), beside the plain
+# corpus. The voices of step 6's festival and flite tests are never trained on.
+# synth DIR SPLIT OPTIONS...: an English corpus, unless it is there already.
+synth() {
+  local dir=$1 split=$2; shift 2
+  [ -f "$dir/en_$split.tsv" ] || "${mpirun[@]}" "$bin/slex-synth" --lang en --split "$split" --out "$dir" "$@"
+}
+synth corpus2 train --minutes 300 --voices all --speakers 400 --augment --seed 21
+synth corpus2 test --minutes 30 --voices all --speakers 400 --seed 22
+synth corpus3/flite train --minutes 60 --engine flite --voice awb --voice rms --voice kal16 --augment --seed 31
+synth corpus3/festival train --minutes 30 --engine festival --voice kal_diphone --augment --seed 33
+train_corpora=(corpus/en_train corpus2/en_train corpus3/flite/en_train corpus3/festival/en_train)
+# Shares of the batches: the plain and the varied espeak-ng corpus alike, the two small ones by
+# about two epochs each over the run.
+train_weights=(1 1 0.5 0.25)
+stores=()
+for c in "${train_corpora[@]}"; do
   name=$(echo "$c" | tr / _)
   "${mpirun[@]}" "$bin/slex-dump" --manifest "$c.tsv" --model it1/model --layer "$IT2_LAYER" --out "rep/${name}_it1_l$IT2_LAYER" --nshard 4
+  stores+=(--store "rep/${name}_it1_l$IT2_LAYER:1")
 done
-"${mpirun[@]}" "$bin/slex-kmeans" --store "rep/corpus_en_train_it1_l$IT2_LAYER:1" --store "rep/corpus2_en_train_it1_l$IT2_LAYER:1" \
-  --k 100 --out "km/it1_l${IT2_LAYER}_100.h5" --seed 1 --batch-size 10000 --n-init 3
-for c in corpus/en_train corpus2/en_train; do
-  name=$(echo "$c" | tr / _)
+"${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 100 --out "km/it1_l${IT2_LAYER}_100.h5" --seed 1 --batch-size 10000 --n-init 3
+data=()
+for i in "${!train_corpora[@]}"; do
+  c=${train_corpora[$i]}; name=$(echo "$c" | tr / _)
   "${mpirun[@]}" "$bin/slex-label" --store "rep/${name}_it1_l$IT2_LAYER" --codebook "km/it1_l${IT2_LAYER}_100.h5" --out "units/${name}_it1_100"
+  data+=(--data "$c.tsv:units/${name}_it1_100:${train_weights[$i]}")
 done
-"${mpirun[@]}" "$bin/slex-train" --data corpus/en_train.tsv:units/corpus_en_train_it1_100:1 \
-  --data corpus2/en_train.tsv:units/corpus2_en_train_it1_100:1 --init it1/model --out it2 \
+"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it1/model --out it2 \
   --num-classes 100 --steps "$IT2_STEPS" --warmup-steps $((IT2_STEPS * 8 / 100)) "${recipe[@]}"
 
 step "5. models/base-en"
@@ -76,4 +93,35 @@ cp it2/model/config.json it2/model/model.safetensors "$dest/"
 cp "$last/head.safetensors" "$dest/"
 cat it1/train_log.jsonl > "$dest/train_log_it1.jsonl"
 cat it2/train_log.jsonl > "$dest/train_log_it2.jsonl"
+"${mpirun[@]}" "$bin/slex-eval" curves --log it1/train_log.jsonl --out "$dest/curves_it1"
+"${mpirun[@]}" "$bin/slex-eval" curves --log it2/train_log.jsonl --out "$dest/curves_it2"
+
+step "6. evaluation: MFCC and every layer on unseen speakers and voices"
+synth heldout/festival test --minutes 10 --engine festival --voice ked_diphone --voice cmu_us_slt_arctic_hts --seed 32
+synth heldout/flite test --minutes 10 --engine flite --voice slt --seed 34
+layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' "$dest/config.json")
+# evaluate FEATURES NAME CORPUS: k-means K=50 fit on the test speech itself (seeds 1-3), PNMI of
+# its units; ABX of the features (phone items, any context).
+evaluate() {
+  local feats=$1 name=$2 corpus=$3 seed
+  for seed in 1 2 3; do
+    "${mpirun[@]}" "$bin/slex-kmeans" --store "$feats" --k 50 --out "km/eval_${name}_s$seed.h5" --seed "$seed" --batch-size 10000 --n-init 3
+    "${mpirun[@]}" "$bin/slex-label" --store "$feats" --codebook "km/eval_${name}_s$seed.h5" --out "units/eval_${name}_s$seed"
+    "${mpirun[@]}" "$bin/slex-eval" units --labels "units/eval_${name}_s$seed" --align "$corpus.align" --out "eval/${name}_units_s$seed"
+  done
+  "${mpirun[@]}" "$bin/slex-eval" abx --features "$feats" --align "$corpus.align" --context any --out "eval/${name}_abx"
+}
+for t in espeak:corpus/en_test espeak_all:corpus2/en_test festival:heldout/festival/en_test flite:heldout/flite/en_test; do
+  test_name=${t%%:*}; corpus=${t#*:}
+  "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$corpus.tsv" --out "mfcc/test_$test_name" --nshard 2
+  evaluate "mfcc/test_$test_name" "${test_name}_mfcc" "$corpus"
+  units=("MFCC=eval/${test_name}_mfcc_units_s"{1,2,3}); abx=("MFCC=eval/${test_name}_mfcc_abx")
+  for L in $(seq 1 "$layers"); do
+    "${mpirun[@]}" "$bin/slex-dump" --manifest "$corpus.tsv" --model "$dest" --layer "$L" --out "rep/test_${test_name}_l$L" --nshard 2
+    evaluate "rep/test_${test_name}_l$L" "${test_name}_l$L" "$corpus"
+    units+=("layer$L=eval/${test_name}_l${L}_units_s"{1,2,3}); abx+=("layer$L=eval/${test_name}_l${L}_abx")
+  done
+  "${mpirun[@]}" "$bin/slex-eval" compare "${units[@]}" --out "$dest/metrics/${test_name}_pnmi"
+  "${mpirun[@]}" "$bin/slex-eval" compare "${abx[@]}" --out "$dest/metrics/${test_name}_abx"
+done
 echo "base model in $dest"
