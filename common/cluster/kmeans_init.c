@@ -135,7 +135,7 @@ static int sample_inertia(const slex_kmeans_state *st, const slex_kmeans_sample 
                           double *inertia, slex_error *err) {
     const int64_t nloc = s->hi - s->lo;
     slex_assign_nearest(centers, st->k, st->dim, s->x, nloc, labels, dist, work);
-    return slex_exactsum_f64(dist, nloc, 1, s->n_global, comm, inertia, err);
+    return slex_exactsum_f64(dist, nloc, 1, 0, s->n_global, comm, inertia, err);
 }
 
 /* tol * mean per-dimension variance of the sample (sklearn _tolerance), exact over ranks. */

@@ -66,51 +66,70 @@ static double max_abs_f64(const double *v, int64_t n) {
     return mx;
 }
 
-static int exact_sums(const float *vf, const double *vd, int64_t rows, int64_t len, int64_t total_rows,
+static int exact_sums(const float *vf, const double *vd, int64_t rows, int64_t len, int64_t block, int64_t total_rows,
                       const slex_exact_comm *comm, double *out, slex_error *err) {
-    if (rows < 0 || len < 0 || total_rows < rows)
-        return slex_fail_as(err, SLEX_ERR_INTERNAL, "exact sum: bad sizes (%lld rows of %lld values, %lld rows in all)",
-                            (long long)rows, (long long)len, (long long)total_rows);
-    /* A NaN counts as an infinite maximum, so every rank sees the failure. */
-    const int64_t n = rows * len;
-    double mx = vf ? max_abs_f32(vf, n) : max_abs_f64(vd, n);
-    if (slex_exact_comm_max(comm, &mx, 1, err)) return -1;
-    if (!isfinite(mx)) return slex_fail_as(err, SLEX_ERR_INPUT, "exact sum: a value is not finite (NaN or infinite)");
+    if (rows < 0 || len < 0 || total_rows < rows || block < 0)
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "exact sum: bad sizes (%lld rows of %lld values in blocks of %lld, %lld rows in all)",
+                            (long long)rows, (long long)len, (long long)block, (long long)total_rows);
+    if (block == 0 || block > len) block = len > 0 ? len : 1;
+    const int64_t n_blocks = (len + block - 1) / block;
+    /* Each block's max |v| over this rank's rows, then over the ranks (exact: MPI_MAX); a NaN
+     * counts as an infinite maximum, so every rank sees the failure. */
+    double *mx = calloc((size_t)(n_blocks > 0 ? n_blocks : 1), sizeof *mx);
+    int *e = malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *e);
     const int64_t nb = len < SUM_BLOCK ? len : SUM_BLOCK;
     int64_t *q = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *q);
-    if (!q) return slex_fail_as(err, SLEX_ERR_RESOURCE, "exact sum: out of memory for %lld sums", (long long)nb);
-    const int e = slex_exactsum_exponent(mx, total_rows);
-    const double scale = ldexp(1.0, e);
-    /* q * 2^-e as one multiplication: exact while 2^-e is a normal number (|q| >= 1 keeps the
-     * product normal); ldexp beyond. */
-    const double unscale = e <= 1022 ? ldexp(1.0, -e) : 0.0;
-    int rc = 0;
+    int rc = !mx || !e || !q ? slex_fail_as(err, SLEX_ERR_RESOURCE, "exact sum: out of memory for %lld sums", (long long)len) : 0;
+    for (int64_t i = 0; !rc && i < rows; i++)
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const int64_t j = b * block, w = len - j < block ? len - j : block;
+            const double m = vf ? max_abs_f32(vf + i * len + j, w) : max_abs_f64(vd + i * len + j, w);
+            mx[b] = m > mx[b] || m != m ? m : mx[b];
+        }
+    if (!rc) rc = slex_exact_comm_max(comm, mx, n_blocks, err);
+    for (int64_t b = 0; !rc && b < n_blocks; b++) {
+        if (!isfinite(mx[b])) rc = slex_fail_as(err, SLEX_ERR_INPUT, "exact sum: a value is not finite (NaN or infinite)");
+        else e[b] = slex_exactsum_exponent(mx[b], total_rows) < 1023 ? slex_exactsum_exponent(mx[b], total_rows) : 1023;
+        /* (2^1023 is the largest scale a double holds: a smaller exponent only keeps fewer bits) */
+    }
     for (int64_t j0 = 0; !rc && j0 < len; j0 += nb) {
         const int64_t w = len - j0 < nb ? len - j0 : nb;
         memset(q, 0, (size_t)w * sizeof *q);
-        for (int64_t i = 0; i < rows; i++) {
-            if (vf) {
-                const float *v = vf + i * len + j0;
-                for (int64_t j = 0; j < w; j++) q[j] += slex_exactsum_fixed((double)v[j], scale);
-            } else {
-                const double *v = vd + i * len + j0;
-                for (int64_t j = 0; j < w; j++) q[j] += slex_exactsum_fixed(v[j], scale);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = j0; j < j0 + w;) { /* the columns of one block in this pass */
+                const int64_t b = j / block, end = (b + 1) * block < j0 + w ? (b + 1) * block : j0 + w;
+                const double scale = ldexp(1.0, e[b]);
+                int64_t *qb = q + (j - j0);
+                if (vf) {
+                    const float *v = vf + i * len + j;
+                    for (int64_t k = 0; k < end - j; k++) qb[k] += slex_exactsum_fixed((double)v[k], scale);
+                } else {
+                    const double *v = vd + i * len + j;
+                    for (int64_t k = 0; k < end - j; k++) qb[k] += slex_exactsum_fixed(v[k], scale);
+                }
+                j = end;
             }
-        }
         rc = slex_exact_comm_sum(comm, q, w, err);
-        if (!rc)
-            for (int64_t j = 0; j < w; j++) out[j0 + j] = unscale != 0.0 ? (double)q[j] * unscale : ldexp((double)q[j], -e);
+        for (int64_t j = j0; !rc && j < j0 + w;) {
+            const int64_t b = j / block, end = (b + 1) * block < j0 + w ? (b + 1) * block : j0 + w;
+            /* q * 2^-e as one multiplication: exact while 2^-e is a normal number (|q| >= 1 keeps
+             * the product normal); ldexp beyond. */
+            const double unscale = e[b] <= 1022 ? ldexp(1.0, -e[b]) : 0.0;
+            for (; j < end; j++) out[j] = unscale != 0.0 ? (double)q[j - j0] * unscale : ldexp((double)q[j - j0], -e[b]);
+        }
     }
+    free(mx);
+    free(e);
     free(q);
     return rc;
 }
 
-int slex_exactsum_f32(const float *v, int64_t rows, int64_t len, int64_t total_rows, const slex_exact_comm *comm,
-                      double *out, slex_error *err) {
-    return exact_sums(v, NULL, rows, len, total_rows, comm, out, err);
+int slex_exactsum_f32(const float *v, int64_t rows, int64_t len, int64_t block, int64_t total_rows,
+                      const slex_exact_comm *comm, double *out, slex_error *err) {
+    return exact_sums(v, NULL, rows, len, block, total_rows, comm, out, err);
 }
 
-int slex_exactsum_f64(const double *v, int64_t rows, int64_t len, int64_t total_rows, const slex_exact_comm *comm,
-                      double *out, slex_error *err) {
-    return exact_sums(NULL, v, rows, len, total_rows, comm, out, err);
+int slex_exactsum_f64(const double *v, int64_t rows, int64_t len, int64_t block, int64_t total_rows,
+                      const slex_exact_comm *comm, double *out, slex_error *err) {
+    return exact_sums(NULL, v, rows, len, block, total_rows, comm, out, err);
 }

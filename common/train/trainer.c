@@ -25,6 +25,8 @@
 
 #define PATH_CAP 4200
 #define FILE_CAP (PATH_CAP + 64) /* a file inside a PATH_CAP directory */
+/* Values of the flat gradient that share one fixed-point exponent in the exact sum over ranks. */
+#define GRAD_SCALE_BLOCK 256
 
 #define T slex_train_options
 static const slex_option train_rows[] = {
@@ -731,7 +733,7 @@ static int sum_stats(const trainer *t, const double *stats, int rows, int total_
     int rc = col && sum ? 0 : slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int k = 0; !rc && k < N_STATS; k++) {
         for (int64_t i = 0; i < rows * width; i++) col[i] = stats[i * N_STATS + k];
-        rc = slex_exactsum_f64(col, rows, width, total_rows, t->comm, sum, err);
+        rc = slex_exactsum_f64(col, rows, width, 0, total_rows, t->comm, sum, err);
         for (int64_t s = 0; !rc && s < width; s++) out[s * N_STATS + k] = sum[s];
     }
     free(col);
@@ -781,7 +783,8 @@ static int one_update(trainer *t, slex_error *err) {
     double *stat_sum = rc ? NULL : malloc((size_t)(t->n_sources + 1) * N_STATS * sizeof *stat_sum);
     if (!rc && (!sum || !stat_sum)) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     rc = all_ok(t, rc, err);
-    if (!rc) rc = slex_exactsum_f32(rows, mine, len, up.total, t->comm, sum, err);
+    /* an exponent per GRAD_SCALE_BLOCK values: a small gradient beside a large one keeps its bits */
+    if (!rc) rc = slex_exactsum_f32(rows, mine, len, GRAD_SCALE_BLOCK, up.total, t->comm, sum, err);
     if (!rc) rc = sum_stats(t, stats, mine, up.total, stat_sum, err);
     double lr = slex_lr_at(&o->lr, t->step), grad_norm = 0;
     if (!rc) {
