@@ -302,5 +302,10 @@ int main(int argc, char **argv) {
     CHECK(!b && strstr(err.msg, "u00098.wav (line 100 of") && strstr(err.msg, "label 500"), "id after the bad label: %s",
           b ? "(opened)" : err.msg);
     slex_batcher_free(b);
+    if (!check_failures) { /* ~100 MB of corpora: kept only to look at a failure */
+        char cmd[2200];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", base);
+        CHECK(system(cmd) == 0, "rm -rf %s", base);
+    }
     return check_finish("test_train_batch_mem");
 }
