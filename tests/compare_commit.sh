@@ -8,16 +8,9 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD}
 work=${2:-/tmp/slex-compare}
-jobs=$(nproc)
-rm -rf "$work"
-mkdir -p "$work/old-src"
-git -C "$src" archive "$rev" | tar -x -C "$work/old-src"
+. "$src/tests/build_two.sh"
 for side in old new; do
   tree="$work/old-src"; [ "$side" = new ] && tree="$src"
-  echo "== building $side ($([ "$side" = old ] && echo "$rev" || echo "working tree"))"
-  cmake -S "$tree" -B "$work/$side-build" -DCMAKE_BUILD_TYPE=Release > "$work/$side-cmake.log"
-  cmake --build "$work/$side-build" -j "$jobs" > "$work/$side-build.log" 2>&1 ||
-    { tail -20 "$work/$side-build.log"; exit 1; }
   echo "== demo ($side)"
   # Both demos run in the same directory: manifests hold their root's absolute path.
   SLEX_PROGRESS_INTERVAL=1000 bash "$tree/pipeline/demo.sh" "$work/$side-build/bin" "$work/out" \

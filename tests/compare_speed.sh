@@ -14,16 +14,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD}
 work=${2:-/tmp/slex-compare-speed}
 rounds=${3:-5}
-rm -rf "$work"
-mkdir -p "$work/old-src" "$work/data"
-git -C "$src" archive "$rev" | tar -x -C "$work/old-src"
-for side in old new; do
-  tree="$work/old-src"; [ "$side" = new ] && tree="$src"
-  echo "== building $side ($([ "$side" = old ] && echo "$rev" || echo "working tree"))"
-  cmake -S "$tree" -B "$work/$side-build" -DCMAKE_BUILD_TYPE=Release > "$work/$side-cmake.log"
-  cmake --build "$work/$side-build" -j "$(nproc)" > "$work/$side-build.log" 2>&1 ||
-    { tail -20 "$work/$side-build.log"; exit 1; }
-done
+. "$src/tests/build_two.sh"
+mkdir -p "$work/data"
 export OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=1 PMIX_MCA_psec=${PMIX_MCA_psec:-^munge}
 d=$work/data new=$work/new-build/bin
 /usr/bin/python3 "$src/bench/kmeans_ref.py" gen "$d/x.bin" "$d/x.npy" 180000 768 50 7
