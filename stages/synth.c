@@ -434,14 +434,11 @@ static int check_augment_given(const slex_cli *cli, const synth_args *a, slex_er
     return 0;
 }
 
+/* OUT and OUT/wav, with any missing parents (as the other stages' --out). */
 static int make_dirs(const char *out, slex_error *err) {
     char wav[4200];
     snprintf(wav, sizeof wav, "%s/wav", out);
-    if (mkdir(out, 0777) && errno != EEXIST)
-        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", out, strerror(errno));
-    if (mkdir(wav, 0777) && errno != EEXIST)
-        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", wav, strerror(errno));
-    return 0;
+    return slex_mkdirs(wav, err);
 }
 
 /* Rounds of utterances until their audio reaches target samples; returns the corpus size. */

@@ -48,8 +48,9 @@ while read -r f; do
 done < "$WORK/a.list"
 [ ! -e "$WORK/a/.en_train.part0.tmp" ] || fail "part files left behind"
 
-# Another seed, another corpus.
-"$SYNTH" --lang en --minutes 0.1 --out "$WORK/c" --seed 99
+# Another seed, another corpus (into a directory whose parents are missing, made as needed).
+"$SYNTH" --lang en --minutes 0.1 --out "$WORK/new/parents/c" --seed 99
+mv "$WORK/new/parents/c" "$WORK/c"
 cmp -s "$WORK/a/wav/en_train_000000.wav" "$WORK/c/wav/en_train_000000.wav" && fail "seed has no effect"
 checks=$((checks + 1))
 
