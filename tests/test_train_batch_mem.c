@@ -1,10 +1,10 @@
 /* train/batch's memory does not grow with the labels: two corpora of the same utterances, one
- * 10x longer than the other (5 h and 50 h of labels per source), each a slex-label store of 3
+ * 10x longer than the other (2 h and 20 h of labels per source), each a slex-label store of 3
  * shards (every shard larger than one chunk of the store and one block of the check at open)
  * and a .km file, both at 50 Hz with a known pattern of ids.  The peak RSS that opening both
  * sources adds (VmHWM, reset through /proc/self/clear_refs, in a fresh child process) stays
- * below 16 MB (ASan included) and grows by less than 2 MB from 5 h to 50 h, where keeping the
- * labels adds 35 MB; the labels of loaded micro-batches equal the pattern, for random crops
+ * below 16 MB (ASan included) and grows by less than 2 MB from 2 h to 20 h, where keeping the
+ * labels adds 14 MB; the labels of loaded micro-batches equal the pattern, for random crops
  * and for whole utterances (every utterance, so every shard boundary and every chunk boundary
  * inside an utterance is read); an id out of range in the last shard, past the first block, is
  * refused naming the utterance, and against an id mismatch the first failure of a whole read
@@ -251,22 +251,22 @@ int main(int argc, char **argv) {
         slex_batcher_free(b);
         return check_finish("test_train_batch_mem");
     }
-    const int64_t utts = 400, samples_small = 45 * 16000; /* 5 h; big: 10x */
+    const int64_t utts = 400, samples_small = 18 * 16000; /* 2 h (3 shards of 120,000 labels, each over a block); big: 10x */
     snprintf(small, sizeof small, "%s/small", base);
     snprintf(big, sizeof big, "%s/big", base);
     write_corpus_apart(small, utts, samples_small, -1);
     write_corpus_apart(big, utts, 10 * samples_small, -1);
 
     long kb_small = open_peak_kb(small, 250000, 1400000), kb_big = open_peak_kb(big, 250000, 1400000);
-    fprintf(stderr, "open of 2 x 5 h of labels adds %ld kB of peak RSS, 2 x 50 h %ld kB (the labels are %lld kB in 2 bytes)\n",
+    fprintf(stderr, "open of 2 x 2 h of labels adds %ld kB of peak RSS, 2 x 20 h %ld kB (the labels are %lld kB in 2 bytes)\n",
             kb_small, kb_big, (long long)(2 * utts * n_labels(10 * samples_small) * 2 / 1024));
     CHECK(kb_small >= 0 && kb_big >= 0 && kb_big < 16384 && kb_big - kb_small < 2048,
-          "opening 50 h of labels adds %ld kB of peak RSS, 5 h %ld kB", kb_big, kb_small);
+          "opening 20 h of labels adds %ld kB of peak RSS, 2 h %ld kB", kb_big, kb_small);
     slex_batcher *b = open_corpus(big, 250000, 1400000, 1, &err);
     CHECK(b != NULL, "%s", err.msg);
     /* random crops of 250,000 samples in the long utterances */
     int64_t wrong = 0, rows = b ? check_loads(b, 6, NULL, &wrong) : 0;
-    CHECK(rows >= 30 && wrong == 0, "50 h: %lld rows loaded, %lld labels wrong", (long long)rows, (long long)wrong);
+    CHECK(rows >= 30 && wrong == 0, "20 h: %lld rows loaded, %lld labels wrong", (long long)rows, (long long)wrong);
     slex_batcher_free(b);
 
     /* whole utterances of the short corpus: batches of 400 slots, every utterance read whole */
