@@ -99,7 +99,8 @@ cat it2/train_log.jsonl > "$dest/train_log_it2.jsonl"
 step "6. evaluation: MFCC and every layer on unseen speakers and voices"
 synth heldout/festival test --minutes 10 --engine festival --voice ked_diphone --voice cmu_us_slt_arctic_hts --seed 32
 synth heldout/flite test --minutes 10 --engine flite --voice slt --seed 34
-layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' "$dest/config.json")
+layers=$(sed -n 's/.*"num_hidden_layers":[[:space:]]*\([0-9]*\).*/\1/p' "$dest/config.json")
+[ -n "$layers" ] || { echo "no num_hidden_layers in $dest/config.json" >&2; exit 1; }
 # evaluate FEATURES NAME CORPUS: k-means K=50 fit on the test speech itself (seeds 1-3), PNMI of
 # its units; ABX of the features (phone items, any context).
 evaluate() {
