@@ -411,10 +411,40 @@ static void test_wide_labels(int64_t span) {
     slex_batcher_free(b);
 }
 
+/* Anchors longer than max_sample_size: their batches hold utterances of their own length, not
+ * always the n shortest ones above the crop (which made one fixed batch of nearly the same crops
+ * for every long anchor). Over many steps, the crops of max_sample_size samples use nearly every
+ * long utterance, and each batch's utterances lie within a window of similar lengths. */
+static void test_long_anchors(void) {
+    slex_error err = {{0}};
+    const int64_t max_sample = 12000;
+    slex_batcher *b = open_one("a.tsv", "a.km", 100.0, 9000, max_sample, K, &err);
+    CHECK(b != NULL, "%s", err.msg);
+    if (!b) return;
+    int used[NUTT] = {0}, n_long = 0, long_plans = 0;
+    for (int u = 0; u < NUTT; u++) n_long += lens[0][u] >= max_sample;
+    for (int64_t step = 0; step < 300; step++) {
+        slex_batch_plan p;
+        CHECK(slex_batcher_plan(b, step, 0, &p, &err) == 0, "%s", err.msg);
+        if (p.crop == max_sample) {
+            long_plans++;
+            for (int j = 0; j < p.n_items; j++) used[p.items[j].utt] = 1;
+        }
+        slex_batch_plan_free(&p);
+    }
+    int n_used = 0;
+    for (int u = 0; u < NUTT; u++) n_used += used[u];
+    CHECK(long_plans > 50 && n_used >= n_long - 2 && n_used > 100000 / max_sample + 4,
+          "%d plans of long anchors used %d of the %d utterances of at least %lld samples", long_plans, n_used, n_long,
+          (long long)max_sample);
+    slex_batcher_free(b);
+}
+
 int main(int argc, char **argv) {
     snprintf(base, sizeof base, "%s/test_train_batch", argc > 1 ? argv[1] : "/tmp");
     write_corpus();
     test_plans_and_loads();
+    test_long_anchors();
     test_normalize();
     test_errors();
     test_wide_labels(65536);

@@ -474,12 +474,13 @@ int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *pla
     int64_t *lb = calloc((size_t)S, sizeof *lb);
     int rc = (!ok || !count || !lb) ? slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory") : 0;
     for (int i = 0; !rc && i < S; i++) ok[i] = b->src[i].spec.weight > 0.0;
-    int64_t L = 0, n = 0;
+    int64_t L = 0, n = 0, anchor_len = 0;
     if (!rc) {
         int a = draw_source(b, ok, &rng);
         const source *s = &b->src[a];
         int64_t e = s->sorted[slex_rng_below(&rng, (uint64_t)s->usable)];
-        L = entry_len(s, e) < b->opts.max_sample_size ? entry_len(s, e) : b->opts.max_sample_size;
+        anchor_len = entry_len(s, e);
+        L = anchor_len < b->opts.max_sample_size ? anchor_len : b->opts.max_sample_size;
         n = b->opts.max_tokens / L;
         if (n < 1) n = 1;
         for (int i = 0; i < S; i++) {
@@ -495,8 +496,16 @@ int slex_batcher_plan(slex_batcher *b, int64_t step, int k, slex_batch_plan *pla
     if (!rc && !win) rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
     for (int i = 0; !rc && i < S; i++) {
         const source *s = &b->src[i];
-        int64_t avail = s->usable - lb[i], w = avail < n ? avail : n, c = count[i] < w ? count[i] : w;
-        for (int64_t j = 0; j < w; j++) win[j] = lb[i] + j;
+        /* The window: the n shortest utterances at least as long as the anchor, moved down
+         * when fewer are left but never below L. An anchor longer than max_sample_size thus
+         * brings the utterances of its own length (fairseq's batches of similar sizes), not
+         * always the n shortest ones above L: those would make one fixed batch of nearly the
+         * same crops for every long anchor, a batch the model learns by heart. */
+        int64_t start = lower_bound(s, anchor_len);
+        if (start > s->usable - n) start = s->usable - n;
+        if (start < lb[i]) start = lb[i];
+        int64_t avail = s->usable - start, w = avail < n ? avail : n, c = count[i] < w ? count[i] : w;
+        for (int64_t j = 0; j < w; j++) win[j] = start + j;
         for (int64_t j = 0; j < c; j++) { /* partial Fisher-Yates */
             int64_t r = j + (int64_t)slex_rng_below(&rng, (uint64_t)(w - j)), t = win[j];
             win[j] = win[r];

@@ -21,9 +21,10 @@
  *      length is L = min(its length, max_sample_size) samples;
  *   2. n = max(1, floor(max_tokens / L)) slots, each given a source drawn by weight among the
  *      sources holding an utterance of at least L samples;
- *   3. each source fills its c slots with c distinct utterances drawn uniformly from the n
- *      shortest of its utterances that are at least L long (fairseq batches utterances of
- *      similar length); a source with fewer than c such utterances fills what it can;
+ *   3. each source fills its c slots with c distinct utterances drawn uniformly from a window
+ *      of n of its utterances of similar length (fairseq batches utterances of similar
+ *      length): the n shortest at least as long as the anchor, moved down to n when fewer are
+ *      left, never below L; a source with fewer than c utterances of L samples fills what it can;
  *   4. every utterance is cropped to L samples at a uniform offset in [0, len - L] (manifest
  *      lengths; the audio read must hold them);
  *   5. the slots, grouped by source, are cut into micro-batches of at most micro_batch
