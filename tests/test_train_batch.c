@@ -421,20 +421,25 @@ static void test_long_anchors(void) {
     slex_batcher *b = open_one("a.tsv", "a.km", 100.0, 9000, max_sample, K, &err);
     CHECK(b != NULL, "%s", err.msg);
     if (!b) return;
-    int used[NUTT] = {0}, n_long = 0, long_plans = 0;
+    int used[NUTT] = {0}, n_long = 0, long_plans = 0, short_plans = 0;
     for (int u = 0; u < NUTT; u++) n_long += lens[0][u] >= max_sample;
+    const int slots = (int)(100000 / max_sample); /* max_tokens / L */
     for (int64_t step = 0; step < 300; step++) {
         slex_batch_plan p;
         CHECK(slex_batcher_plan(b, step, 0, &p, &err) == 0, "%s", err.msg);
         if (p.crop == max_sample) {
             long_plans++;
+            /* the window moves down for the longest anchors: every batch is full */
+            short_plans += p.n_items != (n_long < slots ? n_long : slots);
             for (int j = 0; j < p.n_items; j++) used[p.items[j].utt] = 1;
         }
         slex_batch_plan_free(&p);
     }
     int n_used = 0;
     for (int u = 0; u < NUTT; u++) n_used += used[u];
-    CHECK(long_plans > 50 && n_used >= n_long - 2 && n_used > 100000 / max_sample + 4,
+    CHECK(short_plans == 0, "%d of %d plans of long anchors hold fewer than %d utterances", short_plans, long_plans,
+          slots);
+    CHECK(long_plans > 50 && n_used >= n_long - 2 && n_used > slots + 4,
           "%d plans of long anchors used %d of the %d utterances of at least %lld samples", long_plans, n_used, n_long,
           (long long)max_sample);
     slex_batcher_free(b);
