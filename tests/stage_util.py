@@ -113,6 +113,23 @@ def write_store(make_store, work, name, utts, nshard=3, rate=50.0):
     return out
 
 
+def read_store(d):
+    """A feature store -> (index, {utt_id: feats}, attributes of the first shard), read with plain h5py."""
+    import json
+    import h5py
+    index = json.load(open(os.path.join(d, "index.json")))
+    feats, attrs = {}, None
+    for rec in index["shards"]:
+        with h5py.File(os.path.join(d, rec["file"]), "r") as f:
+            attrs = attrs or dict(f.attrs)
+            x, lengths, ids = f["feats"][:], f["lengths"][:], f["utt_ids"][:]
+            check(x.shape[0] == rec["frames"] and lengths.sum() == rec["frames"], f"{rec['file']}: frame counts")
+            off = np.concatenate([[0], np.cumsum(lengths)])
+            for i, u in enumerate(ids):
+                feats[u.decode() if isinstance(u, bytes) else u] = x[off[i]:off[i + 1]]
+    return index, feats, attrs
+
+
 def read_label_store(store):
     """A label store -> list of int32 arrays, one per utterance, shards in order."""
     import json

@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dump_reference import fairseq_features, load_torchaudio, merge_adapter  # noqa: E402
-from stage_util import check, finish, make_corpus, mpi, run, same_tree, speechlike, write_wav  # noqa: E402
+from stage_util import check, finish, make_corpus, mpi, read_store, run, same_tree, speechlike, write_wav  # noqa: E402
 
 CASE, BIN, MPIEXEC, WORK = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 DUMP = os.path.join(BIN, "slex-dump")
@@ -25,21 +25,6 @@ shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 QUIET = {"SLEX_PROGRESS_INTERVAL": "1000", "OPENBLAS_NUM_THREADS": "1"}
 TOL = 1e-4
-
-
-def read_store(d):
-    """(index, {utt_id: feats}, attributes of the first shard), read with plain h5py."""
-    index = json.load(open(os.path.join(d, "index.json")))
-    feats, attrs = {}, None
-    for rec in index["shards"]:
-        with h5py.File(os.path.join(d, rec["file"]), "r") as f:
-            attrs = attrs or dict(f.attrs)
-            x, lengths, ids = f["feats"][:], f["lengths"][:], f["utt_ids"][:]
-            check(x.shape[0] == rec["frames"] and lengths.sum() == rec["frames"], f"{rec['file']}: frame counts")
-            off = np.concatenate([[0], np.cumsum(lengths)])
-            for i, u in enumerate(ids):
-                feats[u.decode() if isinstance(u, bytes) else u] = x[off[i]:off[i + 1]]
-    return index, feats, attrs
 
 
 def corpus_waves(manifest, pcms):

@@ -382,11 +382,20 @@ def read_store_rows(store):
 
 def case_outputs():
     out = os.path.join(WORK, "lora")
-    train(out, 1, steps=6, extra=["--merge"])
+    # A base whose preprocessor_config.json asks for waveform normalisation, which its group-norm
+    # conv stack alone would not imply: the merged model must say so too.
+    base = os.path.join(WORK, "base_normalized")
+    shutil.copytree(MODEL, base)
+    with open(os.path.join(base, "preprocessor_config.json"), "w") as f:
+        json.dump({"do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "sampling_rate": 16000}, f)
+    train(out, 1, steps=6, extra=["--merge"], start=("--init", base))
+    pre = json.load(open(os.path.join(out, "merged", "preprocessor_config.json")))
+    if pre.get("do_normalize") is not True:
+        sys.exit(f"FAIL: merged/preprocessor_config.json: {pre}")
     # The trained adapter, read back by slex-dump, equals the merged model slex-train wrote.
     dump = os.path.join(BIN, "slex-dump")
     a, m = os.path.join(WORK, "dump_adapter"), os.path.join(WORK, "dump_merged")
-    for args, dst in ((["--model", MODEL, "--adapter", os.path.join(out, "adapter")], a),
+    for args, dst in ((["--model", base, "--adapter", os.path.join(out, "adapter")], a),
                       (["--model", os.path.join(out, "merged")], m)):
         p = subprocess.run([dump, "--manifest", MANIFEST, "--layer", "2", "--out", dst, "--nshard", "2"] + args,
                            capture_output=True, text=True)
@@ -404,7 +413,7 @@ def case_outputs():
     # the model keeps no activations of layer 1.  The first update's loss is the all-layer run's
     # (B starts at zero), the adapter covers layer 2 only, the mask embedding is the base's.
     top = os.path.join(WORK, "top")
-    train(top, 2, steps=2, extra=["--lora-layers", "2"])
+    train(top, 2, steps=2, extra=["--lora-layers", "2"], start=("--init", base))
     if log(top)[0]["loss"] != log(out)[0]["loss"]:
         sys.exit(f"FAIL: --lora-layers 2: first loss {log(top)[0]['loss']} vs {log(out)[0]['loss']} with every layer")
     cfg2 = json.load(open(os.path.join(top, "adapter", "adapter_config.json")))

@@ -308,9 +308,7 @@ int slex_checkpoint_save_config(const slex_hubert *model, const char *config_sou
     return rc;
 }
 
-/* Wav2Vec2FeatureExtractor settings, so that a reload (slex or HF) normalises the waveform
- * exactly when the saved model did. */
-static int save_preprocessor_config(const slex_hubert *model, const char *path, slex_error *err) {
+int slex_checkpoint_save_preprocessor_config(const slex_hubert *model, const char *path, slex_error *err) {
     int normalize = slex_hubert_normalizes_waveform(model);
     char text[512];
     int len = snprintf(text, sizeof text,
@@ -590,7 +588,9 @@ static int write_contents(const char *tmp, const slex_hubert *model, const slex_
     char path[PATH_CAP];
     if (join_path(path, tmp, "config.json", err) || slex_checkpoint_save_config(model, opts->config_source, path, err))
         return -1;
-    if (join_path(path, tmp, "preprocessor_config.json", err) || save_preprocessor_config(model, path, err)) return -1;
+    if (join_path(path, tmp, "preprocessor_config.json", err) ||
+        slex_checkpoint_save_preprocessor_config(model, path, err))
+        return -1;
     if (join_path(path, tmp, "model.safetensors", err) ||
         slex_checkpoint_save_weights(model, head ? head->mask_emb : NULL, path, err) || slex_fsync_path(path, err))
         return -1;

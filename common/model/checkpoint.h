@@ -99,6 +99,10 @@ int slex_checkpoint_save_weights(const slex_hubert *model, const float *mask_emb
 int slex_checkpoint_save_config(const slex_hubert *model, const char *config_source, const char *path,
                                 slex_error *err);
 
+/* Writes preprocessor_config.json (HF Wav2Vec2FeatureExtractor) with do_normalize as the model
+ * normalises its waveform, so that a reload (slex or HF) feeds it what it was trained on. */
+int slex_checkpoint_save_preprocessor_config(const slex_hubert *model, const char *path, slex_error *err);
+
 /* ---- whole checkpoints ---------------------------------------------------------------------- */
 
 typedef struct slex_checkpoint_save_options {

@@ -834,12 +834,16 @@ static int log_trainable(const trainer *t) {
 
 /* The final result: adapter/ (+ merged/) or model/, then done.json. */
 
-/* A Hugging Face HubertModel directory of the model's weights (config.json, model.safetensors). */
+/* A Hugging Face HubertModel directory of the model's weights (config.json, model.safetensors,
+ * preprocessor_config.json: without it a reload guesses the waveform normalisation from the conv
+ * stack's norm, which is not always what the base model said). */
 static int save_hf_dir(const slex_hubert *model, const char *dir, slex_error *err) {
     char file[FILE_CAP];
     if (slex_mkdirs(dir, err)) return -1;
     snprintf(file, sizeof file, "%s/model.safetensors", dir);
     if (slex_checkpoint_save_weights(model, NULL, file, err)) return -1;
+    snprintf(file, sizeof file, "%s/preprocessor_config.json", dir);
+    if (slex_checkpoint_save_preprocessor_config(model, file, err)) return -1;
     snprintf(file, sizeof file, "%s/config.json", dir);
     return slex_checkpoint_save_config(model, NULL, file, err);
 }
