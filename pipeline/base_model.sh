@@ -90,7 +90,7 @@ step "5. models/base-en"
 last=$(ls -d it2/checkpoint-* | sort -t- -k2 -n | tail -1)
 mkdir -p "$dest"
 cp it2/model/config.json it2/model/model.safetensors "$dest/"
-cp "$last/head.safetensors" "$dest/"
+cp "$last/head.safetensors" "$last/preprocessor_config.json" "$dest/"
 cat it1/train_log.jsonl > "$dest/train_log_it1.jsonl"
 cat it2/train_log.jsonl > "$dest/train_log_it2.jsonl"
 "${mpirun[@]}" "$bin/slex-eval" curves --log it1/train_log.jsonl --out "$dest/curves_it1"

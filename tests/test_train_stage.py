@@ -539,7 +539,21 @@ def case_params():
     p = train(out, 1, steps=2, extra=["--checkpoint-every", SAME_RUN["checkpoint-every"]])
     if "nothing to do" not in p.stderr:
         sys.exit("FAIL: --checkpoint-every made another run:\n" + p.stderr)
-    print(f"params: each of {refused} options changed alone is another run (refused); --checkpoint-every is not")
+    # A run.json of an older slex lacks the options added since: one at its default is the same
+    # run (activation_dropout: 0), one that is not (lr: 2e-3) makes another.
+    run_json = os.path.join(out, "run.json")
+    kept = open(run_json).read()
+    for key, same in (("activation_dropout", True), ("lr", False)):
+        older = {k: v for k, v in json.loads(kept).items() if k != key}
+        with open(run_json, "w") as f:
+            f.write(json.dumps(older, separators=(",", ":")) + "\n")
+        p = train(out, 1, steps=2, expect=0 if same else 4)
+        if (same and "nothing to do" not in p.stderr) or (not same and f"{key}: (absent) -> " not in p.stderr):
+            sys.exit(f"FAIL: run.json without {key}:\n{p.stderr[-600:]}")
+    with open(run_json, "w") as f:
+        f.write(kept)
+    print(f"params: each of {refused} options changed alone is another run (refused); --checkpoint-every is not; "
+          f"an older run.json without an option at its default is the same run")
 
 
 {"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "diverge": case_diverge, "outputs": case_outputs,

@@ -113,6 +113,22 @@ void slex_resume_difference(const char *recorded, const char *params, char *what
     cJSON_Delete(b);
 }
 
+int slex_resume_same_params(const char *recorded, const char *params, const char *defaults) {
+    if (!strcmp(recorded, params)) return 1;
+    cJSON *r = cJSON_Parse(recorded), *p = cJSON_Parse(params), *d = defaults ? cJSON_Parse(defaults) : NULL;
+    int same = r && p && d && cJSON_IsObject(r) && cJSON_IsObject(p);
+    for (const cJSON *x = same ? p->child : NULL; x && same; x = x->next) {
+        if (cJSON_GetObjectItemCaseSensitive(r, x->string)) continue;
+        const cJSON *def = cJSON_GetObjectItemCaseSensitive(d, x->string);
+        same = def && cJSON_Compare(def, x, 1) && cJSON_AddItemToObject(r, x->string, cJSON_Duplicate(def, 1));
+    }
+    same = same && cJSON_Compare(r, p, 1);
+    cJSON_Delete(r);
+    cJSON_Delete(p);
+    cJSON_Delete(d);
+    return same;
+}
+
 int slex_resume_has_checkpoint(const slex_resume *r) {
     if (!slex_path_exists(r->ckpt) || !slex_path_exists(r->ckpt_json)) return 0;
     char *params = slex_read_text_file(r->ckpt_json, NULL, NULL);

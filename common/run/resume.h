@@ -57,6 +57,12 @@ slex_resume_output slex_resume_output_state(const slex_resume *r, char *(*read_p
  * caller buffers of `size` bytes; an empty path when the texts do not parse. */
 void slex_resume_difference(const char *recorded, const char *params, char *what, char *path, size_t size);
 
+/* 1 when the recorded parameters are these, or would be once every top-level key they lack is
+ * given its value in `defaults` (JSON of the options' defaults, may be NULL): a record written
+ * before an option existed names the same run when the option is at its default, as options are
+ * added with a default that keeps the earlier behaviour.  0 otherwise (also when unreadable). */
+int slex_resume_same_params(const char *recorded, const char *params, const char *defaults);
+
 /* 1 when a checkpoint of exactly these parameters exists (OUT.ckpt and OUT.ckpt.json). */
 int slex_resume_has_checkpoint(const slex_resume *r);
 

@@ -208,21 +208,26 @@ static int content_of(const char *path, char *out, size_t size, slex_error *err)
     return 0;
 }
 
-/* Every option with a parameter key (slex_train_option_groups), then what names the inputs'
- * contents: the model started from, each --data source's manifest and labels. */
-static char *run_params(const slex_train_options *o, const slex_data_spec *specs, int n_specs, slex_error *err) {
+/* Every option with a parameter key (slex_train_option_groups) as a JSON object; NULL when out
+ * of memory. */
+static cJSON *option_params(const slex_train_options *o) {
     cJSON *p = cJSON_CreateObject();
     slex_option_group groups[SLEX_TRAIN_OPTION_GROUPS];
     slex_train_option_groups((slex_train_options *)o, groups); /* only read */
     int rc = p ? 0 : -1;
     for (int g = 0; !rc && g < SLEX_TRAIN_OPTION_GROUPS; g++) rc = slex_options_write_json(groups[g].table, groups[g].opts, p);
-    if (rc) {
-        cJSON_Delete(p);
-        return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
-    }
+    if (rc) cJSON_Delete(p);
+    return rc ? NULL : p;
+}
+
+/* Every option with a parameter key (slex_train_option_groups), then what names the inputs'
+ * contents: the model started from, each --data source's manifest and labels. */
+static char *run_params(const slex_train_options *o, const slex_data_spec *specs, int n_specs, slex_error *err) {
+    cJSON *p = option_params(o);
+    if (!p) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     char content[256];
     const char *from = o->init ? o->init : o->arch;
-    rc = content_of(from, content, sizeof content, err);
+    int rc = content_of(from, content, sizeof content, err);
     cJSON_AddStringToObject(p, o->init ? "init_content" : "arch_content", rc ? "" : content);
     cJSON *data = cJSON_AddArrayToObject(p, "data");
     for (int i = 0; !rc && i < n_specs; i++) {
@@ -239,6 +244,17 @@ static char *run_params(const slex_train_options *o, const slex_data_spec *specs
     char *text = rc ? NULL : cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     if (!rc && !text) slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
+    return text;
+}
+
+/* The option part of run_params for every option at its default (JSON, malloc'd; NULL when out
+ * of memory): what a run.json of an older slex, written before an option existed, stood for. */
+static char *default_params(void) {
+    slex_train_options d;
+    slex_train_options_default(&d);
+    cJSON *p = option_params(&d);
+    char *text = p ? cJSON_PrintUnformatted(p) : NULL;
+    cJSON_Delete(p);
     return text;
 }
 
@@ -298,7 +314,9 @@ static int check_out(const slex_train_options *o, const char *params, out_state 
     if (!recorded) return -1;
     size_t len = strlen(recorded);
     while (len && recorded[len - 1] == '\n') recorded[--len] = 0;
-    int same = !strcmp(recorded, params);
+    char *defaults = default_params();
+    int same = slex_resume_same_params(recorded, params, defaults);
+    free(defaults);
     if (!same && !o->force) {
         char what[1024], path[256];
         slex_resume_difference(recorded, params, what, path, sizeof what);
