@@ -93,8 +93,8 @@ cp it2/model/config.json it2/model/model.safetensors "$dest/"
 cp "$last/head.safetensors" "$last/preprocessor_config.json" "$dest/"
 cat it1/train_log.jsonl > "$dest/train_log_it1.jsonl"
 cat it2/train_log.jsonl > "$dest/train_log_it2.jsonl"
-"${mpirun[@]}" "$bin/slex-eval" curves --log it1/train_log.jsonl --out "$dest/curves_it1"
-"${mpirun[@]}" "$bin/slex-eval" curves --log it2/train_log.jsonl --out "$dest/curves_it2"
+"${mpirun[@]}" "$bin/slex-eval" curves --log it1/train_log.jsonl --smooth 50 --out "$dest/curves_it1"
+"${mpirun[@]}" "$bin/slex-eval" curves --log it2/train_log.jsonl --smooth 50 --out "$dest/curves_it2"
 
 step "6. evaluation: MFCC and every layer on unseen speakers and voices"
 synth heldout/festival test --minutes 10 --engine festival --voice ked_diphone --voice cmu_us_slt_arctic_hts --seed 32

@@ -416,6 +416,7 @@ static int cmd_compare(int argc, char **argv, const slex_mpi *mpi) {
 typedef struct curves_options {
     slex_string_list logs;
     char *out;
+    int smooth; /* trailing mean over this many updates of loss and accuracy; default 1 (as logged) */
 } curves_options;
 
 #define T curves_options
@@ -424,6 +425,8 @@ static const slex_option curves_rows[] = {
      .help = "train_log.jsonl of slex-train (repeat to overlay runs)"},
     {SLEX_OPT_STRING_FIELD(T, out), .name = "out", .flags = SLEX_OPTF_REQUIRED | SLEX_OPTF_PATH,
      .help = "output directory (curves_loss.png, curves_accuracy.png, curves_lr.png)"},
+    {SLEX_OPT_INT_FIELD(T, smooth), .name = "smooth", .def = 1, .min = 1, .max = 1000000,
+     .help = "plot each loss and accuracy point as the mean of the last N logged updates (1 = as logged)"},
 };
 #undef T
 static const slex_option_table curves_table = SLEX_OPTION_TABLE(curves_rows);
@@ -442,7 +445,7 @@ static int cmd_curves(int argc, char **argv, const slex_mpi *mpi) {
     int code = parse(&cli, argc, argv, mpi, &err);
     if (code < 0)
         code = all_done(
-            mpi->rank == 0 ? slex_training_curves((const char *const *)co.logs.items, co.logs.count, co.out, &err) : 0,
+            mpi->rank == 0 ? slex_training_curves((const char *const *)co.logs.items, co.logs.count, co.smooth, co.out, &err) : 0,
             &err);
     slex_cli_free(&cli);
     return code;

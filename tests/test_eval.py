@@ -426,6 +426,25 @@ def case_reports():
     for f in ("curves_loss.png", "curves_accuracy.png", "curves_lr.png"):
         if open(os.path.join(out, f), "rb").read(4) != b"\x89PNG":
             sys.exit(f"FAIL: {f}")
+    # --smooth 4: every loss and accuracy point the mean of its last 4 logged values (fewer at the
+    # start; a source missing at a step is skipped), the learning rate as logged.
+    with open(log, "a") as f:
+        for step in range(51, 61):  # a step without loss_zh
+            f.write(json.dumps({"step": step, "loss": 5 / step, "acc_masked": 1 - 1 / step, "lr": 1e-4 * step}) + "\n")
+    smooth = os.path.join(WORK, "curves_smooth")
+    run(["curves", "--log", log, "--out", smooth, "--smooth", "4"])
+    def trailing(v):
+        return [float(np.mean(v[max(0, i - 3):i + 1])) for i in range(len(v))]
+    steps = np.arange(1, 61)
+    want = {"curves_loss": [trailing(5 / steps), trailing(5.5 / steps[:50]) + [None] * 10],
+            "curves_accuracy": [trailing(1 - 1 / steps)], "curves_lr": [list(1e-4 * steps)]}
+    for name, cols in want.items():
+        rows = [line.split() for line in open(os.path.join(smooth, name + ".dat")) if line.strip()]
+        for c, col in enumerate(cols):
+            got = [None if r[c + 1] in ("nan", "NaN", "?", "-nan") else float(r[c + 1]) for r in rows]
+            if len(got) != len(col) or any((a is None) != (b is None) or (a is not None and abs(a - b) > 1e-6 * abs(b))
+                                           for a, b in zip(got, col)):
+                sys.exit(f"FAIL: --smooth 4: {name}.dat column {c + 1}: {got[:6]}... vs {col[:6]}...")
     print("reports: compare mean/sd equal to numpy, same PNG for the same data; export-units and curves")
 
 

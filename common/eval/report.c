@@ -559,7 +559,24 @@ static int key_group(const char *key) {
     return -1;
 }
 
-int slex_training_curves(const char *const *logs, int n_logs, const char *out, slex_error *err) {
+/* y[i] := the mean of the last `window` values of y[0..i] that are not NaN (NaN stays NaN).
+ * Returns -1 when out of memory. */
+static int trailing_mean(double *y, int64_t n, int window) {
+    double *prefix = malloc((size_t)(n + 1) * sizeof *prefix); /* sums of the first k values */
+    if (!prefix) return -1;
+    prefix[0] = 0;
+    for (int64_t i = 0, k = 0; i < n; i++) {
+        if (isnan(y[i])) continue;
+        prefix[k + 1] = prefix[k] + y[i];
+        k++;
+        int64_t first = k > window ? k - window : 0;
+        y[i] = (prefix[k] - prefix[first]) / (double)(k - first);
+    }
+    free(prefix);
+    return 0;
+}
+
+int slex_training_curves(const char *const *logs, int n_logs, int smooth, const char *out, slex_error *err) {
     /* All points of all logs on one x axis (the union of steps, in log order). */
     double *x = NULL;
     int64_t n = 0, cap = 0;
@@ -657,6 +674,8 @@ int slex_training_curves(const char *const *logs, int n_logs, const char *out, s
             if (s[i].group == g) {
                 names[c] = s[i].name;
                 memcpy(y + (int64_t)c * n, s[i].y, (size_t)n * sizeof *y);
+                if (smooth > 1 && g < 2 && trailing_mean(y + (int64_t)c * n, n, smooth))
+                    rc = slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory");
                 c++;
             }
         if (!rc) rc = slex_plot_curves(out, files[g], "training", "step", ylabels[g], x, n, names, m, y, err);

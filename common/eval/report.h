@@ -39,8 +39,10 @@ int slex_compare_runs(const char *const *runs, int n_runs, const char *out, slex
 
 /* `curves`: training curves from train_log.jsonl files (one JSON object per line with "step"):
  * out/curves_loss.png (keys starting with "loss"), curves_accuracy.png ("acc..."), and
- * curves_lr.png ("lr"), one curve per key and log. */
-int slex_training_curves(const char *const *logs, int n_logs, const char *out, slex_error *err);
+ * curves_lr.png ("lr"), one curve per key and log.  smooth > 1 plots each loss and accuracy
+ * point as the mean of its series' last `smooth` values (a noisy per-update log of thousands of
+ * updates is otherwise a band); the learning rate is drawn as logged. */
+int slex_training_curves(const char *const *logs, int n_logs, int smooth, const char *out, slex_error *err);
 
 /* Writes a JSON document to path atomically (pretty-printed, newline-terminated). */
 int slex_write_json(const char *path, const cJSON *doc, slex_error *err);
