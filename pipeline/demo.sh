@@ -7,8 +7,9 @@
 #   5. one-iteration targets: k-means (K=50) on Mandarin MFCC, units for the Mandarin train set
 #      in fairseq's .km layout;
 #   6. re-clustering: one codebook on pooled English+Mandarin MFCC (half each), units for both;
-#   7. representations: slex-dump of a tiny random-weight HuBERT (a stand-in: no checkpoint can be
-#      downloaded here; point --model at mHuBERT on a real system), k-means and units on them;
+#   7. representations: slex-dump of slex's own English HuBERT (models/base-en, pretrained by
+#      `make -f Makefile.hpc base-model`: no checkpoint can be downloaded here; point --model at
+#      mHuBERT on a real system), layer 1, k-means and units on them;
 #   8. unit quality: PNMI, purities and usage per language (slex-eval), and a table of the systems.
 # usage: pipeline/demo.sh [BIN_DIR (build/bin)] [OUT_DIR (demo-out)]
 set -euo pipefail
@@ -54,13 +55,13 @@ for corpus in en_train zh_train; do
     --out "$out/units/${corpus}_enzh50"
 done
 
-step "7. HuBERT representations (tiny random-weight stand-in, layer 2, 50 Hz), k-means, units"
-model=$(cd "$(dirname "$0")/.." && pwd)/tests/data/dump/base50
-"${mpirun[@]}" "$bin/slex-dump" --manifest "$out/corpus/zh_train.tsv" --model "$model" --layer 2 \
-  --out "$out/hubert/zh_train_l2" --nshard 4
-"${mpirun[@]}" "$bin/slex-kmeans" --store "$out/hubert/zh_train_l2" --k 50 --out "$out/codebooks/zh_hubert50.h5" \
+step "7. HuBERT representations (the English base model models/base-en, layer 1, 50 Hz), k-means, units"
+model=$(cd "$(dirname "$0")/.." && pwd)/models/base-en
+"${mpirun[@]}" "$bin/slex-dump" --manifest "$out/corpus/zh_train.tsv" --model "$model" --layer 1 \
+  --out "$out/hubert/zh_train_l1" --nshard 4
+"${mpirun[@]}" "$bin/slex-kmeans" --store "$out/hubert/zh_train_l1" --k 50 --out "$out/codebooks/zh_hubert50.h5" \
   --seed 1 --batch-size 2000 --n-init 5
-"${mpirun[@]}" "$bin/slex-label" --store "$out/hubert/zh_train_l2" --codebook "$out/codebooks/zh_hubert50.h5" \
+"${mpirun[@]}" "$bin/slex-label" --store "$out/hubert/zh_train_l1" --codebook "$out/codebooks/zh_hubert50.h5" \
   --out "$out/units/zh_train_hubert50" --km "$out/km/zh_hubert" --split train
 
 step "8. unit quality per language (slex-eval): PNMI, purities, codebook usage; a table of the systems"
@@ -71,7 +72,7 @@ step "8. unit quality per language (slex-eval): PNMI, purities, codebook usage; 
 "${mpirun[@]}" "$bin/slex-eval" units --labels "$out/units/en_train_enzh50" --align "$out/corpus/en_train.align" \
   --lang en --labels "$out/units/zh_train_enzh50" --align "$out/corpus/zh_train.align" --lang zh \
   --out "$out/eval/enzh_mfcc50"
-"$bin/slex-eval" compare "zh MFCC k-means=$out/eval/zh_mfcc50" "zh HuBERT stand-in=$out/eval/zh_hubert50" \
+"$bin/slex-eval" compare "zh MFCC k-means=$out/eval/zh_mfcc50" "zh English base layer 1=$out/eval/zh_hubert50" \
   "en+zh MFCC re-clustered=$out/eval/enzh_mfcc50" --out "$out/eval/table"
 cat "$out/eval/table/compare.md"
 
