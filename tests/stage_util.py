@@ -53,6 +53,12 @@ def write_wav(path, samples, rate=16000, sampwidth=2):
     return pcm
 
 
+def read_wav(path):
+    """A 16-bit PCM WAV -> float32 samples in [-1, 1) (mono)."""
+    with wave.open(path, "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+
+
 def speechlike(n, seed, rate=16000):
     """A deterministic voiced-speech-like signal: harmonics of a gliding pitch plus noise."""
     rng = np.random.default_rng(seed)

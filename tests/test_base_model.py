@@ -15,14 +15,13 @@ import json
 import os
 import shutil
 import sys
-import wave
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from dump_reference import fairseq_features, load_torchaudio, read_safetensors  # noqa: E402
-from stage_util import check, finish, mpi, read_store, run  # noqa: E402
+from stage_util import check, finish, mpi, read_store, read_wav, run  # noqa: E402
 
 CASE, BIN, MPIEXEC, WORK = sys.argv[1:5]
 MODEL = sys.argv[5] if len(sys.argv) > 5 else os.path.join(HERE, "..", "models", "base-en")
@@ -46,11 +45,6 @@ def test_corpus(minutes):
     return os.path.join(out, "en_test")
 
 
-def read_wav(path):
-    with wave.open(path, "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-
-
 def case_reference():
     corpus = test_corpus(0.1)
     lines = open(corpus + ".tsv").read().split("\n")
@@ -58,10 +52,9 @@ def case_reference():
     check(len(rels) >= 3, f"{corpus}.tsv: {len(rels)} utterances")
     waves = [(rel, read_wav(os.path.join(root, rel))) for rel in rels[:3]]
     model, cfg = load_torchaudio(MODEL)
-    # waveform normalisation as slex-dump's default: preprocessor_config.json's do_normalize
-    pre = os.path.join(MODEL, "preprocessor_config.json")
-    normalize = json.load(open(pre))["do_normalize"] if os.path.exists(pre) else cfg["feat_extract_norm"] == "layer"
-    check(normalize, f"{MODEL}: the base model is trained on normalised waveforms")
+    # The directory says how to feed it (slex-dump's default reads it): trained on normalised waveforms.
+    normalize = json.load(open(os.path.join(MODEL, "preprocessor_config.json")))["do_normalize"]
+    check(normalize is True, f"{MODEL}/preprocessor_config.json: do_normalize {normalize}, trained with true")
     for layer in range(1, cfg["num_hidden_layers"] + 1):
         store = os.path.join(WORK, f"l{layer}")
         slex(1, "slex-dump", "--manifest", corpus + ".tsv", "--model", MODEL, "--layer", layer, "--out", store)
