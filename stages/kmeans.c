@@ -102,14 +102,26 @@ static int on_checkpoint(void *ctx, const slex_kmeans_state *st, slex_error *err
     return 0;
 }
 
+/* The run's parameters: every option with a parameter key, then the pooled stores (pool: JSON,
+ * slex_featpool_describe) unless pool is NULL.  Malloc'd; NULL when out of memory. */
 static char *run_params(const slex_kmeans_options *ko, const kmeans_stage_options *o, const char *pool) {
     cJSON *p = cJSON_CreateObject();
     char *text = NULL;
     if (p && !slex_options_write_json(&slex_kmeans_option_table, ko, p) && !slex_options_write_json(&stage_table, o, p) &&
-        cJSON_AddItemToObject(p, "stores", cJSON_Parse(pool)))
+        (!pool || cJSON_AddItemToObject(p, "stores", cJSON_Parse(pool))))
         text = cJSON_PrintUnformatted(p);
     cJSON_Delete(p);
     return text;
+}
+
+/* The option part of run_params at every default: what a codebook or checkpoint recorded by an
+ * older slex, before an option existed, stood for (slex_resume_open). */
+static char *default_params(void) {
+    slex_kmeans_options ko;
+    kmeans_stage_options o;
+    slex_kmeans_options_default(&ko);
+    slex_options_defaults(&stage_table, &o);
+    return run_params(&ko, &o, NULL);
 }
 
 /* "DIR" or "DIR:WEIGHT" (a colon followed by a number; other colons belong to the path). */
@@ -186,9 +198,17 @@ static int write_codebook(run_ctx *r, const slex_kmeans_state *st, const slex_fe
     return 0;
 }
 
+/* The pooled stores (every rank opens them) and the parameters of the run. */
+typedef struct kmeans_inputs {
+    slex_featpool *pool;
+    char *pool_json, *params, *defaults; /* defaults: default_params() */
+} kmeans_inputs;
+
 /* Runs (or resumes) the fit and writes the codebook; every rank calls it. */
-static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmeans_stage_options *o, const slex_mpi *mpi,
-                 const char *params, slex_error *err) {
+static int learn(const kmeans_inputs *in, const slex_kmeans_options *ko, const kmeans_stage_options *o,
+                 const slex_mpi *mpi, slex_error *err) {
+    slex_featpool *pool = in->pool;
+    const char *params = in->params;
     const char *interval = getenv("SLEX_PROGRESS_INTERVAL");
     const double now = MPI_Wtime();
     run_ctx r = {.rank = mpi->rank,
@@ -196,7 +216,7 @@ static int learn(slex_featpool *pool, const slex_kmeans_options *ko, const kmean
                  .last_report = now,
                  .report_every = interval ? atof(interval) : 30.0,
                  .last_pass = now};
-    if (slex_resume_open(&r.resume, o->out, params, HISTORY_RECORD, err)) return -1;
+    if (slex_resume_open(&r.resume, o->out, params, in->defaults, HISTORY_RECORD, err)) return -1;
     slex_kmeans_state st;
     memset(&st, 0, sizeof st);
     int rc = 0;
@@ -266,13 +286,14 @@ static int export_existing(const kmeans_stage_options *o, slex_error *err) {
 /* Rank 0 looks at the output (ranks could see a shared file system differently) and every rank
  * follows: DECIDE_RUN, DECIDE_DONE (the codebook of these parameters exists; its .npy is
  * written if asked), or an exit code. */
-static int decide(const kmeans_stage_options *o, const char *params, const slex_mpi *mpi, slex_error *err) {
+static int decide(const kmeans_stage_options *o, const kmeans_inputs *in, const slex_mpi *mpi, slex_error *err) {
+    const char *params = in->params;
     int verdict = DECIDE_RUN;
     if (mpi->rank == 0) {
         slex_resume r;
         char *recorded = NULL;
         slex_resume_output state = SLEX_RESUME_ABSENT;
-        if (slex_resume_open(&r, o->out, params, HISTORY_RECORD, err)) {
+        if (slex_resume_open(&r, o->out, params, in->defaults, HISTORY_RECORD, err)) {
             verdict = 1;
         } else {
             state = o->force ? SLEX_RESUME_ABSENT : slex_resume_output_state(&r, codebook_params, NULL, &recorded);
@@ -353,16 +374,11 @@ static void command_line_free(kmeans_command_line *c) {
     slex_cli_free(&c->cli);
 }
 
-/* The pooled stores (every rank opens them) and the parameters of the run. */
-typedef struct kmeans_inputs {
-    slex_featpool *pool;
-    char *pool_json, *params;
-} kmeans_inputs;
-
 static void inputs_free(kmeans_inputs *in) {
     slex_featpool_close(in->pool);
     free(in->pool_json);
     free(in->params);
+    free(in->defaults);
     memset(in, 0, sizeof *in);
 }
 
@@ -376,7 +392,8 @@ static int open_inputs(const kmeans_command_line *c, kmeans_inputs *in, slex_err
     if (ok && ko->k > slex_featpool_size(in->pool))
         ok = !slex_fail_as(err, SLEX_ERR_INPUT, "--k %d is more than the %lld frames of the pooled stores", ko->k,
                         (long long)slex_featpool_size(in->pool));
-    if (ok) ok = (in->pool_json = slex_featpool_describe(in->pool)) && (in->params = run_params(ko, o, in->pool_json));
+    if (ok) ok = (in->pool_json = slex_featpool_describe(in->pool)) && (in->params = run_params(ko, o, in->pool_json)) &&
+             (in->defaults = default_params());
     return slex_mpi_all_ok(ok) ? 0 : -1;
 }
 
@@ -388,7 +405,7 @@ static int run_stage(const kmeans_command_line *c, const slex_mpi *mpi, slex_err
     int exit_code = 1;
     if (open_inputs(c, &in, err)) {
         if (err->msg[0]) slex_error_log("%s", err->msg);
-    } else if ((exit_code = decide(o, in.params, mpi, err)) != DECIDE_RUN) {
+    } else if ((exit_code = decide(o, &in, mpi, err)) != DECIDE_RUN) {
         if (exit_code == DECIDE_DONE) exit_code = 0;
         else if (err->msg[0]) slex_error_log("%s", err->msg);
     } else {
@@ -397,7 +414,7 @@ static int run_stage(const kmeans_command_line *c, const slex_mpi *mpi, slex_err
                 slex_info("%s: %lld utterances, %lld frames selected", c->dirs[i],
                           (long long)slex_featpool_input_utterances(in.pool, i),
                           (long long)slex_featpool_input_frames(in.pool, i));
-        int rc = learn(in.pool, ko, o, mpi, in.params, err);
+        int rc = learn(&in, ko, o, mpi, err);
         if (rc && err->msg[0]) slex_error_log("%s", err->msg);
         exit_code = slex_mpi_all_ok(rc == 0) ? 0 : 1;
     }

@@ -310,6 +310,44 @@ def case_stale_codebook():
     check(open(out, "rb").read() == open(clean_new, "rb").read(), "afresh run on the new features equals a clean run")
 
 
+def case_older():
+    """A codebook or checkpoint recorded by an older slex lacks the options added since: with them
+    at their defaults it is the same run (done, or resumed); one at another value is another run,
+    named "KEY: (absent) -> VALUE"."""
+    utts, _ = planted(30, CENTERS, 12, spread=3.0)
+    store = make_store("older", utts)
+    args = ["--store", store, "--k", "10", "--batch-size", "100", "--max-iter", "400", "--max-no-improvement", "0",
+            "--checkpoint-every", "50"]
+    cb = os.path.join(WORK, "older.h5")
+    run([KMEANS] + args + ["--out", cb], env=QUIET)
+    with h5py.File(cb, "r") as f:
+        kept = f.attrs["params"]
+        kept = kept.decode() if isinstance(kept, bytes) else kept
+    recorded = json.loads(kept)
+    check(recorded.get("tol") == 0 and recorded.get("batch_size") == 100, "the codebook records tol 0, batch_size 100")
+
+    def record_without(key):
+        with h5py.File(cb, "r+") as f:
+            f.attrs["params"] = json.dumps({k: v for k, v in recorded.items() if k != key}, separators=(",", ":"))
+    record_without("tol")
+    p = run([KMEANS] + args + ["--out", cb], env=QUIET)
+    check("nothing to do" in p.stderr, "a codebook without tol (at its default) is done: " + p.stderr[-300:])
+    record_without("batch_size")
+    p = run([KMEANS] + args + ["--out", cb], env=QUIET, expect=4)
+    check("batch_size: (absent) -> 100" in p.stderr, "without batch_size (100 now) it is another run: " + p.stderr[-300:])
+    # A checkpoint whose .ckpt.json lacks tol resumes and gives the clean run's codebook.
+    out = os.path.join(WORK, "older_killed.h5")
+    check(kill_after_checkpoint([KMEANS] + args + ["--out", out], out + ".ckpt"), "killed before it finished")
+    ckpt_json = json.load(open(out + ".ckpt.json"))
+    with open(out + ".ckpt.json", "w") as f:
+        json.dump({k: v for k, v in ckpt_json.items() if k != "tol"}, f, separators=(",", ":"))
+    p = run([KMEANS] + args + ["--out", out], env=QUIET)
+    check("resuming from" in p.stderr, "a checkpoint without tol resumes: " + p.stderr[-300:])
+    record_without(None)
+    run([KMEANS] + args + ["--out", cb, "--force"], env=QUIET)
+    check(open(out, "rb").read() == open(cb, "rb").read(), "the resumed codebook equals a clean run's")
+
+
 def case_logs():
     """What slex-kmeans logs: one error, from the rank that had it; Lloyd passes' share of the
     distances computed (all of them without bounds; none reported for passes a resumed run did not do)."""
@@ -385,6 +423,6 @@ def case_large():
     check(np.all(d[np.arange(len(x)), labels[3]] <= best + 1e-3 * np.abs(best)), "labels are nearest centres")
 
 
-{"stale_codebook": case_stale_codebook, "logs": case_logs, "large": case_large, "shards": case_shards, "stale": case_stale, "planted": case_planted, "ranks": case_ranks, "fairseq_km": case_fairseq_km, "pool": case_pool,
+{"stale_codebook": case_stale_codebook, "older": case_older, "logs": case_logs, "large": case_large, "shards": case_shards, "stale": case_stale, "planted": case_planted, "ranks": case_ranks, "fairseq_km": case_fairseq_km, "pool": case_pool,
  "resume": case_resume, "bad": case_bad}[CASE]()
 finish("test_kmeans_stage " + CASE)

@@ -33,7 +33,7 @@ static void test_output_state(const char *dir) {
     slex_resume r;
     slex_error err = {{0}};
     const char *params = "{\"k\":3,\"stores\":[{\"store\":\"a\",\"content_id\":\"1111\"}]}";
-    CHECK(slex_resume_open(&r, out, params, 2, &err) == 0, "%s", err.msg);
+    CHECK(slex_resume_open(&r, out, params, NULL, 2, &err) == 0, "%s", err.msg);
     char *rec = NULL;
     CHECK(slex_resume_output_state(&r, recorded_params, NULL, &rec) == SLEX_RESUME_ABSENT && !rec, "absent");
     slex_write_file_atomic(out, params, strlen(params), &err);
@@ -65,7 +65,7 @@ static void test_checkpoints(const char *dir) {
     slex_resume r;
     slex_error err = {{0}};
     const char *params = "{\"lr\":0.001}";
-    CHECK(slex_resume_open(&r, out, params, 2, &err) == 0, "%s", err.msg);
+    CHECK(slex_resume_open(&r, out, params, NULL, 2, &err) == 0, "%s", err.msg);
     /* An old checkpoint of other parameters: not resumable, deleted by a fresh start. */
     slex_write_file_atomic(r.ckpt, "old", 3, &err);
     slex_write_file_atomic(r.ckpt_json, "{\"lr\":0.01}", 11, &err);
@@ -90,7 +90,7 @@ static void test_checkpoints(const char *dir) {
     fclose(f);
     slex_resume_close(&r);
     /* The resumed run: the state is of step 20, so the record of step 30 goes. */
-    CHECK(slex_resume_open(&r, out, params, 2, &err) == 0, "%s", err.msg);
+    CHECK(slex_resume_open(&r, out, params, NULL, 2, &err) == 0, "%s", err.msg);
     CHECK(slex_resume_has_checkpoint(&r), "resumable");
     rec = slex_read_text_file(r.ckpt, NULL, NULL);
     CHECK(rec && !strcmp(rec, "state-20"), "the last state");
@@ -105,11 +105,40 @@ static void test_checkpoints(const char *dir) {
     slex_resume_close(&r);
 }
 
+/* A record of an older slex lacks the options added since: the same run when they are at their
+ * defaults, for a finished output and for a checkpoint alike. */
+static void test_older_records(const char *dir) {
+    char out[1024];
+    snprintf(out, sizeof out, "%s/older", dir);
+    slex_resume r;
+    slex_error err = {{0}};
+    const char *params = "{\"k\":3,\"tol\":0,\"seed\":5}", *defaults = "{\"tol\":0,\"seed\":0}";
+    CHECK(slex_resume_open(&r, out, params, defaults, 2, &err) == 0, "%s", err.msg);
+    const char *no_tol = "{\"k\":3,\"seed\":5}", *no_seed = "{\"k\":3,\"tol\":0}";
+    slex_write_file_atomic(out, no_tol, strlen(no_tol), &err);
+    CHECK(slex_resume_output_state(&r, recorded_params, NULL, NULL) == SLEX_RESUME_DONE, "tol absent, at its default");
+    slex_write_file_atomic(out, no_seed, strlen(no_seed), &err);
+    CHECK(slex_resume_output_state(&r, recorded_params, NULL, NULL) == SLEX_RESUME_OTHER, "seed absent, not at its default");
+    remove(out);
+    slex_write_file_atomic(r.ckpt, "state", 5, &err);
+    slex_write_file_atomic(r.ckpt_json, no_tol, strlen(no_tol), &err);
+    CHECK(slex_resume_has_checkpoint(&r), "a checkpoint recorded without tol resumes");
+    slex_write_file_atomic(r.ckpt_json, no_seed, strlen(no_seed), &err);
+    CHECK(!slex_resume_has_checkpoint(&r), "a checkpoint recorded without seed (5 now) does not");
+    slex_resume_close(&r);
+    CHECK(slex_resume_open(&r, out, params, NULL, 2, &err) == 0, "%s", err.msg);
+    slex_write_file_atomic(r.ckpt_json, no_tol, strlen(no_tol), &err);
+    CHECK(!slex_resume_has_checkpoint(&r), "without defaults every key counts");
+    slex_resume_finish(&r);
+    slex_resume_close(&r);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp/test_resume";
     slex_error err = {{0}};
     if (slex_mkdirs(dir, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
     test_output_state(dir);
     test_checkpoints(dir);
+    test_older_records(dir);
     return check_finish("test_resume");
 }

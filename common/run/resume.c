@@ -19,7 +19,8 @@ static char *join(const char *a, const char *b) {
     return s;
 }
 
-int slex_resume_open(slex_resume *r, const char *out, const char *params, int record_len, slex_error *err) {
+int slex_resume_open(slex_resume *r, const char *out, const char *params, const char *defaults, int record_len,
+                     slex_error *err) {
     memset(r, 0, sizeof *r);
     r->record_len = record_len;
     r->out = join(out, "");
@@ -27,7 +28,9 @@ int slex_resume_open(slex_resume *r, const char *out, const char *params, int re
     r->ckpt_json = join(out, ".ckpt.json");
     r->ckpt_history = join(out, ".ckpt.history");
     r->params = join(params, "");
-    if (!r->out || !r->ckpt || !r->ckpt_json || !r->ckpt_history || !r->params || record_len < 1) {
+    r->defaults = defaults ? join(defaults, "") : NULL;
+    if (!r->out || !r->ckpt || !r->ckpt_json || !r->ckpt_history || !r->params || (defaults && !r->defaults) ||
+        record_len < 1) {
         slex_resume_close(r);
         return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory for the checkpoint names", out);
     }
@@ -40,6 +43,7 @@ void slex_resume_close(slex_resume *r) {
     free(r->ckpt_json);
     free(r->ckpt_history);
     free(r->params);
+    free(r->defaults);
     free(r->history);
     memset(r, 0, sizeof *r);
 }
@@ -49,7 +53,7 @@ slex_resume_output slex_resume_output_state(const slex_resume *r, char *(*read_p
     if (recorded) *recorded = NULL;
     if (!slex_path_exists(r->out)) return SLEX_RESUME_ABSENT;
     char *params = read_params(r->out, ctx);
-    if (params && !strcmp(params, r->params)) {
+    if (params && slex_resume_same_params(params, r->params, r->defaults)) {
         free(params);
         return SLEX_RESUME_DONE;
     }
@@ -132,7 +136,7 @@ int slex_resume_same_params(const char *recorded, const char *params, const char
 int slex_resume_has_checkpoint(const slex_resume *r) {
     if (!slex_path_exists(r->ckpt) || !slex_path_exists(r->ckpt_json)) return 0;
     char *params = slex_read_text_file(r->ckpt_json, NULL, NULL);
-    int same = params && !strcmp(params, r->params);
+    int same = params && slex_resume_same_params(params, r->params, r->defaults);
     free(params);
     return same;
 }

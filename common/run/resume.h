@@ -32,15 +32,20 @@
 typedef struct slex_resume {
     char *out, *ckpt, *ckpt_json, *ckpt_history; /* owned paths */
     char *params;                                /* owned copy of the run's parameters */
+    char *defaults;                              /* owned copy of the options' defaults (JSON) or NULL */
     int record_len;                              /* doubles per history record */
     double *history;                             /* (n_history, record_len) */
     int64_t n_history, cap_history, n_saved;     /* n_saved: records already in the file */
 } slex_resume;
 
-int slex_resume_open(slex_resume *r, const char *out, const char *params, int record_len, slex_error *err);
+/* defaults (may be NULL): the options' parameter JSON at their defaults, so that an output or a
+ * checkpoint recorded by an older slex, before an option existed, is the same run when that
+ * option is at its default (slex_resume_same_params). */
+int slex_resume_open(slex_resume *r, const char *out, const char *params, const char *defaults, int record_len,
+                     slex_error *err);
 void slex_resume_close(slex_resume *r);
 
-/* What OUT is now. */
+/* What OUT is now (the recorded parameters compared with slex_resume_same_params). */
 typedef enum {
     SLEX_RESUME_ABSENT = 0, /* no output yet: run (or resume) */
     SLEX_RESUME_DONE = 1,   /* the finished output of exactly these parameters: nothing to do */
@@ -63,7 +68,7 @@ void slex_resume_difference(const char *recorded, const char *params, char *what
  * added with a default that keeps the earlier behaviour.  0 otherwise (also when unreadable). */
 int slex_resume_same_params(const char *recorded, const char *params, const char *defaults);
 
-/* 1 when a checkpoint of exactly these parameters exists (OUT.ckpt and OUT.ckpt.json). */
+/* 1 when a checkpoint of these parameters exists (OUT.ckpt and OUT.ckpt.json; slex_resume_same_params). */
 int slex_resume_has_checkpoint(const slex_resume *r);
 
 /* After the state was loaded from r->ckpt: reads the history records up to step `step`, and
