@@ -493,11 +493,14 @@ static void test_nan(void) {
  * h = 1e-2 and 2h along v, extrapolated (Richardson, error O(h^4)), against sum(grad * v).
  * The float forward's rounding puts ~5e-5 of noise on a directional derivative (measured: the
  * k_proj biases, whose true gradient is 0, read up to 5e-5), so the error is taken relative to
- * max(|fd|, 5e-2) and must be <= 1e-2; measured <= 2.5e-3.  The kernels themselves are checked
- * to 1e-5 above; what this checks is the wiring, where a missed residual or a gradient taken at
- * the wrong activation gives errors of order 1 (and a wrong last frame of 18, ~5e-2). */
+ * max(|fd|, 5e-2) and must be <= 2e-2; measured <= 2.5e-3 with OpenBLAS's SkylakeX and
+ * Sandybridge kernels, 1.01e-2 with its Haswell/Zen kernels (an AMD EPYC: the post-LN
+ * q_proj.bias, where the finite difference moved by 8e-4 between kernels and the backward did
+ * not).  The kernels themselves are checked to 1e-5 above; what this checks is the wiring, where
+ * a missed residual or a gradient taken at the wrong activation gives errors of order 1 (and a
+ * wrong last frame of 18, ~5e-2). */
 
-#define MODEL_TOL 1e-2
+#define MODEL_TOL 2e-2
 #define MODEL_STEP 1e-2
 #define MODEL_FLOOR 5e-2
 #define MODEL_B 2
