@@ -12,7 +12,6 @@ add_executable(test_err ${CMAKE_SOURCE_DIR}/tests/test_err.c)
 target_link_libraries(test_err PRIVATE slexcommon)
 add_test(NAME err_kinds COMMAND test_err ${CMAKE_BINARY_DIR}/test-work)
 set_tests_properties(err_kinds PROPERTIES LABELS unit)
-string(REPLACE ";" " " SLEX_MPIEXEC_STRING "${SLEX_MPIEXEC}")
 add_test(NAME exit_codes COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_exit_codes.py ${CMAKE_BINARY_DIR}/bin
                                  "${SLEX_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
 set_tests_properties(exit_codes PROPERTIES TIMEOUT 300 PROCESSORS 2)

@@ -5,12 +5,7 @@ target_link_libraries(test_lora PRIVATE slexcommon)
 add_test(NAME lora COMMAND test_lora ${CMAKE_SOURCE_DIR}/tests/data/model ${CMAKE_SOURCE_DIR}/tests/data/dump)
 set_tests_properties(lora PROPERTIES LABELS unit ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 
-string(REPLACE ";" " " SLEX_DUMP_MPIEXEC_STRING "${SLEX_MPIEXEC}")
-foreach(case reference lora ranks bad resume)
-  add_test(NAME dump_stage_${case}
-           COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_dump_stage.py ${case}
-                   ${CMAKE_BINARY_DIR}/bin "${SLEX_DUMP_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
-endforeach()
+slex_python_cases(dump_stage test_dump_stage.py CASES reference lora ranks bad resume)
 set_tests_properties(dump_stage_ranks dump_stage_bad PROPERTIES PROCESSORS 2)
 
 # rank_pattern / alpha_pattern keys as every PEFT version resolves them (peft's rules in Python).

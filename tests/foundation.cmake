@@ -22,12 +22,7 @@ add_executable(shard_ranges ${CMAKE_SOURCE_DIR}/tests/shard_ranges.c)
 target_link_libraries(shard_ranges PRIVATE slexcommon)
 add_test(NAME shard_fairseq COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_shard.py $<TARGET_FILE:shard_ranges>)
 
-string(REPLACE ";" " " SLEX_MPIEXEC_STRING "${SLEX_MPIEXEC}")
-foreach(case reference ranks bad resume export options)
-  add_test(NAME mfcc_stage_${case}
-           COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_mfcc_stage.py ${case}
-                   ${CMAKE_BINARY_DIR}/bin "${SLEX_MPIEXEC_STRING}" ${CMAKE_BINARY_DIR}/test-work)
-endforeach()
+slex_python_cases(mfcc_stage test_mfcc_stage.py CASES reference ranks bad resume export options)
 set_tests_properties(mfcc_stage_ranks PROPERTIES PROCESSORS 2)
 
 # The Slurm/PBS templates of jobs/ on a local Slurm cluster (skipped unless root).

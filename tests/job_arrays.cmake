@@ -1,6 +1,5 @@
 # Job arrays without a scheduler (tests/test_job_arrays.py): the Slurm, PBS Pro and Torque task
 # variables set by hand, tasks in any order or at once, one killed and the array resubmitted.
-string(REPLACE ";" " " SLEX_MPIEXEC_STRING "${SLEX_MPIEXEC}")
 foreach(case env resubmit)
   add_test(NAME job_arrays_${case}
            COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_job_arrays.py ${case} ${CMAKE_SOURCE_DIR}
