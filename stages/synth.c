@@ -3,6 +3,7 @@
  *
  *   slex-synth --lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices standard|all]
  *              [--augment [--speed-prob P ...]] [--engine espeak|festival|flite] [--voice NAME ...]
+ *              [--f0-min HZ --f0-max HZ]
  *
  * The corpus is the shortest prefix of the seeded utterance sequence (synth.h) whose audio
  * reaches M minutes.  Ranks make utterances k with k % size == rank in rounds; after each round
@@ -32,6 +33,7 @@
 #include "corpus/align.h"
 #include "corpus/audio.h"
 #include "corpus/augment.h"
+#include "corpus/extsynth.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "core/mpi_util.h"
@@ -53,6 +55,7 @@ typedef struct {
     int augment; /* flag */
     int engine;                  /* slex_synth_engine_kind: espeak */
     slex_string_list voice_pool; /* --voice, repeated */
+    int f0_min, f0_max;          /* 0, 0: the voices' own pitch */
 } synth_args;
 
 #define T synth_args
@@ -82,6 +85,11 @@ static const slex_option synth_rows[] = {
     {SLEX_OPT_LIST_FIELD(T, voice_pool), .name = "voice",
      .help = "a named voice (repeat for a pool): festival kal_diphone, ked_diphone, cmu_us_slt_arctic_hts; "
              "flite kal, kal16, awb, rms, slt; espeak en-us, en-us+f3, ... (replaces the accents of --voices)"},
+    {SLEX_OPT_INT_FIELD(T, f0_min), .name = "f0-min", .min = 0, .max = SLEX_EXTSYNTH_F0_MAX,
+     .help = "festival and flite: lowest mean F0 (Hz) of an utterance, drawn uniformly up to --f0-max (0 with "
+             "--f0-max 0: each voice's own pitch; festival's HTS voices and flite's rms keep theirs and are refused)"},
+    {SLEX_OPT_INT_FIELD(T, f0_max), .name = "f0-max", .min = 0, .max = SLEX_EXTSYNTH_F0_MAX,
+     .help = "highest mean F0 (Hz); the drawn value is the pitch column of <lang>_<split>.utts"},
 };
 #undef T
 static const slex_option_table synth_table = SLEX_OPTION_TABLE(synth_rows);
@@ -413,6 +421,14 @@ static int check_args(const synth_args *a, synth_run *r, slex_error *err) {
                             engine);
     if (r->opts.engine != SLEX_ENGINE_ESPEAK && !a->voice_pool.count)
         return slex_fail_as(err, SLEX_ERR_INPUT, "--engine %s needs --voice NAME (repeat it for a pool)", engine);
+    if ((a->f0_min || a->f0_max) && r->opts.engine == SLEX_ENGINE_ESPEAK)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--f0-min/--f0-max set festival and flite voices' pitch; "
+                                                 "espeak-ng speakers have their own (--voices)");
+    if ((a->f0_min || a->f0_max) && (a->f0_min < SLEX_EXTSYNTH_F0_MIN || a->f0_min > a->f0_max))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--f0-min %d --f0-max %d: --f0-min must be at least %d Hz and at most --f0-max",
+                            a->f0_min, a->f0_max, SLEX_EXTSYNTH_F0_MIN);
+    r->opts.f0_min = a->f0_min;
+    r->opts.f0_max = a->f0_max;
     if (a->speakers < 2 * r->opts.test_speaker_every)
         return slex_fail_as(err, SLEX_ERR_INPUT, "--speakers must be at least %d", 2 * r->opts.test_speaker_every);
     r->opts.seed = (uint64_t)a->seed;
@@ -510,7 +526,8 @@ int main(int argc, char **argv) {
     const slex_option_group groups[] = {{&synth_table, &a}, {&slex_augment_option_table, &r.aug}};
     slex_cli cli = {.program = "slex-synth",
                     .synopsis = "--lang en|zh --minutes M --out DIR --seed S [--split train|test] [--voices "
-                                "standard|all] [--augment] [--engine espeak|festival|flite] [--voice NAME ...]",
+                                "standard|all] [--augment] [--engine espeak|festival|flite] [--voice NAME ...] "
+                                "[--f0-min HZ --f0-max HZ]",
                     .about = "Synthesises 16 kHz speech with espeak-ng (or, English only, festival or flite) from "
                              "Debian's fortune texts, with a fairseq manifest and 16 kHz phone alignments "
                              "(docs/alignments.md), optionally perturbed (--augment: docs/synth.md). Same arguments, "

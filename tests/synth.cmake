@@ -33,3 +33,9 @@ add_executable(test_extsynth tests/test_extsynth.c)
 target_link_libraries(test_extsynth PRIVATE slexcommon)
 add_test(NAME extsynth_parse COMMAND test_extsynth)
 set_tests_properties(extsynth_parse PROPERTIES LABELS unit)
+
+# --f0-min/--f0-max: festival's and flite's pitch, measured from the WAVs by autocorrelation.
+add_test(NAME synth_f0
+         COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_synth_f0.py $<TARGET_FILE:slex-synth>
+                 ${CMAKE_BINARY_DIR}/test_synth_f0_scratch "${SLEX_MPIEXEC_STRING}")
+set_tests_properties(synth_f0 PROPERTIES TIMEOUT 300 PROCESSORS 2)

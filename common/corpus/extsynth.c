@@ -317,14 +317,22 @@ int slex_extsynth_parse_phones(slex_extsynth_program program, const char *out, s
 
 /* ---- one utterance ---- */
 
-/* The festival script: voice, rate, synthesis, the WAV and the segment list. */
-static int write_festival_script(const slex_extsynth *x, const char *voice, int rate_percent, const char *text,
-                                 slex_error *err) {
+int slex_extsynth_follows_f0(slex_extsynth_program program, const char *voice) {
+    size_t n = strlen(voice);
+    if (program == SLEX_EXTSYNTH_FESTIVAL) return !(n >= 4 && !strcmp(voice + n - 4, "_hts"));
+    return strcmp(voice, "rms") != 0;
+}
+
+/* The festival script: voice, rate, pitch, synthesis, the WAV and the segment list. */
+static int write_festival_script(const slex_extsynth *x, const char *voice, int rate_percent, int f0_hz,
+                                 const char *text, slex_error *err) {
     FILE *f = fopen(x->script, "w");
     if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create: %s", x->script, strerror(errno));
     fprintf(f, "(voice_%s)\n(defvar hts_engine_params nil)\n", voice);
     fprintf(f, "(Parameter.set 'Duration_Stretch (/ 100 %d))\n", rate_percent);
     fprintf(f, "(set! hts_engine_params (append hts_engine_params (list (list \"-r\" (/ %d 100)))))\n", rate_percent);
+    /* int_lr_params is an association list: an entry in front overrides the voice's own. */
+    if (f0_hz) fprintf(f, "(set! int_lr_params (cons (list 'target_f0_mean %d) int_lr_params))\n", f0_hz);
     fputs("(set! utt (SynthText \"", f);
     for (const char *c = text; *c; c++) {
         if (*c == '"' || *c == '\\') fputc('\\', f);
@@ -338,24 +346,36 @@ static int write_festival_script(const slex_extsynth *x, const char *voice, int 
     return 0;
 }
 
-int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percent, const char *text,
+int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percent, int f0_hz, const char *text,
                             slex_extsynth_result *out, slex_error *err) {
     memset(out, 0, sizeof *out);
     const char *name = slex_extsynth_program_name(x->program);
     if (rate_percent < 50 || rate_percent > 200)
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s '%s': rate %d%% outside 50..200", name, voice, rate_percent);
+    if (f0_hz && (f0_hz < SLEX_EXTSYNTH_F0_MIN || f0_hz > SLEX_EXTSYNTH_F0_MAX))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s '%s': F0 %d Hz outside %d..%d", name, voice, f0_hz,
+                            SLEX_EXTSYNTH_F0_MIN, SLEX_EXTSYNTH_F0_MAX);
     unlink(x->wav);
     text_buf so = {0}, se = {0};
     int status = 0, rc = -1;
-    char stretch[64];
+    char stretch[64], f0[64];
     snprintf(stretch, sizeof stretch, "duration_stretch=%.6f", 100.0 / rate_percent);
+    snprintf(f0, sizeof f0, "int_f0_target_mean=%d", f0_hz);
     if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
         char *argv[] = {"festival", "-b", x->script, NULL};
-        if (write_festival_script(x, voice, rate_percent, text, err) || run_program(argv, &so, &se, &status, err))
+        if (write_festival_script(x, voice, rate_percent, f0_hz, text, err) ||
+            run_program(argv, &so, &se, &status, err))
             goto done;
     } else {
-        char *argv[] = {"flite", "-voice", (char *)voice, "--setf", stretch, "-psdur", "-t", (char *)text,
-                        "-o", x->wav, NULL};
+        char *argv[16];
+        int n = 0;
+        char *head[] = {"flite", "-voice", (char *)voice, "--setf", stretch};
+        char *pitch[] = {"--setf", f0};
+        char *tail[] = {"-psdur", "-t", (char *)text, "-o", x->wav};
+        for (size_t i = 0; i < sizeof head / sizeof *head; i++) argv[n++] = head[i];
+        for (size_t i = 0; f0_hz && i < sizeof pitch / sizeof *pitch; i++) argv[n++] = pitch[i];
+        for (size_t i = 0; i < sizeof tail / sizeof *tail; i++) argv[n++] = tail[i];
+        argv[n] = NULL;
         if (run_program(argv, &so, &se, &status, err)) goto done;
     }
     char why[800];

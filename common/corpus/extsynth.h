@@ -14,7 +14,12 @@
  *
  * Speaking rate: `rate_percent` 100 is the voice's own; festival sets Duration_Stretch to
  * 100/rate (diphone and cluster voices) and HTS engine option -r rate/100 (HTS voices), flite
- * sets duration_stretch 100/rate.  Pitch is always the voice's own. */
+ * sets duration_stretch 100/rate.
+ *
+ * Pitch: `f0_hz` 0 is the voice's own; otherwise the mean of the intonation's F0 targets in Hz
+ * (festival: target_f0_mean of int_lr_params, diphone and cluster voices; flite:
+ * int_f0_target_mean).  Some voices ignore it, measured with Debian's (festival's HTS voices,
+ * flite's rms): slex_extsynth_follows_f0 says which, so that a caller can refuse them. */
 #ifndef SLEX_EXTSYNTH_H
 #define SLEX_EXTSYNTH_H
 
@@ -55,10 +60,16 @@ slex_extsynth *slex_extsynth_open(slex_extsynth_program program, const char *con
 /* Removes the temporary directory. */
 void slex_extsynth_close(slex_extsynth *x);
 
+/* 1 when the voice's pitch follows f0_hz (above): 0 for festival's HTS voices (`*_hts`) and
+ * flite's rms, whose F0 comes from their own models. */
+int slex_extsynth_follows_f0(slex_extsynth_program program, const char *voice);
+
 /* Synthesises text (one English sentence; any bytes but NUL) with the voice at rate_percent
- * (50..200).  Fails, naming the program, voice and reason (exit status, signal, its stderr, a
+ * (50..200) and mean F0 f0_hz (SLEX_EXTSYNTH_F0_MIN..SLEX_EXTSYNTH_F0_MAX Hz, or 0: the voice's
+ * own).  Fails, naming the program, voice and reason (exit status, signal, its stderr, a
  * malformed segment list, no audio). */
-int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percent, const char *text,
+enum { SLEX_EXTSYNTH_F0_MIN = 50, SLEX_EXTSYNTH_F0_MAX = 400 };
+int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percent, int f0_hz, const char *text,
                             slex_extsynth_result *out, slex_error *err);
 
 /* Parses a program's stdout into phones (exposed for tests): festival lines

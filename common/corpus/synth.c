@@ -49,6 +49,7 @@ void slex_synth_options_default(slex_synth_options *o) {
     o->engine = SLEX_ENGINE_ESPEAK;
     o->voice_pool = NULL;
     o->n_voice_pool = 0;
+    o->f0_min = o->f0_max = 0;
 }
 
 /* ---- counter-based random numbers (splitmix64): draw i of stream (a, b, c) ---- */
@@ -439,10 +440,11 @@ void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, 
     int every = opts->test_speaker_every;
     int n_test = (opts->num_speakers + every - 1) / every;
     int s;
-    if (opts->engine != SLEX_ENGINE_ESPEAK) { /* every voice of the pool, ±8% rate */
+    if (opts->engine != SLEX_ENGINE_ESPEAK) { /* every voice of the pool, ±8% rate, the F0 range */
         slex_synth_pool_speaker(opts, (int)draw_int(key, 0, 0, opts->n_voice_pool - 1), &out->speaker);
         out->rate = (int)(100 * (0.92 + 0.16 * (double)draw_int(key, 1, 0, 1000) / 1000.0) + 0.5);
-        out->pitch = out->range = 0;
+        out->pitch = opts->f0_max ? (int)draw_int(key, 2, opts->f0_min, opts->f0_max) : 0;
+        out->range = 0;
         return;
     }
     if (opts->split == SLEX_SPLIT_TEST) {
@@ -710,22 +712,41 @@ static int engine_exists; /* espeak-ng is one global engine per process */
 
 static int espeak_check_voices(const slex_synth_options *opts, slex_error *err);
 
+/* An F0 range: within extsynth's bounds, and every voice of the pool follows it. */
+static int check_f0(const slex_synth_options *opts, slex_extsynth_program program, slex_error *err) {
+    if (opts->f0_min < SLEX_EXTSYNTH_F0_MIN || opts->f0_max > SLEX_EXTSYNTH_F0_MAX || opts->f0_min > opts->f0_max)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "F0 range %d..%d Hz: it must lie within %d..%d Hz, lowest first",
+                            opts->f0_min, opts->f0_max, SLEX_EXTSYNTH_F0_MIN, SLEX_EXTSYNTH_F0_MAX);
+    for (int i = 0; i < opts->n_voice_pool; i++)
+        if (!slex_extsynth_follows_f0(program, opts->voice_pool[i]))
+            return slex_fail_as(err, SLEX_ERR_INPUT,
+                                "%s voice %s keeps its own pitch (its F0 model ignores the target): synthesise it "
+                                "without an F0 range, in a corpus of its own",
+                                slex_extsynth_program_name(program), opts->voice_pool[i]);
+    return 0;
+}
+
 slex_synth_engine *slex_synth_engine_create(const slex_synth_options *opts, slex_error *err) {
     if (opts->engine != SLEX_ENGINE_ESPEAK) {
         if (opts->lang != SLEX_LANG_EN)
             return slex_fail_as(err, SLEX_ERR_INPUT, "%s makes English only", slex_synth_engine_name(opts->engine)),
                    NULL;
+        slex_extsynth_program program = opts->engine == SLEX_ENGINE_FESTIVAL ? SLEX_EXTSYNTH_FESTIVAL
+                                                                             : SLEX_EXTSYNTH_FLITE;
+        if (opts->f0_max && check_f0(opts, program, err)) return NULL;
         slex_synth_engine *e = calloc(1, sizeof *e);
         if (!e) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
         e->kind = opts->engine;
-        e->ext = slex_extsynth_open(opts->engine == SLEX_ENGINE_FESTIVAL ? SLEX_EXTSYNTH_FESTIVAL : SLEX_EXTSYNTH_FLITE,
-                                    opts->voice_pool, opts->n_voice_pool, err);
+        e->ext = slex_extsynth_open(program, opts->voice_pool, opts->n_voice_pool, err);
         if (!e->ext) {
             free(e);
             return NULL;
         }
         return e;
     }
+    if (opts->f0_max)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "an F0 range is for festival and flite voices: espeak-ng's "
+                                                 "speakers have their own pitch"), NULL;
     if (engine_exists)
         return slex_fail_as(err, SLEX_ERR_INTERNAL, "espeak-ng is already initialised in this process"), NULL;
     slex_synth_engine *e = calloc(1, sizeof *e);
@@ -867,7 +888,7 @@ static int ext_utterance(slex_synth_engine *e, const slex_synth_plan *plan, cons
                          slex_error *err) {
     enum { US = 1000000 };
     slex_extsynth_result r;
-    if (slex_extsynth_utterance(e->ext, plan->speaker.voice, plan->rate, text, &r, err)) return -1;
+    if (slex_extsynth_utterance(e->ext, plan->speaker.voice, plan->rate, plan->pitch, text, &r, err)) return -1;
     int64_t n_in = (r.source_frames * US * 2 + r.source_rate) / (2 * (int64_t)r.source_rate);
     slex_phoneme_event *ev = malloc((size_t)(r.n_phones + 1) * sizeof *ev);
     int64_t n = 0;

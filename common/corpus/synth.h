@@ -71,6 +71,9 @@ typedef struct slex_synth_options {
     slex_synth_engine_kind engine; /* SLEX_ENGINE_ESPEAK */
     const char *const *voice_pool; /* NULL: named voices (--voice; required for festival and flite) */
     int n_voice_pool;              /* 0 */
+    int f0_min, f0_max; /* 0, 0: festival/flite voices keep their own pitch; else each utterance's mean
+                           F0 (Hz) is drawn in [f0_min, f0_max] (corpus/extsynth.h: not espeak-ng,
+                           and only voices that follow it) */
 } slex_synth_options;
 
 void slex_synth_options_default(slex_synth_options *opts);
@@ -104,7 +107,8 @@ typedef struct slex_speaker {
     char voice[64];      /* espeak voice name with variant, "en-gb-scotland+f3"; festival/flite voice */
     int rate;            /* espeak: words per minute, 130..230 (all: 100..320; espeak loses events above
                             449); festival/flite: 100 (% of the voice's own rate) */
-    int pitch;           /* espeak: 25..75 (all: 10..90); festival/flite: 0 (the voice's own) */
+    int pitch;           /* espeak: 25..75 (all: 10..90); festival/flite: 0 (the voice's own) or, in a
+                            plan with f0_max set, the utterance's mean F0 in Hz */
     int range;           /* espeak: 20..90 (all: 10..100); festival/flite: 0 (the voice's own) */
 } slex_speaker;
 
@@ -126,7 +130,8 @@ typedef struct slex_synth_plan {
 /* Sentence order of a corpus: a seeded permutation of 0..n_sentences-1 (malloc'd). */
 int64_t *slex_synth_sentence_order(const slex_synth_options *opts, int64_t n_sentences, slex_error *err);
 /* Utterance k: sentence order[k % n], a speaker of the split and jitter (rate +-8%, pitch +-4,
- * range +-6, clamped to the voice set's bounds), all from the seed. */
+ * range +-6, clamped to the voice set's bounds), all from the seed.  festival/flite: a voice of
+ * the pool, rate +-8% and, with f0_max set, the mean F0 uniform in [f0_min, f0_max] Hz. */
 void slex_synth_make_plan(const slex_synth_options *opts, const int64_t *order, int64_t n_sentences, int64_t k,
                           slex_synth_plan *out);
 /* The key of utterance k's augmentation draws (corpus/augment.h): from (seed, lang, split, k)
