@@ -367,15 +367,9 @@ int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percen
             run_program(argv, &so, &se, &status, err))
             goto done;
     } else {
-        char *argv[16];
-        int n = 0;
-        char *head[] = {"flite", "-voice", (char *)voice, "--setf", stretch};
-        char *pitch[] = {"--setf", f0};
-        char *tail[] = {"-psdur", "-t", (char *)text, "-o", x->wav};
-        for (size_t i = 0; i < sizeof head / sizeof *head; i++) argv[n++] = head[i];
-        for (size_t i = 0; f0_hz && i < sizeof pitch / sizeof *pitch; i++) argv[n++] = pitch[i];
-        for (size_t i = 0; i < sizeof tail / sizeof *tail; i++) argv[n++] = tail[i];
-        argv[n] = NULL;
+        char *argv[] = {"flite", "-voice", (char *)voice, "--setf", stretch, "-psdur", "-t", (char *)text,
+                        "-o", x->wav, NULL, NULL, NULL};
+        if (f0_hz) argv[10] = "--setf", argv[11] = f0; /* flite takes options in any order */
         if (run_program(argv, &so, &se, &status, err)) goto done;
     }
     char why[800];
