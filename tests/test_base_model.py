@@ -3,7 +3,7 @@
   reference  it is a Hugging Face HubertModel directory that slex-dump reads as torchaudio 0.13.1
              does: every layer of three held-out espeak-ng utterances within 1e-4 of
              tests/dump_reference.py (fairseq's dump_hubert_feature.py rule); the head has one
-             label embedding per unit of iteration 2
+             label embedding per unit of the last iteration
   units      its units beat MFCC's on held-out speakers and sentences (3 minutes of the espeak-ng
              test split, the 40 test speakers of the base model's 200-speaker pool): k-means
              K=50 fit on that speech (seeds 1 and 2), PNMI at least MFCC's + 0.05 and ABX
