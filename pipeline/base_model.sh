@@ -57,7 +57,7 @@ mkdir -p arch && cp "$src/configs/base-en.json" arch/base-en.json
 step "4. iteration 2: varied speech, k-means of iteration 1's layer $IT2_LAYER, $IT2_STEPS updates from its weights"
 # All of espeak-ng's voices and accents with wider rates and pitches, and other synthesisers'
 # voices, all perturbed (speed, reverberation, noise, gain: docs/synth.md), beside the plain
-# corpus. The voices of step 6's festival and flite tests are never trained on.
+# corpus. The voices of step 7's festival and flite tests are never trained on.
 # synth DIR SPLIT OPTIONS...: an English corpus, unless it is there already.
 synth() {
   local dir=$1 split=$2; shift 2
