@@ -11,9 +11,11 @@
 #      four, labels (50 Hz), and slex-train from the iteration-1 weights on them;
 #   5. iteration 3: MFCC k-means K=100 targets pooled over the plain and varied espeak-ng corpora
 #      and 2.75 h of flite and festival voices (F0 90-240 Hz), slex-train from iteration 2's weights;
-#   6. the result in models/base-en/ (HF HubertModel directory + head.safetensors) and its
+#   6. iteration 4: finer MFCC k-means targets (K=500) of the same five corpora and shares,
+#      slex-train from iteration 3's weights;
+#   7. the result in models/base-en/ (HF HubertModel directory + head.safetensors) and its
 #      train_log.jsonl per iteration, with training curves;
-#   7. the evaluation (pipeline/base_model_eval.sh): PNMI (K=50, 3 k-means seeds) and ABX of MFCC
+#   8. the evaluation (pipeline/base_model_eval.sh): PNMI (K=50, 3 k-means seeds) and ABX of MFCC
 #      and of every layer on four test corpora of speakers and voices never trained on (espeak-ng
 #      standard voices, all espeak-ng voices, festival ked_diphone + cmu_us_slt_arctic_hts, flite
 #      slt), tables in models/base-en/metrics/.
@@ -35,6 +37,7 @@ IT1_STEPS=${IT1_STEPS:-3500}
 IT2_STEPS=${IT2_STEPS:-2000}
 IT2_LAYER=${IT2_LAYER:-1}
 IT3_STEPS=${IT3_STEPS:-5000}
+IT4_STEPS=${IT4_STEPS:-4500}
 step() { printf '\n== %s  (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 # The recipe (docs/base-model.md has the why of each value).
 recipe=(--mode full --max-tokens 400000 --max-sample-size 64000 --micro-batch 4 --lr 1e-3
@@ -45,9 +48,9 @@ step "1. corpus"
 [ -f corpus/en_train.tsv ] || "${mpirun[@]}" "$bin/slex-synth" --lang en --split train --minutes 300 --speakers 200 --out corpus --seed 11
 
 step "2. MFCC targets (K=100)"
-"${mpirun[@]}" "$bin/slex-mfcc" --manifest corpus/en_train.tsv --out mfcc/en_train --nshard 4
-"${mpirun[@]}" "$bin/slex-kmeans" --store mfcc/en_train --k 100 --out km/mfcc100.h5 --seed 1 --batch-size 10000 --n-init 3
-"${mpirun[@]}" "$bin/slex-label" --store mfcc/en_train --codebook km/mfcc100.h5 --out units/en_train_mfcc100
+"${mpirun[@]}" "$bin/slex-mfcc" --manifest corpus/en_train.tsv --out mfcc/corpus_en_train --nshard 4
+"${mpirun[@]}" "$bin/slex-kmeans" --store mfcc/corpus_en_train --k 100 --out km/mfcc100.h5 --seed 1 --batch-size 10000 --n-init 3
+"${mpirun[@]}" "$bin/slex-label" --store mfcc/corpus_en_train --codebook km/mfcc100.h5 --out units/en_train_mfcc100
 
 step "3. iteration 1: $IT1_STEPS updates from random weights"
 mkdir -p arch && cp "$src/configs/base-en.json" arch/base-en.json
@@ -57,7 +60,7 @@ mkdir -p arch && cp "$src/configs/base-en.json" arch/base-en.json
 step "4. iteration 2: varied speech, k-means of iteration 1's layer $IT2_LAYER, $IT2_STEPS updates from its weights"
 # All of espeak-ng's voices and accents with wider rates and pitches, and other synthesisers'
 # voices, all perturbed (speed, reverberation, noise, gain: docs/synth.md), beside the plain
-# corpus. The voices of step 7's festival and flite tests are never trained on.
+# corpus. The voices of step 8's festival and flite tests are never trained on.
 # synth DIR SPLIT OPTIONS...: an English corpus, unless it is there already.
 synth() {
   local dir=$1 split=$2; shift 2
@@ -101,7 +104,7 @@ it3_weights=(1 1 1 0.3 0.5)
 stores=()
 for c in "${it3_corpora[@]}"; do
   name=$(echo "$c" | tr / _)
-  "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$name" --nshard 4
+  "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$name" --nshard 4 # step 2's for corpus/
   stores+=(--store "mfcc/$name:1")
 done
 "${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 100 --out km/mfcc_pooled_100.h5 --seed 1 --batch-size 10000 --n-init 3
@@ -114,16 +117,33 @@ done
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it2/model --out it3 \
   --num-classes 100 --steps "$IT3_STEPS" --warmup-steps $((IT3_STEPS * 8 / 100)) "${recipe[@]}"
 
-step "6. models/base-en"
-last=$(ls -d it3/checkpoint-* | sort -t- -k2 -n | tail -1)
+step "6. iteration 4: finer MFCC k-means targets (K=500) of the same five corpora, $IT4_STEPS updates from iteration 3's weights"
+# K=100 merges the unseen voices' phones (the pooled codebook uses 66 of its units on flite's
+# slt, K=500 257 of them), and iteration 3's gains were slowing: finer targets of the same
+# speech and shares (HuBERT and mHuBERT raise K in later iterations too).
+"${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 500 --out km/mfcc_pooled_500.h5 --seed 1 --batch-size 10000 --n-init 3
+data=()
+for i in "${!it3_corpora[@]}"; do
+  c=${it3_corpora[$i]}; name=$(echo "$c" | tr / _)
+  "${mpirun[@]}" "$bin/slex-label" --store "mfcc/$name" --codebook km/mfcc_pooled_500.h5 --out "units/${name}_pooled_mfcc500"
+  data+=(--data "$c.tsv:units/${name}_pooled_mfcc500:${it3_weights[$i]}")
+done
+"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it3/model --out it4 \
+  --num-classes 500 --steps "$IT4_STEPS" --warmup-steps $((IT4_STEPS * 8 / 100)) "${recipe[@]}"
+
+step "7. models/base-en"
+last=$(ls -d it4/checkpoint-* | sort -t- -k2 -n | tail -1)
 mkdir -p "$dest"
-cp it3/model/config.json it3/model/model.safetensors "$dest/"
+cp it4/model/config.json it4/model/model.safetensors "$dest/"
 cp "$last/head.safetensors" "$last/preprocessor_config.json" "$dest/"
-for it in it1 it2 it3; do
-  cat "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl"
+# The last iteration's log as it is, the earlier ones compressed (the directory stays under 25 MB).
+for it in it1 it2 it3 it4; do
+  if [ $it = it4 ]; then cat "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl"
+  else gzip -n -9 -c "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl.gz"; fi
   "${mpirun[@]}" "$bin/slex-eval" curves --log "$it/train_log.jsonl" --smooth 50 --out "$dest/curves_$it"
+  rm -f "$dest/curves_$it/"*.dat "$dest/curves_$it/"*.gp # the plots only: the rest is remade from the log
 done
 
-step "7. evaluation: MFCC and every layer on unseen speakers and voices"
+step "8. evaluation: MFCC and every layer on unseen speakers and voices"
 SLEX_RANKS=$ranks bash "$src/pipeline/base_model_eval.sh" "$bin" . "$dest"
 echo "base model in $dest"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluation of an English base model (step 7 of pipeline/base_model.sh, docs/base-model.md): PNMI
+# Evaluation of an English base model (step 8 of pipeline/base_model.sh, docs/base-model.md): PNMI
 # (K=50, 3 k-means seeds) and ABX of MFCC and of every layer on four test corpora of speakers and
 # voices never trained on (espeak-ng standard voices, all espeak-ng voices, festival ked_diphone +
 # cmu_us_slt_arctic_hts, flite slt), tables in MODEL/metrics/. The test corpora are synthesised

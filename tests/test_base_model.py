@@ -72,7 +72,7 @@ def case_reference():
     head = read_safetensors(os.path.join(MODEL, "head.safetensors"))
     shapes = {k: v.shape for k, v in head.items()}
     emb = [v for k, v in head.items() if "label_emb" in k]
-    check(len(emb) == 1 and emb[0].shape[0] == 100, f"head.safetensors: one label embedding of 100 units: {shapes}")
+    check(len(emb) == 1 and emb[0].shape[0] == 500, f"head.safetensors: one label embedding of 500 units: {shapes}")
 
 
 def pnmi_of(eval_dir):
