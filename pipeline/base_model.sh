@@ -107,13 +107,19 @@ for c in "${it3_corpora[@]}"; do
   "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$name" --nshard 4 # step 2's for corpus/
   stores+=(--store "mfcc/$name:1")
 done
-"${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 100 --out km/mfcc_pooled_100.h5 --seed 1 --batch-size 10000 --n-init 3
-data=()
-for i in "${!it3_corpora[@]}"; do
-  c=${it3_corpora[$i]}; name=$(echo "$c" | tr / _)
-  "${mpirun[@]}" "$bin/slex-label" --store "mfcc/$name" --codebook km/mfcc_pooled_100.h5 --out "units/${name}_pooled_mfcc100"
-  data+=(--data "$c.tsv:units/${name}_pooled_mfcc100:${it3_weights[$i]}")
-done
+# pooled_mfcc_targets K: k-means K of the MFCC pooled over it3_corpora, their labels, and the
+# --data options of them (with it3_weights) in data.
+pooled_mfcc_targets() {
+  local k=$1 i c name
+  "${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k "$k" --out "km/mfcc_pooled_$k.h5" --seed 1 --batch-size 10000 --n-init 3
+  data=()
+  for i in "${!it3_corpora[@]}"; do
+    c=${it3_corpora[$i]}; name=$(echo "$c" | tr / _)
+    "${mpirun[@]}" "$bin/slex-label" --store "mfcc/$name" --codebook "km/mfcc_pooled_$k.h5" --out "units/${name}_pooled_mfcc$k"
+    data+=(--data "$c.tsv:units/${name}_pooled_mfcc$k:${it3_weights[$i]}")
+  done
+}
+pooled_mfcc_targets 100
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it2/model --out it3 \
   --num-classes 100 --steps "$IT3_STEPS" --warmup-steps $((IT3_STEPS * 8 / 100)) "${recipe[@]}"
 
@@ -121,13 +127,7 @@ step "6. iteration 4: finer MFCC k-means targets (K=500) of the same five corpor
 # K=100 merges the unseen voices' phones (the pooled codebook uses 66 of its units on flite's
 # slt, K=500 257 of them), and iteration 3's gains were slowing: finer targets of the same
 # speech and shares (HuBERT and mHuBERT raise K in later iterations too).
-"${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 500 --out km/mfcc_pooled_500.h5 --seed 1 --batch-size 10000 --n-init 3
-data=()
-for i in "${!it3_corpora[@]}"; do
-  c=${it3_corpora[$i]}; name=$(echo "$c" | tr / _)
-  "${mpirun[@]}" "$bin/slex-label" --store "mfcc/$name" --codebook km/mfcc_pooled_500.h5 --out "units/${name}_pooled_mfcc500"
-  data+=(--data "$c.tsv:units/${name}_pooled_mfcc500:${it3_weights[$i]}")
-done
+pooled_mfcc_targets 500
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it3/model --out it4 \
   --num-classes 500 --steps "$IT4_STEPS" --warmup-steps $((IT4_STEPS * 8 / 100)) "${recipe[@]}"
 
