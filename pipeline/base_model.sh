@@ -57,6 +57,24 @@ mkdir -p arch && cp "$src/configs/base-en.json" arch/base-en.json
 "${mpirun[@]}" "$bin/slex-train" --data corpus/en_train.tsv:units/en_train_mfcc100 --arch arch/base-en.json --out it1 \
   --num-classes 100 --steps "$IT1_STEPS" --warmup-steps $((IT1_STEPS * 8 / 100)) "${recipe[@]}"
 
+# pooled_targets K CODEBOOK FEATURES UNITS CORPORA WEIGHTS: k-means K (CODEBOOK) of the feature
+# stores FEATURES (a printf pattern of the corpus name, a/b -> a_b) pooled over the corpora of the
+# array named CORPORA, each corpus' labels in UNITS, and in data the --data options of them with
+# the batch shares of the array named WEIGHTS.
+pooled_targets() {
+  local k=$1 codebook=$2 feats=$3 units=$4 i name
+  local -n corpora=$5 weights=$6
+  local pool=()
+  for i in "${!corpora[@]}"; do pool+=(--store "$(printf "$feats" "$(echo "${corpora[$i]}" | tr / _)"):1"); done
+  "${mpirun[@]}" "$bin/slex-kmeans" "${pool[@]}" --k "$k" --out "$codebook" --seed 1 --batch-size 10000 --n-init 3
+  data=()
+  for i in "${!corpora[@]}"; do
+    name=$(echo "${corpora[$i]}" | tr / _)
+    "${mpirun[@]}" "$bin/slex-label" --store "$(printf "$feats" "$name")" --codebook "$codebook" --out "$(printf "$units" "$name")"
+    data+=(--data "${corpora[$i]}.tsv:$(printf "$units" "$name"):${weights[$i]}")
+  done
+}
+
 step "4. iteration 2: varied speech, k-means of iteration 1's layer $IT2_LAYER, $IT2_STEPS updates from its weights"
 # All of espeak-ng's voices and accents with wider rates and pitches, and other synthesisers'
 # voices, all perturbed (speed, reverberation, noise, gain: docs/synth.md), beside the plain
@@ -73,19 +91,11 @@ train_corpora=(corpus/en_train corpus2/en_train corpus3/flite/en_train corpus3/f
 # Shares of the batches: the plain and the varied espeak-ng corpus alike, the two small ones by
 # about two epochs each over the run.
 train_weights=(1 1 0.5 0.25)
-stores=()
 for c in "${train_corpora[@]}"; do
   name=$(echo "$c" | tr / _)
   "${mpirun[@]}" "$bin/slex-dump" --manifest "$c.tsv" --model it1/model --layer "$IT2_LAYER" --out "rep/${name}_it1_l$IT2_LAYER" --nshard 4
-  stores+=(--store "rep/${name}_it1_l$IT2_LAYER:1")
 done
-"${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k 100 --out "km/it1_l${IT2_LAYER}_100.h5" --seed 1 --batch-size 10000 --n-init 3
-data=()
-for i in "${!train_corpora[@]}"; do
-  c=${train_corpora[$i]}; name=$(echo "$c" | tr / _)
-  "${mpirun[@]}" "$bin/slex-label" --store "rep/${name}_it1_l$IT2_LAYER" --codebook "km/it1_l${IT2_LAYER}_100.h5" --out "units/${name}_it1_100"
-  data+=(--data "$c.tsv:units/${name}_it1_100:${train_weights[$i]}")
-done
+pooled_targets 100 "km/it1_l${IT2_LAYER}_100.h5" "rep/%s_it1_l$IT2_LAYER" "units/%s_it1_100" train_corpora train_weights
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it1/model --out it2 \
   --num-classes 100 --steps "$IT2_STEPS" --warmup-steps $((IT2_STEPS * 8 / 100)) "${recipe[@]}"
 
@@ -101,25 +111,10 @@ synth corpus4/festival train --minutes 45 --engine festival --voice kal_diphone 
 it3_corpora=(corpus/en_train corpus2/en_train corpus4/flite/en_train corpus4/flite_rms/en_train corpus4/festival/en_train)
 # Shares of the batches: non-espeak speech ~47 % of them.
 it3_weights=(1 1 1 0.3 0.5)
-stores=()
 for c in "${it3_corpora[@]}"; do
-  name=$(echo "$c" | tr / _)
-  "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$name" --nshard 4 # step 2's for corpus/
-  stores+=(--store "mfcc/$name:1")
+  "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$(echo "$c" | tr / _)" --nshard 4 # step 2's for corpus/
 done
-# pooled_mfcc_targets K: k-means K of the MFCC pooled over it3_corpora, their labels, and the
-# --data options of them (with it3_weights) in data.
-pooled_mfcc_targets() {
-  local k=$1 i c name
-  "${mpirun[@]}" "$bin/slex-kmeans" "${stores[@]}" --k "$k" --out "km/mfcc_pooled_$k.h5" --seed 1 --batch-size 10000 --n-init 3
-  data=()
-  for i in "${!it3_corpora[@]}"; do
-    c=${it3_corpora[$i]}; name=$(echo "$c" | tr / _)
-    "${mpirun[@]}" "$bin/slex-label" --store "mfcc/$name" --codebook "km/mfcc_pooled_$k.h5" --out "units/${name}_pooled_mfcc$k"
-    data+=(--data "$c.tsv:units/${name}_pooled_mfcc$k:${it3_weights[$i]}")
-  done
-}
-pooled_mfcc_targets 100
+pooled_targets 100 km/mfcc_pooled_100.h5 "mfcc/%s" "units/%s_pooled_mfcc100" it3_corpora it3_weights
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it2/model --out it3 \
   --num-classes 100 --steps "$IT3_STEPS" --warmup-steps $((IT3_STEPS * 8 / 100)) "${recipe[@]}"
 
@@ -127,7 +122,7 @@ step "6. iteration 4: finer MFCC k-means targets (K=500) of the same five corpor
 # K=100 merges the unseen voices' phones (the pooled codebook uses 66 of its units on flite's
 # slt, K=500 257 of them), and iteration 3's gains were slowing: finer targets of the same
 # speech and shares (HuBERT and mHuBERT raise K in later iterations too).
-pooled_mfcc_targets 500
+pooled_targets 500 km/mfcc_pooled_500.h5 "mfcc/%s" "units/%s_pooled_mfcc500" it3_corpora it3_weights
 "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it3/model --out it4 \
   --num-classes 500 --steps "$IT4_STEPS" --warmup-steps $((IT4_STEPS * 8 / 100)) "${recipe[@]}"
 
