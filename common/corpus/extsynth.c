@@ -26,7 +26,9 @@ const char *slex_extsynth_program_name(slex_extsynth_program program) {
 }
 
 static const char *debian_voice_packages(slex_extsynth_program program) {
-    return program == SLEX_EXTSYNTH_FESTIVAL ? "festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts"
+    return program == SLEX_EXTSYNTH_FESTIVAL ? "festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts; other "
+                                               "languages: festvox-italp16k, festvox-itapc16k, festvox-ca-ona-hts, "
+                                               "festvox-czech-dita, festvox-czech-ph, festvox-suopuhe-lj, festvox-suopuhe-mv"
                                              : "flite (voices kal, kal16, awb, rms, slt)";
 }
 
