@@ -79,10 +79,17 @@ pooled_targets() {
   done
 }
 
+# next_iteration FROM TO K STEPS: slex-train from FROM's weights into TO on the --data options of
+# pooled_targets, K classes, STEPS updates with the recipe's 8 % warm-up.
+next_iteration() {
+  "${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init "$1/model" --out "$2" \
+    --num-classes "$3" --steps "$4" --warmup-steps $(($4 * 8 / 100)) "${recipe[@]}"
+}
+
 step "4. iteration 2: varied speech, k-means of iteration 1's layer $IT2_LAYER, $IT2_STEPS updates from its weights"
 # All of espeak-ng's voices and accents with wider rates and pitches, and other synthesisers'
 # voices, all perturbed (speed, reverberation, noise, gain: docs/synth.md), beside the plain
-# corpus. The voices of step 8's festival and flite tests are never trained on.
+# corpus. The voices of step 9's festival and flite tests are never trained on.
 # synth DIR SPLIT OPTIONS...: an English corpus, unless it is there already.
 synth() {
   local dir=$1 split=$2; shift 2
@@ -100,8 +107,7 @@ for c in "${train_corpora[@]}"; do
   "${mpirun[@]}" "$bin/slex-dump" --manifest "$c.tsv" --model it1/model --layer "$IT2_LAYER" --out "rep/${name}_it1_l$IT2_LAYER" --nshard 4
 done
 pooled_targets 100 "km/it1_l${IT2_LAYER}_100.h5" "rep/%s_it1_l$IT2_LAYER" "units/%s_it1_100" train_corpora train_weights
-"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it1/model --out it2 \
-  --num-classes 100 --steps "$IT2_STEPS" --warmup-steps $((IT2_STEPS * 8 / 100)) "${recipe[@]}"
+next_iteration it1 it2 100 "$IT2_STEPS"
 
 step "5. iteration 3: MFCC k-means targets of five corpora, $IT3_STEPS updates from iteration 2's weights"
 # Iteration 2's targets (k-means of the model) serve flite's and festival's voices worse than
@@ -119,16 +125,14 @@ for c in "${it3_corpora[@]}"; do
   "${mpirun[@]}" "$bin/slex-mfcc" --manifest "$c.tsv" --out "mfcc/$(echo "$c" | tr / _)" --nshard 4 # step 2's for corpus/
 done
 pooled_targets 100 km/mfcc_pooled_100.h5 "mfcc/%s" "units/%s_pooled_mfcc100" it3_corpora it3_weights
-"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it2/model --out it3 \
-  --num-classes 100 --steps "$IT3_STEPS" --warmup-steps $((IT3_STEPS * 8 / 100)) "${recipe[@]}"
+next_iteration it2 it3 100 "$IT3_STEPS"
 
 step "6. iteration 4: finer MFCC k-means targets (K=500) of the same five corpora, $IT4_STEPS updates from iteration 3's weights"
 # K=100 merges the unseen voices' phones (the pooled codebook uses 66 of its units on flite's
 # slt, K=500 257 of them), and iteration 3's gains were slowing: finer targets of the same
 # speech and shares (HuBERT and mHuBERT raise K in later iterations too).
 pooled_targets 500 km/mfcc_pooled_500.h5 "mfcc/%s" "units/%s_pooled_mfcc500" it3_corpora it3_weights
-"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it3/model --out it4 \
-  --num-classes 500 --steps "$IT4_STEPS" --warmup-steps $((IT4_STEPS * 8 / 100)) "${recipe[@]}"
+next_iteration it3 it4 500 "$IT4_STEPS"
 
 step "7. iteration 5: other voices of festival (Italian, Catalan, Czech, Finnish) reading English, $IT5_STEPS updates from iteration 4's weights"
 # Every English non-espeak training voice is male, and the model stays below MFCC on the unseen
@@ -141,8 +145,7 @@ it5_corpora=("${it3_corpora[@]}" corpus5/festival_foreign/en_train)
 it5_weights=("${it3_weights[@]}" 0.7)
 "${mpirun[@]}" "$bin/slex-mfcc" --manifest corpus5/festival_foreign/en_train.tsv --out mfcc/corpus5_festival_foreign_en_train --nshard 4
 pooled_targets 500 km/mfcc_pooled6_500.h5 "mfcc/%s" "units/%s_pooled6_mfcc500" it5_corpora it5_weights
-"${mpirun[@]}" "$bin/slex-train" "${data[@]}" --init it4/model --out it5 \
-  --num-classes 500 --steps "$IT5_STEPS" --warmup-steps $((IT5_STEPS * 8 / 100)) "${recipe[@]}"
+next_iteration it4 it5 500 "$IT5_STEPS"
 
 step "8. models/base-en"
 mkdir -p "$dest"
