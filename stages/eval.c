@@ -393,7 +393,10 @@ static int cmd_compare(int argc, char **argv, const slex_mpi *mpi) {
                        "metric) from the metrics.json of each run directory: compare.md, compare.csv,\n"
                        "compare.json and pnmi.png.  Directories given under one NAME are seeds of one\n"
                        "system: their mean and sample standard deviation are shown.  Without NAME= the\n"
-                       "directory's last component names the system.\n");
+                       "directory's last component names the system.\n\n"
+                       "options:\n"
+                       "  --out DIR                  output directory (compare.md, compare.csv, compare.json, pnmi.png) (required)\n"
+                       "  --help                     print this help and exit\n");
             code = EXIT_DONE;
         } else if (!strcmp(argv[i], "--out")) {
             if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) code = usage_error(mpi, "--out needs a directory");
