@@ -201,7 +201,8 @@ static slex_head *make_head(int C, int K, int D, uint64_t seed) {
 static int same_head(const slex_head *a, const slex_head *b) {
     return a && b && a->cfg.hidden_size == b->cfg.hidden_size && a->cfg.final_dim == b->cfg.final_dim &&
            a->cfg.num_classes == b->cfg.num_classes && a->cfg.label_rate == b->cfg.label_rate &&
-           a->cfg.logit_temp == b->cfg.logit_temp && a->num_params == b->num_params &&
+           a->cfg.logit_temp == b->cfg.logit_temp && !strcmp(a->cfg.label_set, b->cfg.label_set) &&
+           a->num_params == b->num_params &&
            memcmp(a->params, b->params, (size_t)a->num_params * sizeof(float)) == 0;
 }
 
@@ -315,6 +316,25 @@ static void test_head_round_trip(void) {
         slex_safetensors_close(st);
     }
     slex_head_free(back);
+    st = slex_safetensors_open(path, &err);
+    CHECK(st && !slex_safetensors_metadata(st, "label_set"), "no label_set written when it is unknown");
+    slex_safetensors_close(st);
+
+    /* the label set (two codebooks' CRC-32s) survives the round trip; malformed ones are refused */
+    snprintf(h->cfg.label_set, sizeof h->cfg.label_set, "%s", "0a1b2c3d+9429555d");
+    CHECK(slex_head_save(h, path, &err) == 0, "head save with a label set: %s", err.msg);
+    back = slex_head_load(path, &err);
+    CHECK(same_head(h, back) && !strcmp(back->cfg.label_set, "0a1b2c3d+9429555d"), "label_set round trip: %s",
+          back ? back->cfg.label_set : err.msg);
+    slex_head_free(back);
+    static const char *bad_sets[] = {"9429555", "9429555d+", "9429555D", "9429555d,0a1b2c3d", "9429555d++0a1b2c3"};
+    for (size_t i = 0; i < sizeof bad_sets / sizeof bad_sets[0]; i++) {
+        snprintf(hc.label_set, sizeof hc.label_set, "%s", bad_sets[i]);
+        hc.num_classes = 13;
+        CHECK(slex_head_create(&hc, &err) == NULL && strstr(err.msg, "label_set"), "label_set %s refused: %s", bad_sets[i],
+              err.msg);
+    }
+    hc.label_set[0] = '\0';
 
     /* refusals */
     hc.num_classes = 0;

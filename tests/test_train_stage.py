@@ -436,6 +436,75 @@ def case_outputs():
           "PEFT adapter_config; --lora-layers 2 (first loss as with every layer, mask embedding frozen); second iteration from a checkpoint (adapter merged, head reused)")
 
 
+def safetensors_metadata(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def case_head():
+    """--init reuses the head of a HF directory that slex wrote (OUT/model/) or of a checkpoint
+    exactly when it numbers the same units: the same codebook (its CRC-32, recorded in the head
+    as label_set), or the unit count alone where a side records none (.km labels)."""
+    import zlib
+    mfcc = os.path.join(WORK, "mfcc")
+    subprocess.run([os.path.join(BIN, "slex-mfcc"), "--manifest", MANIFEST, "--out", mfcc, "--nshard", "2"],
+                   check=True, capture_output=True)
+    stores, crcs = {}, {}
+    for name, seed in (("a", 1), ("b", 2)):
+        cb = os.path.join(WORK, f"km_{name}.h5")
+        subprocess.run([os.path.join(BIN, "slex-kmeans"), "--store", mfcc, "--k", str(K), "--out", cb, "--seed", str(seed)],
+                       check=True, capture_output=True)
+        crcs[name] = f"{zlib.crc32(open(cb, 'rb').read()):08x}"
+        stores[name] = os.path.join(WORK, f"labels_{name}")
+        subprocess.run([os.path.join(BIN, "slex-label"), "--store", mfcc, "--codebook", cb, "--out", stores[name]],
+                       check=True, capture_output=True)
+    if crcs["a"] == crcs["b"]:
+        sys.exit("FAIL: the two codebooks are the same file")
+
+    def run(out, labels, init, lr="2e-3"):
+        args = [TRAIN, "--data", f"{MANIFEST}:{labels}", "--init", init, "--mode", "full", "--out", out,
+                "--num-classes", str(K), "--label-rate", "50", "--steps", "2", "--max-tokens", "60000", "--micro-batch", "2",
+                "--min-sample-size", "4000", "--lr", lr, "--mask-prob", "0.5", "--mask-length", "3", "--seed", "3"]
+        p = subprocess.run(args, capture_output=True, text=True)
+        if p.returncode:
+            sys.exit(f"FAIL: {' '.join(args)}\n{p.stderr}")
+        return p.stderr
+
+    def head(d):
+        return read_safetensors(os.path.join(d, "head.safetensors"))["label_embeddings"]
+
+    first = os.path.join(WORK, "first")
+    run(first, stores["a"], MODEL)
+    for d in (os.path.join(first, "model"), os.path.join(first, "checkpoint-2")):
+        got = safetensors_metadata(os.path.join(d, "head.safetensors")).get("label_set")
+        if got != crcs["a"]:
+            sys.exit(f"FAIL: {d}/head.safetensors: label_set {got}, the codebook's CRC-32 is {crcs['a']}")
+    # At lr 1e-9 nothing moves by more than ~2e-9, so the written head is the one the run started from.
+    checks = [("same codebook, from OUT/model", stores["a"], os.path.join(first, "model"), True, "the same codebook"),
+              ("same codebook, from a checkpoint", stores["a"], os.path.join(first, "checkpoint-2"), True, "the same codebook"),
+              ("another codebook", stores["b"], os.path.join(first, "model"), False, f"codebook {crcs['a']}, the labels are of {crcs['b']}"),
+              (".km labels", LABELS, os.path.join(first, "model"), True, "matched on the unit count")]
+    for i, (what, labels, init, reused, words) in enumerate(checks):
+        out = os.path.join(WORK, f"second{i}")
+        log_text = run(out, labels, init, lr="1e-9")
+        same = np.abs(head(os.path.join(out, "model")) - head(init)).max() < 1e-6
+        if same != reused or words not in log_text:
+            sys.exit(f"FAIL: {what}: head reused {same}, expected {reused}; log:\n{log_text}")
+    meta = safetensors_metadata(os.path.join(WORK, "second3", "model", "head.safetensors"))
+    if "label_set" in meta:
+        sys.exit(f"FAIL: a head trained on .km labels records label_set {meta['label_set']}")
+    # A head.safetensors beside a model it does not belong to (another mask embedding) is not used.
+    alien = os.path.join(WORK, "alien")
+    shutil.copytree(MODEL, alien)
+    shutil.copy(os.path.join(first, "model", "head.safetensors"), alien)
+    log_text = run(os.path.join(WORK, "third"), stores["a"], alien, lr="1e-9")
+    if "is not this model's" not in log_text or np.abs(head(os.path.join(WORK, "third", "model")) - head(alien)).max() < 1e-6:
+        sys.exit(f"FAIL: a foreign head.safetensors was used:\n{log_text}")
+    print(f"head: label_set {crcs['a']} recorded in OUT/model and checkpoints; reused from OUT/model and a checkpoint on "
+          "the same codebook and on .km labels, new for another codebook and for a foreign head.safetensors")
+
+
 def arch_config():
     """base50's shape as a pre-LN model with a layer-norm CNN (the base-model recipe's kind)."""
     cfg = json.load(open(os.path.join(MODEL, "config.json")))
@@ -557,4 +626,4 @@ def case_params():
 
 
 {"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "diverge": case_diverge, "outputs": case_outputs,
- "arch": case_arch, "params": case_params}[CASE]()
+ "arch": case_arch, "params": case_params, "head": case_head}[CASE]()

@@ -53,6 +53,17 @@ void slex_head_config_default(slex_head_config *cfg) {
     cfg->num_classes = 0;
     cfg->label_rate = 50.0;
     cfg->logit_temp = 0.1;
+    cfg->label_set[0] = '\0';
+}
+
+/* "" or 8-hex-digit CRCs joined by '+'. */
+static int label_set_valid(const char *v) {
+    size_t n = strlen(v);
+    if (n == 0) return 1;
+    if (n >= SLEX_HEAD_LABEL_SET_CAP || n % 9 != 8) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (i % 9 == 8 ? v[i] != '+' : !strchr("0123456789abcdef", v[i])) return 0;
+    return 1;
 }
 
 static int head_config_validate(const slex_head_config *cfg, const char *source, slex_error *err) {
@@ -66,6 +77,9 @@ static int head_config_validate(const slex_head_config *cfg, const char *source,
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s: label_rate %g must be positive", source, cfg->label_rate);
     if (!(cfg->logit_temp > 0.0) || !isfinite(cfg->logit_temp))
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s: logit_temp %g must be positive", source, cfg->logit_temp);
+    if (!label_set_valid(cfg->label_set))
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: label_set \"%.100s\" is not codebook CRC-32s (8 hex digits) joined by '+'",
+                            source, cfg->label_set);
     return 0;
 }
 
@@ -126,15 +140,15 @@ int slex_head_save(const slex_head *head, const char *path, slex_error *err) {
     snprintf(h, sizeof h, "%d", c->hidden_size);
     format_double(rate, sizeof rate, c->label_rate);
     format_double(temp, sizeof temp, c->logit_temp);
-    slex_st_metadata meta[] = {{"format", "pt"}, {"num_classes", k}, {"final_dim", d},
-                               {"hidden_size", h}, {"label_rate", rate}, {"logit_temp", temp}};
+    slex_st_metadata meta[] = {{"format", "pt"}, {"num_classes", k},     {"final_dim", d},          {"hidden_size", h},
+                               {"label_rate", rate}, {"logit_temp", temp}, {"label_set", c->label_set}};
     slex_st_write_tensor t[] = {
         {.name = "masked_spec_embed", .ndim = 1, .shape = {c->hidden_size}, .data = head->mask_emb},
         {.name = "final_proj.weight", .ndim = 2, .shape = {c->final_dim, c->hidden_size}, .data = head->final_proj_w},
         {.name = "final_proj.bias", .ndim = 1, .shape = {c->final_dim}, .data = head->final_proj_b},
         {.name = "label_embeddings", .ndim = 2, .shape = {c->num_classes, c->final_dim}, .data = head->label_emb},
     };
-    return slex_safetensors_write(path, t, 4, meta, 6, err);
+    return slex_safetensors_write(path, t, 4, meta, c->label_set[0] ? 7 : 6, err);
 }
 
 static int meta_int(slex_safetensors *st, const char *key, int *out, slex_error *err) {
@@ -192,8 +206,16 @@ slex_head *slex_head_load(const char *path, slex_error *err) {
     slex_head_config_default(&cfg);
     if (meta_int(st, "num_classes", &cfg.num_classes, err) || meta_int(st, "final_dim", &cfg.final_dim, err) ||
         meta_int(st, "hidden_size", &cfg.hidden_size, err) || meta_double(st, "label_rate", &cfg.label_rate, err) ||
-        meta_double(st, "logit_temp", &cfg.logit_temp, err) || head_config_validate(&cfg, path, err))
+        meta_double(st, "logit_temp", &cfg.logit_temp, err))
         goto fail;
+    const char *set = slex_safetensors_metadata(st, "label_set");
+    if (set && strlen(set) >= sizeof cfg.label_set) {
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: __metadata__ \"label_set\" is longer than %d characters", path,
+                     SLEX_HEAD_LABEL_SET_CAP - 1);
+        goto fail;
+    }
+    snprintf(cfg.label_set, sizeof cfg.label_set, "%s", set ? set : "");
+    if (head_config_validate(&cfg, path, err)) goto fail;
     char why[160];
     int64_t C = cfg.hidden_size, D = cfg.final_dim, K = cfg.num_classes;
     snprintf(why, sizeof why, "__metadata__ says hidden_size %lld", (long long)C);

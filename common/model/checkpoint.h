@@ -36,15 +36,22 @@
 
 /* ---- pretraining head ------------------------------------------------------------------- */
 
+#define SLEX_HEAD_LABEL_SET_CAP 96 /* up to 10 codebooks */
+
 typedef struct slex_head_config {
     int hidden_size;   /* C, required (the model's hidden_size) */
     int final_dim;     /* D; default 256 (HuBERT Base and Large) */
     int num_classes;   /* K, required */
     double label_rate; /* target frames per second, recorded for the trainer; default 50 */
     double logit_temp; /* cosine-similarity temperature; default 0.1 */
+    /* What the label embeddings number: the CRC-32s (8 hex digits, sorted, joined by '+') of the
+     * codebooks whose slex-label stores the head was trained on; "" when unknown (.km labels, a
+     * head of an older slex).  A trainer reuses a head only for labels of the same set. */
+    char label_set[SLEX_HEAD_LABEL_SET_CAP];
 } slex_head_config;
 
-/* final_dim 256, label_rate 50, logit_temp 0.1; hidden_size and num_classes 0 (required). */
+/* final_dim 256, label_rate 50, logit_temp 0.1, label_set ""; hidden_size and num_classes 0
+ * (required). */
 void slex_head_config_default(slex_head_config *cfg);
 
 typedef struct slex_head {
@@ -77,11 +84,12 @@ void slex_head_init(slex_head *head, uint64_t seed, slex_label_emb_init emb_init
 void slex_head_free(slex_head *head);
 
 /* Writes head.safetensors: the four tensors (F32) and __metadata__ {format: "pt",
- * num_classes, final_dim, hidden_size, label_rate, logit_temp} (decimal strings). */
+ * num_classes, final_dim, hidden_size, label_rate, logit_temp} (decimal strings), and label_set
+ * when it is known. */
 int slex_head_save(const slex_head *head, const char *path, slex_error *err);
 
-/* Reads and validates a head file: metadata present and well formed, exactly the four
- * tensors, shapes agreeing with the metadata. */
+/* Reads and validates a head file: metadata present and well formed (label_set optional),
+ * exactly the four tensors, shapes agreeing with the metadata. */
 slex_head *slex_head_load(const char *path, slex_error *err);
 
 /* ---- base weights ------------------------------------------------------------------------- */

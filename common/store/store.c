@@ -667,6 +667,7 @@ struct slex_store {
     char dir[4096];
     char index_path[4200], manifest_path[4200];
     char fingerprint[17], content_id[17];
+    char codebook_crc32[9]; /* params.codebook_crc32 of a slex-label store, else "" */
     int nshard, dim, has_manifest;
     slex_store_dtype dtype;
     double frame_rate;
@@ -785,6 +786,9 @@ slex_store *slex_store_open(const char *dir, slex_error *err) {
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     snprintf(s->index_path, sizeof s->index_path, "%s", path);
     snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fp);
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(doc, "params");
+    const char *crc = cJSON_IsObject(params) ? json_field_string(params, "codebook_crc32") : NULL;
+    if (crc && strlen(crc) == 8 && strspn(crc, "0123456789abcdef") == 8) snprintf(s->codebook_crc32, sizeof s->codebook_crc32, "%s", crc);
     s->nshard = (int)nshard;
     s->dim = (int)dim;
     s->dtype = strcmp(dtype, "float32") ? SLEX_STORE_I32 : SLEX_STORE_F32;
@@ -828,6 +832,7 @@ int64_t slex_store_shard_frames(const slex_store *s, int shard) { return s->shar
 int64_t slex_store_shard_utterances(const slex_store *s, int shard) { return s->shards[shard].rec.utterances; }
 const char *slex_store_fingerprint(const slex_store *s) { return s->fingerprint; }
 const char *slex_store_content_id(const slex_store *s) { return s->content_id; }
+const char *slex_store_codebook_crc32(const slex_store *s) { return s->codebook_crc32[0] ? s->codebook_crc32 : NULL; }
 const char *slex_store_dir(const slex_store *s) { return s->dir; }
 
 /* Bytes between the rows a whole-shard read asks for (HDF5 metadata, rows it skips) are read

@@ -111,6 +111,10 @@ const char *slex_store_fingerprint(const slex_store *s);
 /* Names the rows themselves (a hash of every shard's CRC-32 and size): what a later stage keys
  * its own outputs on, so that redone shards invalidate them. */
 const char *slex_store_content_id(const slex_store *s);
+/* The CRC-32 (8 hex digits) of the codebook a slex-label store's labels were assigned with, as
+ * its params.json records it; NULL for any other store.  Two label stores with the same one
+ * number the same units. */
+const char *slex_store_codebook_crc32(const slex_store *s);
 const char *slex_store_dir(const slex_store *s);
 
 typedef struct slex_store_shard slex_store_shard;

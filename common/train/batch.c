@@ -419,6 +419,7 @@ void slex_batcher_source_info(const slex_batcher *b, int i, slex_source_info *in
     info->labels = s->spec.labels;
     info->weight = s->spec.weight;
     info->label_rate = s->label_rate;
+    info->codebook_crc32 = s->store ? slex_store_codebook_crc32(s->store) : NULL;
     info->usable = s->usable;
     info->skipped_short = s->skipped_short;
     info->samples = s->samples;

@@ -86,6 +86,7 @@ typedef struct slex_source_info {
     const char *manifest, *labels;
     double weight;
     double label_rate;
+    const char *codebook_crc32; /* the codebook a slex-label store was made with; NULL for .km */
     int64_t usable;        /* utterances that can be drawn */
     int64_t skipped_short; /* below min_sample_size */
     int64_t samples;       /* manifest samples of the usable ones */

@@ -436,6 +436,24 @@ static int is_slex_checkpoint(const char *dir) {
     return slex_path_exists(path);
 }
 
+/* The head.safetensors that slex writes beside a HF model (OUT/model/, models/base-en), when
+ * present and the model's own: the same width and mask embedding (slex writes it into both). */
+static int load_hf_head(trainer *t, const char *dir, slex_error *err) {
+    char path[FILE_CAP];
+    snprintf(path, sizeof path, "%s/head.safetensors", dir);
+    if (!slex_path_exists(path)) return 0;
+    if (!(t->head = slex_head_load(path, err))) return -1;
+    int C = slex_hubert_get_config(t->model)->hidden_size;
+    const float *model_mask = slex_hubert_get_params(t->model)->mask_emb;
+    int own = t->head->cfg.hidden_size == C && !memcmp(t->head->mask_emb, model_mask, (size_t)C * sizeof(float));
+    if (!own) {
+        if (t->rank == 0) slex_info("%s: head.safetensors is not this model's (another width or mask embedding): not used", dir);
+        slex_head_free(t->head);
+        t->head = NULL;
+    }
+    return 0;
+}
+
 /* Model (+ head, + adapter) from a HF directory or a slex checkpoint, loaded for training. */
 static int load_model(trainer *t, const char *dir, int resuming, slex_error *err) {
     const slex_train_options *o = t->o;
@@ -465,8 +483,8 @@ static int load_model(trainer *t, const char *dir, int resuming, slex_error *err
         return slex_hubert_init_random(t->model, o->seed, err);
     }
     if (!is_slex_checkpoint(dir)) {
-        t->model = slex_hubert_load(dir, &lo.model, err);
-        return t->model ? 0 : -1;
+        if (!(t->model = slex_hubert_load(dir, &lo.model, err))) return -1;
+        return load_hf_head(t, dir, err);
     }
     slex_checkpoint *ck = slex_checkpoint_load(dir, &lo, err);
     if (!ck) return -1;
@@ -490,17 +508,51 @@ static int load_model(trainer *t, const char *dir, int resuming, slex_error *err
     return 0;
 }
 
-/* The head: the loaded one when its label set matches, else a new one for K units. */
+/* What the run's labels number (model/checkpoint.h: label_set): the codebooks of its label
+ * stores, sorted and joined, or "" when a source is a .km file or there are too many. */
+static void run_label_set(const slex_batcher *b, char out[SLEX_HEAD_LABEL_SET_CAP]) {
+    int n = slex_batcher_num_sources(b), m = 0;
+    const char *crc[SLEX_HEAD_LABEL_SET_CAP / 9];
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        slex_source_info info;
+        slex_batcher_source_info(b, i, &info);
+        if (!info.codebook_crc32) return;
+        int j = 0;
+        while (j < m && strcmp(crc[j], info.codebook_crc32) < 0) j++;
+        if (j < m && !strcmp(crc[j], info.codebook_crc32)) continue;
+        if (m == (int)(sizeof crc / sizeof crc[0])) return;
+        memmove(crc + j + 1, crc + j, (size_t)(m - j) * sizeof crc[0]);
+        crc[j] = info.codebook_crc32;
+        m++;
+    }
+    for (int j = 0; j < m; j++) snprintf(out + strlen(out), SLEX_HEAD_LABEL_SET_CAP - strlen(out), "%s%s", j ? "+" : "", crc[j]);
+}
+
+/* The head: the loaded one when it numbers these labels (the same unit count, and the same
+ * codebooks where both sides record them), else a new one for K units. */
 static int setup_head(trainer *t, int resuming, slex_error *err) {
     int K = t->o->batch.num_classes, C = t->cfg->hidden_size;
     float *model_mask = slex_hubert_get_params(t->model)->mask_emb;
-    if (t->head && t->head->cfg.num_classes == K) {
-        if (t->rank == 0 && !resuming) slex_info("head of %s reused (%d units)", t->o->init, K);
+    char labels[SLEX_HEAD_LABEL_SET_CAP];
+    run_label_set(t->batcher, labels);
+    const char *had = t->head ? t->head->cfg.label_set : "";
+    int other_set = had[0] && labels[0] && strcmp(had, labels);
+    if (t->head && t->head->cfg.num_classes == K && !other_set) {
+        if (t->rank == 0 && !resuming)
+            slex_info("head of %s reused (%d units, %s)", t->o->init, K,
+                      had[0] && labels[0] ? "the same codebook" : "matched on the unit count: a label set is not recorded");
         memcpy(model_mask, t->head->mask_emb, (size_t)C * sizeof(float));
+        snprintf(t->head->cfg.label_set, sizeof t->head->cfg.label_set, "%s", labels);
         return 0;
     }
-    if (t->head && t->rank == 0)
-        slex_info("the head of %s has %d units, the labels %d: a new head", t->o->init, t->head->cfg.num_classes, K);
+    if (t->head && t->rank == 0) {
+        if (other_set)
+            slex_info("the head of %s numbers the units of codebook %s, the labels are of %s: a new head", t->o->init, had,
+                      labels);
+        else
+            slex_info("the head of %s has %d units, the labels %d: a new head", t->o->init, t->head->cfg.num_classes, K);
+    }
     slex_head_free(t->head);
     slex_head_config hc;
     slex_head_config_default(&hc);
@@ -510,6 +562,7 @@ static int setup_head(trainer *t, int resuming, slex_error *err) {
     slex_source_info info;
     slex_batcher_source_info(t->batcher, 0, &info);
     hc.label_rate = info.label_rate;
+    snprintf(hc.label_set, sizeof hc.label_set, "%s", labels);
     if (!(t->head = slex_head_create(&hc, err))) return -1;
     slex_head_init(t->head, t->o->seed, t->o->label_emb_normal ? SLEX_LABEL_EMB_NORMAL : SLEX_LABEL_EMB_UNIFORM);
     if (t->rank == 0 && !resuming) slex_info("new head for %d units (final dim %d)", K, hc.final_dim);
