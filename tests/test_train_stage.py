@@ -575,7 +575,8 @@ CHANGED = {
 }
 # Options that do not change the training (checkpoint-every: the finished run has nothing to do),
 # or are not a value of a run (arch excludes init: case_arch covers it).
-SAME_RUN = {"checkpoint-every": "1", "out": None, "force": None, "config": None, "help": None, "arch": None}
+SAME_RUN = {"checkpoint-every": "1", "keep-interval-updates": None, "out": None, "force": None, "config": None, "help": None,
+            "arch": None}
 
 
 def case_params():
@@ -621,8 +622,19 @@ def case_params():
             sys.exit(f"FAIL: run.json without {key}:\n{p.stderr[-600:]}")
     with open(run_json, "w") as f:
         f.write(kept)
+    # --keep-interval-updates: the newest N checkpoints stay (default 2, -1 all); 0 is refused.
+    for keep, left in ((None, [4, 6]), ("1", [6]), ("-1", [2, 4, 6])):
+        run = os.path.join(WORK, f"keep{keep}")
+        train(run, 1, steps=6, extra=["--keep-interval-updates", keep] if keep else [])
+        got = sorted(int(n.split("-")[1]) for n in os.listdir(run) if n.startswith("checkpoint-"))
+        if got != left:
+            sys.exit(f"FAIL: --keep-interval-updates {keep}: checkpoints {got}, expected {left}")
+    p = train(os.path.join(WORK, "keep0"), 1, steps=2, extra=["--keep-interval-updates", "0"], expect=2)
+    if "--keep-interval-updates 0" not in p.stderr:
+        sys.exit(f"FAIL: --keep-interval-updates 0 not refused by name:\n{p.stderr}")
     print(f"params: each of {refused} options changed alone is another run (refused); --checkpoint-every is not; "
-          f"an older run.json without an option at its default is the same run")
+          f"an older run.json without an option at its default is the same run; --keep-interval-updates 2 / 1 / -1 keep "
+          f"the newest 2 / 1 / all checkpoints")
 
 
 {"ranks": case_ranks, "resume": case_resume, "bad": case_bad, "diverge": case_diverge, "outputs": case_outputs,

@@ -70,7 +70,9 @@ static const slex_option train_rows[] = {
     {SLEX_OPT_CHOICE_FIELD(T, label_emb_normal), .name = "label-emb-init", .choices = "uniform|normal", .def = 0,
      .param = "label_emb_init", .help = "a new head's label embeddings: U[0,1) as fairseq, or N(0,1) (small models from scratch)"},
     {SLEX_OPT_LONG_FIELD(T, checkpoint_every), .name = "checkpoint-every", .def = 1000, .min = 1, .max = 1e15,
-     .help = "updates between checkpoints (the last two are kept)"},
+     .help = "updates between checkpoints"},
+    {SLEX_OPT_LONG_FIELD(T, keep_interval_updates), .name = "keep-interval-updates", .def = 2, .min = -1, .max = 1e15,
+     .help = "checkpoints kept, the newest ones (-1: all; fairseq keeps all); older ones are removed after each save"},
     {SLEX_OPT_U64_FIELD(T, seed), .name = "seed", .def = 1, .param = "seed",
      .help = "seed of batches, masks, layerdrop and new parameters"},
     {SLEX_OPT_FLAG_FIELD(T, force), .name = "force", .help = "replace a run of other parameters in --out"},
@@ -169,6 +171,8 @@ int slex_train_options_validate(const slex_train_options *o, slex_error *err) {
             "--feature-grad-mult 0 in full mode (a frozen CNN) is not supported: use a value in (0, 1]");
     if (!(o->layerdrop >= 0 && o->layerdrop < 1))
         return slex_fail_as(err, SLEX_ERR_INPUT, "--layerdrop %g: must be in [0, 1)", o->layerdrop);
+    if (o->keep_interval_updates == 0)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "--keep-interval-updates 0: the checkpoint just written is always kept (1 or more, or -1 for all)");
     if (o->checkpoint_every < 1)
         return slex_fail_as(err, SLEX_ERR_INPUT, "--checkpoint-every %lld: must be >= 1",
                             (long long)o->checkpoint_every);
@@ -611,8 +615,40 @@ static int load_optimizer(trainer *t, const char *dir, slex_error *err) {
     return 0;
 }
 
+static int descending(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x < y) - (x > y);
+}
+
+/* Removes the checkpoints of OUT older than step but the newest keep - 1 of them. */
+static void prune_checkpoints(const char *out, int64_t step, int64_t keep) {
+    if (keep < 0) return;
+    long long *steps = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir(out);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long long s;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint-%lld%c", &s, &tail) != 1 || s >= step) continue;
+        if (n == cap) {
+            long long *grown = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
+            if (!grown) break; /* out of memory: keep them all this time */
+            steps = grown;
+        }
+        steps[n++] = s;
+    }
+    if (d) closedir(d);
+    qsort(steps, n, sizeof *steps, descending);
+    for (size_t i = (size_t)keep - 1; i < n; i++) {
+        char path[PATH_CAP];
+        snprintf(path, sizeof path, "%s/checkpoint-%lld", out, steps[i]);
+        remove_tree(path);
+    }
+    free(steps);
+}
+
 /* checkpoint-<step>/: model, head (with the model's mask embedding), adapter, optimizer, then
- * trainer.json, which makes it count; older checkpoints but the previous one go. */
+ * trainer.json, which makes it count; then older checkpoints go (--keep-interval-updates). */
 static int save_checkpoint(trainer *t, slex_error *err) {
     char dir[PATH_CAP], path[FILE_CAP];
     checkpoint_dir(t->o->out, t->step, dir, sizeof dir);
@@ -626,16 +662,7 @@ static int save_checkpoint(trainer *t, slex_error *err) {
     snprintf(text, sizeof text, "{\"step\": %lld}\n", (long long)t->step);
     snprintf(path, sizeof path, "%s/trainer.json", dir);
     if (slex_write_file_atomic(path, text, strlen(text), err)) return -1;
-    DIR *d = opendir(t->o->out);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        long long n;
-        char tail;
-        if (sscanf(e->d_name, "checkpoint-%lld%c", &n, &tail) != 1 || n >= t->step) continue;
-        if (n >= t->step - t->o->checkpoint_every) continue; /* the previous one stays */
-        snprintf(path, sizeof path, "%s/%s", t->o->out, e->d_name);
-        remove_tree(path);
-    }
-    if (d) closedir(d);
+    prune_checkpoints(t->o->out, t->step, t->o->keep_interval_updates);
     return 0;
 }
 

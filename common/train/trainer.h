@@ -70,6 +70,7 @@ typedef struct slex_train_options {
     int final_dim;            /* 256: head of a new run */
     int label_emb_normal;     /* 0: a new head's label embeddings U[0, 1) (fairseq); 1: N(0, 1) */
     int64_t checkpoint_every; /* 1000 updates */
+    int64_t keep_interval_updates; /* checkpoints kept, the newest (fairseq's name); -1 all; default 2 */
     uint64_t seed;            /* 1 */
 } slex_train_options;
 
