@@ -638,7 +638,7 @@ static void prune_checkpoints(const char *out, int64_t step, int64_t keep) {
         steps[n++] = s;
     }
     if (d) closedir(d);
-    qsort(steps, n, sizeof *steps, descending);
+    if (n > 1) qsort(steps, n, sizeof *steps, descending); /* steps is NULL when there are none */
     for (size_t i = (size_t)keep - 1; i < n; i++) {
         char path[PATH_CAP];
         snprintf(path, sizeof path, "%s/checkpoint-%lld", out, steps[i]);
