@@ -632,7 +632,11 @@ static void prune_checkpoints(const char *out, int64_t step, int64_t keep) {
         if (sscanf(e->d_name, "checkpoint-%lld%c", &s, &tail) != 1 || s >= step) continue;
         if (n == cap) {
             long long *grown = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
-            if (!grown) break; /* out of memory: keep them all this time */
+            if (!grown) { /* out of memory: keep them all this time (a partial list could name a newest one) */
+                closedir(d);
+                free(steps);
+                return;
+            }
             steps = grown;
         }
         steps[n++] = s;
