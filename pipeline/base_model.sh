@@ -16,9 +16,12 @@
 #   7. iteration 5: the same K=500 MFCC targets, pooled over the five corpora and 1 h of festival's
 #      Italian, Catalan, Czech and Finnish voices (4 female, 3 male) reading the English sentences,
 #      slex-train from iteration 4's weights;
-#   8. the result in models/base-en/ (HF HubertModel directory + head.safetensors) and its
+#   8. iteration 6: pitch-shifted copies (slex-pitchcopy, +300..+500 cents, re-aligned) of the
+#      three male non-espeak corpora beside iteration 5's six, on iteration 5's targets (a copy
+#      takes its original's labels), slex-train from iteration 5's weights and head;
+#   9. the result in models/base-en/ (HF HubertModel directory + head.safetensors) and its
 #      train_log.jsonl per iteration, with training curves;
-#   9. the evaluation (pipeline/base_model_eval.sh): PNMI (K=50, 3 k-means seeds) and ABX of MFCC
+#  10. the evaluation (pipeline/base_model_eval.sh): PNMI (K=50, 3 k-means seeds) and ABX of MFCC
 #      and of every layer on four test corpora of speakers and voices never trained on (espeak-ng
 #      standard voices, all espeak-ng voices, festival ked_diphone + cmu_us_slt_arctic_hts, flite
 #      slt), tables in models/base-en/metrics/.
@@ -42,6 +45,7 @@ IT2_LAYER=${IT2_LAYER:-1}
 IT3_STEPS=${IT3_STEPS:-5000}
 IT4_STEPS=${IT4_STEPS:-4500}
 IT5_STEPS=${IT5_STEPS:-4500}
+IT6_STEPS=${IT6_STEPS:-4500}
 step() { printf '\n== %s  (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 # The recipe (docs/base-model.md has the why of each value).
 recipe=(--mode full --max-tokens 400000 --max-sample-size 64000 --micro-batch 4 --lr 1e-3
@@ -147,17 +151,37 @@ it5_weights=("${it3_weights[@]}" 0.7)
 pooled_targets 500 km/mfcc_pooled6_500.h5 "mfcc/%s" "units/%s_pooled6_mfcc500" it5_corpora it5_weights
 next_iteration it4 it5 500 "$IT5_STEPS"
 
-step "8. models/base-en"
+step "8. iteration 6: pitch-shifted copies of the male voices, $IT6_STEPS updates from iteration 5's weights"
+# The model's lead over MFCC shrinks on high voices (docs/base-model.md: +0.061 PNMI on a male
+# espeak-ng voice, +0.014 on a female one), and every English non-espeak training voice is male.
+# A copy shifted up by 3-5 semitones (F0 and formants: a higher, shorter vocal tract) says the
+# same phones at the same times, so it trains on its original's labels (ContentVec's idea).
+seed=41
+for c in corpus4/flite corpus4/flite_rms corpus4/festival; do
+  "${mpirun[@]}" "$bin/slex-pitchcopy" --manifest "$c/en_train.tsv" --out "${c/corpus4/corpus6}" --seed $seed
+  seed=$((seed + 2))
+done
+# Shares: the copies 3/4, 2/3 and 4/5 of their originals' (session 16's run).
+data=()
+for i in "${!it5_corpora[@]}"; do
+  data+=(--data "${it5_corpora[$i]}.tsv:units/$(echo "${it5_corpora[$i]}" | tr / _)_pooled6_mfcc500:${it5_weights[$i]}")
+done
+data+=(--data corpus6/flite/en_train.tsv:units/corpus4_flite_en_train_pooled6_mfcc500:0.75
+       --data corpus6/flite_rms/en_train.tsv:units/corpus4_flite_rms_en_train_pooled6_mfcc500:0.2
+       --data corpus6/festival/en_train.tsv:units/corpus4_festival_en_train_pooled6_mfcc500:0.4)
+next_iteration it5 it6 500 "$IT6_STEPS"
+
+step "9. models/base-en"
 mkdir -p "$dest"
-# it5/model holds the HF directory and the head of the last update
-cp it5/model/config.json it5/model/model.safetensors it5/model/head.safetensors it5/model/preprocessor_config.json "$dest/"
-for it in it1 it2 it3 it4 it5; do
-  if [ $it = it5 ]; then cat "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl"
+# it6/model holds the HF directory and the head of the last update
+cp it6/model/config.json it6/model/model.safetensors it6/model/head.safetensors it6/model/preprocessor_config.json "$dest/"
+for it in it1 it2 it3 it4 it5 it6; do
+  if [ $it = it6 ]; then cat "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl"
   else gzip -n -9 -c "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl.gz"; fi
   "${mpirun[@]}" "$bin/slex-eval" curves --log "$it/train_log.jsonl" --smooth 50 --out "$dest/curves_$it"
   rm -f "$dest/curves_$it/"*.dat "$dest/curves_$it/"*.gp # the plots only: the rest is remade from the log
 done
 
-step "9. evaluation: MFCC and every layer on unseen speakers and voices"
+step "10. evaluation: MFCC and every layer on unseen speakers and voices"
 SLEX_RANKS=$ranks bash "$src/pipeline/base_model_eval.sh" "$bin" . "$dest"
 echo "base model in $dest"

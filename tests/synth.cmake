@@ -39,3 +39,14 @@ add_test(NAME synth_f0
          COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_synth_f0.py $<TARGET_FILE:slex-synth>
                  ${CMAKE_BINARY_DIR}/test_synth_f0_scratch "${SLEX_MPIEXEC_STRING}")
 set_tests_properties(synth_f0 PROPERTIES TIMEOUT 300 PROCESSORS 2)
+
+# Pitch-shifted copies (corpus/pitchcopy.h, slex-pitchcopy): the envelope lag and the draws on
+# hand-made cases, then the stage against sox and numpy, with 1 and 3 ranks, resumed after a kill.
+add_executable(test_pitchcopy tests/test_pitchcopy.c)
+target_link_libraries(test_pitchcopy PRIVATE slexcommon)
+add_test(NAME pitchcopy_lag COMMAND test_pitchcopy)
+set_tests_properties(pitchcopy_lag PROPERTIES LABELS unit TIMEOUT 60)
+add_test(NAME pitchcopy_stage
+         COMMAND ${SLEX_PYTHON} ${CMAKE_SOURCE_DIR}/tests/test_pitchcopy.py $<TARGET_FILE:slex-pitchcopy>
+                 $<TARGET_FILE:slex-synth> ${CMAKE_BINARY_DIR}/test_pitchcopy_scratch "${SLEX_MPIEXEC_STRING}")
+set_tests_properties(pitchcopy_stage PROPERTIES TIMEOUT 300 PROCESSORS 2)

@@ -86,9 +86,13 @@ def main():
     counts["synth"] = check_log("slex-synth", traced("synth", [
         os.path.join(BIN, "slex-synth"), "--lang", "en", "--minutes", "0.1", "--out", os.path.join(WORK, "synth"),
         "--seed", "5"]))
+    counts["pitchcopy"] = check_log("slex-pitchcopy", traced("pitchcopy", [
+        os.path.join(BIN, "slex-pitchcopy"), "--manifest", manifest, "--out", os.path.join(WORK, "pitchcopy")]))
     # stores: 2 shards x (h5, rejects, record) + params, index, rejects, manifest.
     check(len(counts["mfcc"]) >= 10, f"slex-mfcc renamed {len(counts['mfcc'])} files")
     check(any(new.endswith("km.h5.ckpt") for new in counts["kmeans"]), "slex-kmeans wrote its checkpoint (km.h5.ckpt)")
+    # 8 copies + .pitch, .params.json, the manifest and its side file's absence, the parts' params
+    check(len(counts["pitchcopy"]) >= 11, f"slex-pitchcopy renamed {len(counts['pitchcopy'])} files")
     print("renames checked:", {name: len(news) for name, news in counts.items()}, file=sys.stderr)
     finish("atomic_writes")
 

@@ -58,6 +58,9 @@ if stage == "slex-synth":
     os.makedirs(out, exist_ok=True)
     for ext in ("tsv", "align"):
         open(os.path.join(out, "%s_%s.%s" % (value("--lang"), value("--split", "train"), ext)), "w").close()
+elif stage == "slex-pitchcopy":
+    os.makedirs(out, exist_ok=True)
+    open(os.path.join(out, os.path.basename(value("--manifest"))), "w").close()
 elif stage == "slex-kmeans":
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     open(out, "w").close()
@@ -77,7 +80,7 @@ elif out:
         for f in ("curves_loss.png", "curves_loss.dat", "curves_loss.gp"):
             open(os.path.join(out, f), "w").close()
 '''
-STAGES = ["slex-synth", "slex-mfcc", "slex-dump", "slex-kmeans", "slex-label", "slex-train", "slex-eval"]
+STAGES = ["slex-synth", "slex-pitchcopy", "slex-mfcc", "slex-dump", "slex-kmeans", "slex-label", "slex-train", "slex-eval"]
 for name, text in [("mpirun", MPIRUN)] + [(s, STAGE) for s in STAGES]:
     path = os.path.join(STUBS, name)
     open(path, "w").write(text)
@@ -174,6 +177,10 @@ def flow(calls):
             made[os.path.join(out, f"{lang}_{split}.tsv")] = info
             made[os.path.join(out, f"{lang}_{split}.align")] = {"kind": "align", "split": split}
             synths.append(info)
+        elif stage == "slex-pitchcopy":
+            manifest = path(cwd, one(opt, "--manifest", who))
+            original = need(manifest, "manifest", who)
+            made[os.path.join(out, os.path.basename(manifest))] = dict(original, copy_of=manifest)
         elif stage in ("slex-mfcc", "slex-dump"):
             manifest = path(cwd, one(opt, "--manifest", who))
             need(manifest, "manifest", who)
@@ -198,12 +205,19 @@ def flow(calls):
             made[out] = {"kind": "labels", "manifest": store.get("manifest"), "k": codebook.get("k")}
         elif stage == "slex-train":
             k = int(one(opt, "--num-classes", who) or 0)
+            copies, plain = [], []
             for d in opt.get("--data", []):
                 manifest, units = d.split(":")[:2]
                 need(path(cwd, manifest), "manifest", who)
                 labels = need(path(cwd, units), "labels", who)
-                check(labels.get("manifest") == path(cwd, manifest),
-                      f"{who}: labels {units} are of {labels.get('manifest')}, not of {manifest}")
+                # a pitch-shifted copy (slex-pitchcopy) trains on its original's labels
+                of = made.get(path(cwd, manifest), {}).get("copy_of", path(cwd, manifest))
+                check(labels.get("manifest") == of,
+                      f"{who}: labels {units} are of {labels.get('manifest')}, not of {manifest} ({of})")
+                if of != path(cwd, manifest):
+                    copies.append(of)
+                else:
+                    plain.append(of)
                 check(labels.get("k") == k, f"{who}: labels {units} have K={labels.get('k')}, --num-classes {k}")
                 check(made[path(cwd, manifest)]["split"] == "train", f"{who}: {manifest} is not a train split")
             init = opt.get("--init")
@@ -213,7 +227,9 @@ def flow(calls):
             else:
                 check(init is None and "--arch" in opt, f"{who}: iteration 1 starts from --arch")
             steps = int(one(opt, "--steps", who) or 0)
-            trains.append({"out": out, "steps": steps, "warmup": int(one(opt, "--warmup-steps", who) or -1)})
+            check(set(copies) <= set(plain), f"{who}: copies of {set(copies) - set(plain)} without their originals")
+            trains.append({"out": out, "steps": steps, "warmup": int(one(opt, "--warmup-steps", who) or -1),
+                           "copies": copies})
             made[os.path.join(out, "model")] = {"kind": "model"}
             made[os.path.join(out, "train_log.jsonl")] = {"kind": "train_log"}
         elif stage == "slex-eval":
@@ -245,6 +261,9 @@ want = [int(steps[f"IT{i}_STEPS"]) for i in range(1, len(trains) + 1)]
 check(len(trains) >= 2, f"iterations run (got {len(trains)})")
 check([t["steps"] for t in trains] == want, f"--steps {[t['steps'] for t in trains]} = IT<n>_STEPS {want}")
 check(all(t["warmup"] == t["steps"] * 8 // 100 for t in trains), "warm-up 8 % of the updates")
+# The last iteration trains on pitch-shifted copies of the three male non-espeak corpora.
+male = {os.path.join(WORK, "work", c, "en_train.tsv") for c in ("corpus4/flite", "corpus4/flite_rms", "corpus4/festival")}
+check(trains and set(trains[-1]["copies"]) == male, f"the last iteration's copies: {trains[-1]['copies'] if trains else None}")
 dest = os.path.join(WORK, "model")
 if trains:
     last = trains[-1]["out"]

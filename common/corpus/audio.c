@@ -165,12 +165,12 @@ int slex_audio_read(const char *path, int target_rate, float **samples, int64_t 
     return 0;
 }
 
-int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, int rate, slex_error *err) {
+static int write_wav(const char *path, const float *samples, int64_t n, int rate, int subformat, slex_error *err) {
     SF_INFO sfi;
     memset(&sfi, 0, sizeof sfi);
     sfi.samplerate = rate;
     sfi.channels = 1;
-    sfi.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
+    sfi.format = SF_FORMAT_WAV | subformat;
     SNDFILE *sf = sf_open(path, SFM_WRITE, &sfi);
     if (!sf)
         return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create WAV file: %s", path, sf_strerror(NULL));
@@ -184,4 +184,12 @@ int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, in
         return slex_fail_as(err, SLEX_ERR_IO, "%s: write failed after %lld of %lld samples: %s", path, (long long)wrote,
                             (long long)n, msg);
     return 0;
+}
+
+int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, int rate, slex_error *err) {
+    return write_wav(path, samples, n, rate, SF_FORMAT_PCM_16, err);
+}
+
+int slex_audio_write_wav_float(const char *path, const float *samples, int64_t n, int rate, slex_error *err) {
+    return write_wav(path, samples, n, rate, SF_FORMAT_FLOAT, err);
 }

@@ -38,5 +38,7 @@ int slex_audio_resample(const float *in, int64_t n, int in_rate, int out_rate, f
 
 /* Writes mono float samples as 16-bit PCM WAV (values clipped to [-1, 1]). */
 int slex_audio_write_wav16(const char *path, const float *samples, int64_t n, int rate, slex_error *err);
+/* Writes mono float samples as 32-bit float WAV, exactly (for programs that read them back). */
+int slex_audio_write_wav_float(const char *path, const float *samples, int64_t n, int rate, slex_error *err);
 
 #endif

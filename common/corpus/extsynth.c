@@ -1,16 +1,12 @@
 #include "corpus/extsynth.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/proc.h"
 #include "corpus/align.h"
 #include "corpus/audio.h"
 
@@ -38,114 +34,13 @@ void slex_extsynth_result_free(slex_extsynth_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* ---- running a program ---- */
-
-/* A program's captured output: NUL-terminated text (an open_memstream buffer). */
-typedef struct {
-    char *p;
-    size_t n;
-} text_buf;
-
-/* 1 when `name` is an executable file in a PATH directory. */
-static int in_path(const char *name) {
-    const char *path = getenv("PATH");
-    if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t len = strcspn(path, ":");
-        char full[4200];
-        snprintf(full, sizeof full, "%.*s/%s", (int)(len ? len : 1), len ? path : ".", name);
-        if (!access(full, X_OK)) return 1;
-        path += len + (path[len] == ':');
-    }
-    return 0;
-}
-
-/* Runs argv[0] (found in PATH) with stdin /dev/null; its stdout and stderr into out and errs
- * (NUL-terminated).  *status is waitpid's status.  -1 only when it could not be run at all. */
-static int run_program(char *const argv[], text_buf *out, text_buf *errs, int *status, slex_error *err) {
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC)) return slex_fail_as(err, slex_errno_kind(errno), "pipe: %s", strerror(errno));
-    if (pipe2(pe, O_CLOEXEC)) {
-        close(po[0]);
-        close(po[1]);
-        return slex_fail_as(err, slex_errno_kind(errno), "pipe: %s", strerror(errno));
-    }
-    fflush(NULL); /* nothing buffered may be written twice */
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
-        return slex_fail_as(err, slex_errno_kind(e), "fork: %s", strerror(e));
-    }
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        if (in < 0 || dup2(in, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0) _exit(126);
-        execvp(argv[0], argv);
-        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    FILE *mem[2] = {open_memstream(&out->p, &out->n), open_memstream(&errs->p, &errs->n)};
-    int open_fds = 2, bad = !mem[0] || !mem[1];
-    while (open_fds && !bad) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            bad = 1;
-            break;
-        }
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char chunk[65536];
-            ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
-            if (got < 0 && errno == EINTR) continue;
-            if (got > 0 && fwrite(chunk, 1, (size_t)got, mem[i]) != (size_t)got) bad = 1;
-            if (got <= 0) {
-                close(fds[i].fd);
-                fds[i].fd = -1;
-                open_fds--;
-            }
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        if (fds[i].fd >= 0) close(fds[i].fd);
-        if (mem[i] && fclose(mem[i])) bad = 1;
-    }
-    if (!out->p || !errs->p) bad = 1;
-    if (bad) kill(pid, SIGKILL);
-    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
-    if (bad)
-        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory or poll failure reading its output", argv[0]);
-    return 0;
-}
-
-/* The program's last stderr line (for messages), without the newline. */
-static void last_line(const char *s, char *buf, size_t size) {
-    size_t len = strlen(s);
-    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r')) len--;
-    size_t start = len;
-    while (start && s[start - 1] != '\n') start--;
-    snprintf(buf, size, "%.*s", (int)(len - start), s + start);
-}
-
-/* "exited with status 3" / "killed by Segmentation fault", plus its last stderr line. */
-static void describe_exit(int status, const char *errs, char *buf, size_t size) {
-    char line[512];
-    last_line(errs, line, sizeof line);
-    char how[96];
-    if (WIFSIGNALED(status)) snprintf(how, sizeof how, "was killed by %s", strsignal(WTERMSIG(status)));
-    else snprintf(how, sizeof how, "exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    snprintf(buf, size, "%s%s%s", how, line[0] ? ": " : "", line);
-}
-
 /* ---- voices ---- */
 
 /* The program's voices as one space-separated string: festival prints (voice.list) as
  * "(a b c)", flite -lv "Voices available: a b c". */
 static int list_voices(slex_extsynth *x, char *voices, size_t size, slex_error *err) {
     const char *name = slex_extsynth_program_name(x->program);
-    text_buf out = {0}, errs = {0};
+    slex_proc_text out = {0}, errs = {0};
     int status = 0, rc = -1;
     if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
         FILE *f = fopen(x->script, "w");
@@ -153,16 +48,16 @@ static int list_voices(slex_extsynth *x, char *voices, size_t size, slex_error *
         fprintf(f, "(format t \"slex-voices %%l\\n\" (voice.list))\n");
         if (fclose(f)) return slex_fail_as(err, SLEX_ERR_IO, "%s: write error", x->script);
         char *argv[] = {"festival", "-b", x->script, NULL};
-        if (run_program(argv, &out, &errs, &status, err)) goto done;
+        if (slex_proc_run(argv, &out, &errs, &status, err)) goto done;
     } else {
         char *argv[] = {"flite", "-lv", NULL};
-        if (run_program(argv, &out, &errs, &status, err)) goto done;
+        if (slex_proc_run(argv, &out, &errs, &status, err)) goto done;
     }
     const char *key = x->program == SLEX_EXTSYNTH_FESTIVAL ? "slex-voices (" : "Voices available:";
     const char *p = strstr(out.p, key);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) || !p) {
+    if (!slex_proc_succeeded(status) || !p) {
         char why[700];
-        describe_exit(status, errs.p, why, sizeof why);
+        slex_proc_describe_exit(status, errs.p, why, sizeof why);
         slex_fail_as(err, SLEX_ERR_INPUT, "%s: cannot list its voices (%s)", name, why);
         goto done;
     }
@@ -179,7 +74,7 @@ done:
 slex_extsynth *slex_extsynth_open(slex_extsynth_program program, const char *const *voices, int n_voices,
                                   slex_error *err) {
     const char *name = slex_extsynth_program_name(program);
-    if (!in_path(name))
+    if (!slex_proc_in_path(name))
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s: not installed (not found in PATH); install the Debian package %s",
                             name, name),
                NULL;
@@ -187,11 +82,7 @@ slex_extsynth *slex_extsynth_open(slex_extsynth_program program, const char *con
     slex_extsynth *x = calloc(1, sizeof *x);
     if (!x) return slex_fail_as(err, SLEX_ERR_RESOURCE, "out of memory"), NULL;
     x->program = program;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(x->dir, sizeof x->dir, "%s/slex-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
-    if (!mkdtemp(x->dir)) {
-        slex_fail_as(err, slex_errno_kind(errno), "%s: cannot create a temporary directory: %s", x->dir,
-                     strerror(errno));
+    if (slex_proc_tmpdir(name, x->dir, sizeof x->dir, err)) {
         free(x);
         return NULL;
     }
@@ -358,7 +249,7 @@ int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percen
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s '%s': F0 %d Hz outside %d..%d", name, voice, f0_hz,
                             SLEX_EXTSYNTH_F0_MIN, SLEX_EXTSYNTH_F0_MAX);
     unlink(x->wav);
-    text_buf so = {0}, se = {0};
+    slex_proc_text so = {0}, se = {0};
     int status = 0, rc = -1;
     char stretch[64], f0[64];
     snprintf(stretch, sizeof stretch, "duration_stretch=%.6f", 100.0 / rate_percent);
@@ -366,23 +257,23 @@ int slex_extsynth_utterance(slex_extsynth *x, const char *voice, int rate_percen
     if (x->program == SLEX_EXTSYNTH_FESTIVAL) {
         char *argv[] = {"festival", "-b", x->script, NULL};
         if (write_festival_script(x, voice, rate_percent, f0_hz, text, err) ||
-            run_program(argv, &so, &se, &status, err))
+            slex_proc_run(argv, &so, &se, &status, err))
             goto done;
     } else {
         char *argv[] = {"flite", "-voice", (char *)voice, "--setf", stretch, "-psdur", "-t", (char *)text,
                         "-o", x->wav, NULL, NULL, NULL};
         if (f0_hz) argv[10] = "--setf", argv[11] = f0; /* flite takes options in any order */
-        if (run_program(argv, &so, &se, &status, err)) goto done;
+        if (slex_proc_run(argv, &so, &se, &status, err)) goto done;
     }
     char why[800];
-    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-        describe_exit(status, se.p, why, sizeof why);
+    if (!slex_proc_succeeded(status)) {
+        slex_proc_describe_exit(status, se.p, why, sizeof why);
         slex_fail_as(err, SLEX_ERR_IO, "%s '%s' %s", name, voice, why);
         goto done;
     }
     slex_error perr = {{0}};
     if (slex_extsynth_parse_phones(x->program, so.p, &out->phones, &out->n_phones, &perr)) {
-        last_line(se.p, why, sizeof why);
+        slex_proc_last_line(se.p, why, sizeof why);
         slex_fail_as(err, perr.kind, "%s '%s': %s%s%s", name, voice, perr.msg, why[0] ? "; its last message: " : "",
                      why);
         goto done;
