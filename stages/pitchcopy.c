@@ -76,7 +76,8 @@ static void part_path(const copy_run *r, int size, int rank, char *buf, size_t s
     snprintf(buf, size_buf, "%s/.%s.part.%d.%d", r->a->out, r->name, size, rank);
 }
 
-/* Everything the copies depend on: the options and the input manifest's bytes. */
+/* Everything the copies depend on: the options and the input manifest's bytes (its root line
+ * included; not its path, so the same file named another way is the same run). */
 static char *make_params(const pitchcopy_args *a, const slex_pitchcopy_options *o, slex_error *err) {
     uint32_t crc = 0;
     int64_t bytes = 0;
@@ -86,7 +87,7 @@ static char *make_params(const pitchcopy_args *a, const slex_pitchcopy_options *
     cJSON *p = cJSON_CreateObject();
     char *text = NULL;
     if (p && cJSON_AddStringToObject(p, "effect", "sox pitch, envelope re-aligned") &&
-        cJSON_AddStringToObject(p, "manifest", a->manifest) && cJSON_AddStringToObject(p, "manifest_crc32", crc_hex) &&
+        cJSON_AddStringToObject(p, "manifest_crc32", crc_hex) &&
         cJSON_AddNumberToObject(p, "manifest_bytes", (double)bytes) &&
         !slex_options_write_json(&slex_pitchcopy_option_table, o, p))
         text = cJSON_PrintUnformatted(p);
@@ -103,33 +104,44 @@ static int same_params(const char *path, const char *params) {
     return same;
 }
 
-/* Removes every part file of DIR/.NAME.part.* (any rank count). */
-static void remove_parts(const copy_run *r) {
-    DIR *d = opendir(r->a->out);
-    if (!d) return;
-    char prefix[1100];
-    snprintf(prefix, sizeof prefix, ".%s.part.", r->name);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix))) continue;
-        char path[8400];
-        snprintf(path, sizeof path, "%s/%s", r->a->out, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
+/* 1 when `file` is a part file of NAME: ".NAME.part.<ranks>.<rank>", digits only. */
+static int is_part_file(const copy_run *r, const char *file) {
+    size_t len = strlen(r->name);
+    if (file[0] != '.' || strncmp(file + 1, r->name, len) || strncmp(file + 1 + len, ".part.", 6)) return 0;
+    const char *p = file + len + 7;
+    size_t a = strspn(p, "0123456789");
+    if (!a || p[a] != '.') return 0;
+    size_t b = strspn(p + a + 1, "0123456789");
+    return b && !p[a + 1 + b];
 }
 
-/* Reads every part file into rec (lines "index<TAB>lag<TAB>samples"; a last line without its
- * newline is a record cut by a kill and is ignored: that copy is made again). */
-static int read_parts(const copy_run *r, copy_records *rec, slex_error *err) {
+/* Removes every part file of NAME (any rank count). */
+static int remove_parts(const copy_run *r, slex_error *err) {
     DIR *d = opendir(r->a->out);
     if (!d) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot list: %s", r->a->out, strerror(errno));
-    char prefix[1100];
-    snprintf(prefix, sizeof prefix, ".%s.part.", r->name);
     struct dirent *e;
     int rc = 0;
     while (!rc && (e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) || strstr(e->d_name, ".tmp-")) continue;
+        if (!is_part_file(r, e->d_name)) continue;
+        char path[8400];
+        snprintf(path, sizeof path, "%s/%s", r->a->out, e->d_name);
+        if (unlink(path) && errno != ENOENT)
+            rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", path, strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Reads every part file into rec (lines "index<TAB>lag<TAB>samples").  A last line without its
+ * newline is a record cut by a kill or a full disk: with `repair` the file is truncated to the
+ * records before it (the next record would be appended to it), and that copy is made again. */
+static int read_parts(const copy_run *r, copy_records *rec, int repair, slex_error *err) {
+    DIR *d = opendir(r->a->out);
+    if (!d) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot list: %s", r->a->out, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!is_part_file(r, e->d_name)) continue;
         char path[8400], line[256];
         snprintf(path, sizeof path, "%s/%s", r->a->out, e->d_name);
         FILE *f = fopen(path, "r");
@@ -137,8 +149,10 @@ static int read_parts(const copy_run *r, copy_records *rec, slex_error *err) {
             rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
             break;
         }
+        long whole = 0; /* bytes of complete records */
+        int cut = 0;
         for (int64_t ln = 1; fgets(line, sizeof line, f); ln++) {
-            if (!strchr(line, '\n')) break;
+            if (!strchr(line, '\n') && (cut = feof(f))) break; /* the file ends inside the record */
             long long k, lag, samples;
             char tail;
             if (sscanf(line, "%lld\t%lld\t%lld%c", &k, &lag, &samples, &tail) != 4 || tail != '\n' || k < 0 ||
@@ -149,8 +163,12 @@ static int read_parts(const copy_run *r, copy_records *rec, slex_error *err) {
             }
             rec->lag[k] = (int32_t)lag;
             rec->samples[k] = samples;
+            whole = ftell(f);
         }
         fclose(f);
+        if (repair && cut && !rc && truncate(path, whole))
+            rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot cut its last, partial record: %s", path,
+                              strerror(errno));
     }
     closedir(d);
     return rc;
@@ -177,12 +195,13 @@ static int make_copies(copy_run *r, const copy_records *rec, int64_t *made, slex
     if (r->rank == 0 && todo_all < rec->n_lines)
         slex_info("%s: %lld of %lld copies made earlier; %lld to make", r->name, (long long)(rec->n_lines - todo_all),
                   (long long)rec->n_lines, (long long)todo_all);
-    slex_pitchcopy *pc = slex_pitchcopy_open(r->o, err);
+    /* sox only where there is something to make (a merge of finished records needs none) */
+    slex_pitchcopy *pc = todo ? slex_pitchcopy_open(r->o, err) : NULL;
     char part[4400];
     part_path(r, r->size, r->rank, part, sizeof part);
-    FILE *pf = pc && todo ? fopen(part, "a") : NULL;
-    int ok = pc && (!todo || pf);
-    if (pc && todo && !pf) slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", part, strerror(errno));
+    FILE *pf = pc ? fopen(part, "a") : NULL;
+    int ok = !todo || (pc && pf);
+    if (pc && !pf) slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", part, strerror(errno));
     if (!slex_mpi_all_ok(ok)) {
         if (pf) fclose(pf);
         slex_pitchcopy_close(pc);
@@ -218,8 +237,8 @@ static int make_copies(copy_run *r, const copy_records *rec, int64_t *made, slex
             ok = !slex_fail_as(err, SLEX_ERR_IO, "%s: write error", part);
         } else {
             (*made)++;
+            todo--;
             slex_progress_add(progress, 1, (double)n / SLEX_PITCHCOPY_RATE);
-            if (--todo == 0) break;
         }
         free(x);
         free(c);
@@ -254,8 +273,9 @@ static int write_outputs(const copy_run *r, const copy_records *rec, slex_error 
             if (!err->msg[0]) slex_fail_as(err, SLEX_ERR_INPUT, "%s: changed while it was read", r->a->manifest);
             goto done;
         }
-        if (rec->samples[k] < 0) {
-            slex_fail_as(err, SLEX_ERR_INTERNAL, "%s:%lld: no copy was recorded", r->a->manifest, (long long)e.line);
+        if (e.malformed || rec->samples[k] < 0) {
+            slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: %s", r->a->manifest, (long long)e.line,
+                         e.malformed ? e.malformed : "no copy was recorded: the manifest changed during the run");
             goto done;
         }
         fprintf(pa.f, "%s\t%d\t%d\n", e.relpath, slex_pitchcopy_cents(r->o, k), rec->lag[k]);
@@ -266,6 +286,14 @@ static int write_outputs(const copy_run *r, const copy_records *rec, slex_error 
         goto done;
     }
     have_pa = 0;
+    char *now = make_params(r->a, r->o, err);
+    int changed = now && strcmp(now, r->params);
+    free(now);
+    if (!now) goto done;
+    if (changed) {
+        slex_fail_as(err, SLEX_ERR_INPUT, "%s: changed during the run: run again", r->a->manifest);
+        goto done;
+    }
     if (slex_write_file_atomic(r->params_path, r->params, strlen(r->params), err)) goto done;
     rc = slex_manifest_writer_commit(w, err); /* last: a manifest present means a complete copy */
     w = NULL;
@@ -315,13 +343,26 @@ static int prepare(copy_run *r, int64_t *n_lines, slex_error *err) {
     char tsv[4400], parts_json[4400];
     out_path(r, ".tsv", tsv, sizeof tsv);
     snprintf(parts_json, sizeof parts_json, "%s/.%s.part.json", r->a->out, r->name);
-    /* the corpus' root: a copy there would replace the originals */
+    /* the corpus' root (a copy there would replace the originals) and the manifest with its side
+     * file (NAME.tsv in DIR would be the input itself) */
     slex_manifest *head = slex_manifest_read_range(r->a->manifest, 0, 0, err);
     if (!head) return -1;
-    int apart = !slex_paths_check_apart(&(slex_path_role){"--out", r->a->out}, 1,
-                                        &(slex_path_role){"the corpus root (line 1 of --manifest)", head->root}, 1, err);
+    char columns[4200];
+    int apart = !slex_manifest_columns_path(r->a->manifest, columns, sizeof columns, err);
+    const slex_path_role inputs[] = {{"the corpus root (line 1 of --manifest)", head->root},
+                                     {"--manifest", r->a->manifest},
+                                     {"the side file of --manifest", columns}};
+    apart = apart && !slex_paths_check_apart(&(slex_path_role){"--out", r->a->out}, 1, inputs, 3, err);
     slex_manifest_free(head);
-    if (!apart || count_lines(r->a->manifest, n_lines, err) || slex_mkdirs(r->a->out, err)) return -1;
+    if (!apart || count_lines(r->a->manifest, n_lines, err)) return -1;
+    /* two lines of one relpath would be two copies in one file: the last writer would win */
+    int64_t n_dup = 0;
+    char example[1200];
+    if (slex_manifest_find_duplicates(r->a->manifest, &n_dup, example, sizeof example, err)) return -1;
+    if (n_dup)
+        return slex_fail_as(err, SLEX_ERR_INPUT, "%s: %lld relpaths on more than one line, e.g. %s", r->a->manifest,
+                            (long long)n_dup, example);
+    if (slex_mkdirs(r->a->out, err)) return -1;
     if (*n_lines > 0x7fffffff) /* MPI counts are int */
         return slex_fail_as(err, SLEX_ERR_INPUT, "%s: more than 2^31 - 1 utterances: split it", r->a->manifest);
     if (!realpath(r->a->out, r->out_abs))
@@ -333,9 +374,10 @@ static int prepare(copy_run *r, int64_t *n_lines, slex_error *err) {
                                 tsv, r->params_path);
         if (unlink(tsv)) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", tsv, strerror(errno));
     }
-    /* part files belong to the parameters recorded beside them: others (or --force) start afresh */
-    if (r->a->force || !same_params(parts_json, r->params)) {
-        remove_parts(r);
+    /* part files belong to the parameters recorded beside them: other ones start afresh (not
+     * --force: a killed --force run resumes like any other) */
+    if (!same_params(parts_json, r->params)) {
+        if (remove_parts(r, err)) return -1;
         if (slex_write_file_atomic(parts_json, r->params, strlen(r->params), err)) return -1;
     }
     return 0;
@@ -395,7 +437,7 @@ int main(int argc, char **argv) {
     if (!ok) slex_fail_as(&err, SLEX_ERR_RESOURCE, "out of memory (%lld utterances)", (long long)n_lines);
     if (ok) {
         for (int64_t k = 0; k < n_lines; k++) rec.samples[k] = -1, rec.lag[k] = 0;
-        if (mpi.rank == 0 && read_parts(&r, &rec, &err)) ok = 0;
+        if (mpi.rank == 0 && read_parts(&r, &rec, 1, &err)) ok = 0;
     }
     if (!slex_mpi_all_ok(ok)) goto fail;
     MPI_Bcast(rec.lag, (int)n_lines, MPI_INT32_T, 0, MPI_COMM_WORLD);
@@ -403,12 +445,12 @@ int main(int argc, char **argv) {
     if (make_copies(&r, &rec, &made, &err)) goto fail;
     if (mpi.rank == 0) {
         for (int64_t k = 0; k < n_lines; k++) rec.samples[k] = -1;
-        ok = !read_parts(&r, &rec, &err) && !write_outputs(&r, &rec, &err);
+        ok = !read_parts(&r, &rec, 0, &err) && !write_outputs(&r, &rec, &err);
         if (ok) {
             char parts_json[4400];
             snprintf(parts_json, sizeof parts_json, "%s/.%s.part.json", a.out, r.name);
-            remove_parts(&r);
-            unlink(parts_json);
+            ok = !remove_parts(&r, &err);
+            if (ok) unlink(parts_json);
         }
     }
     if (!slex_mpi_all_ok(ok)) goto fail;

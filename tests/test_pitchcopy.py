@@ -6,11 +6,11 @@
   .pitch records), delayed by the lag numpy finds from the 25 ms RMS envelopes (1 ms hops, the
   normalised correlation over lags 0..25 ms), cut to the original's length: within 1 LSB;
 - the drawn cents are integers in the range and not all alike; sox's lead is 5..25 ms;
-- a run killed after some copies resumes (a sox that sleeps, killed), makes only the rest and
-  gives the same bytes; a re-run does nothing; other parameters are refused without --force and
+- a run killed after some copies resumes (a sox that sleeps, killed; a record cut at the end of
+  a part file), makes only the rest and gives the same bytes; a re-run does nothing; other parameters are refused without --force and
   replace the copy with it;
-- errors: --out at the corpus root, a malformed manifest line, no sox in PATH, --cents-min above
-  --cents-max."""
+- errors: --out at the corpus root or holding the manifest, a malformed manifest line, a relpath
+  on two lines, no sox in PATH, --cents-min above --cents-max."""
 import os
 import shutil
 import signal
@@ -125,6 +125,10 @@ p.wait()
 recorded = sum(open(W("k", f)).read().count("\n") for f in os.listdir(W("k")) if ".part." in f and not f.endswith(".json"))
 check(3 <= recorded < len(rows), f"the killed run recorded {recorded} of {len(rows)} copies")
 check(not os.path.exists(W("k", "en_test.tsv")), "a killed run left a manifest")
+# a record cut by a kill (or a full disk) at the end of the part file of an earlier 3-rank run's
+# rank 0, which the resumed 3-rank run appends to: cut off, not appended to
+with open(W("k", ".en_test.part.3.0"), "a") as f:
+    f.write(f"{len(rows) - 1}\t1")
 r = copy("k", 3)
 check(f"{recorded} of {len(rows)} copies made earlier" in r.stderr, f"resume not reported: {r.stderr}")
 check(f"({len(rows) - recorded} made now)" in r.stderr, f"the resumed run redid copies: {r.stderr}")
@@ -147,6 +151,15 @@ with open(bad, "w") as f:
     f.write("\n".join(orig_lines[:3]) + "\nno-tab-here\n")
 r = run(mpi(MPIEXEC, 1, [COPY, "--manifest", bad, "--out", W("b")]), expect=4)
 check("bad.tsv:4" in r.stderr, f"malformed line: {r.stderr}")
+with open(bad, "w") as f:
+    f.write("\n".join(orig_lines + orig_lines[1:2]) + "\n")
+r = run(mpi(MPIEXEC, 1, [COPY, "--manifest", bad, "--out", W("b")]), expect=4)
+check("more than one line" in r.stderr, f"duplicate relpath: {r.stderr}")
+os.makedirs(W("lists"))
+shutil.copy(MANIFEST, W("lists", "en_test.tsv"))
+r = run(mpi(MPIEXEC, 1, [COPY, "--manifest", W("lists", "en_test.tsv"), "--out", W("lists")]), expect=4)
+check("--manifest" in r.stderr and open(W("lists", "en_test.tsv")).read() == "\n".join(orig_lines) + "\n",
+      f"the manifest inside --out: {r.stderr}")
 nosox = W("no-sox")
 os.makedirs(nosox)
 for tool in os.listdir("/usr/bin"):  # everything mpiexec may need, but sox

@@ -12,7 +12,7 @@
 
 int slex_proc_in_path(const char *name) {
     const char *path = getenv("PATH");
-    if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
+    if (!path || !*path) path = "/bin:/usr/bin"; /* execvp's own default */
     while (*path) {
         size_t len = strcspn(path, ":");
         char full[4200];
@@ -39,7 +39,7 @@ int slex_proc_run(char *const argv[], slex_proc_text *out, slex_proc_text *errs,
         return slex_fail_as(err, slex_errno_kind(e), "fork: %s", strerror(e));
     }
     if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
+        int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (in < 0 || dup2(in, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0) _exit(126);
         execvp(argv[0], argv);
         dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
@@ -61,6 +61,7 @@ int slex_proc_run(char *const argv[], slex_proc_text *out, slex_proc_text *errs,
             char chunk[65536];
             ssize_t got = read(fds[i].fd, chunk, sizeof chunk);
             if (got < 0 && errno == EINTR) continue;
+            if (got < 0) bad = 1; /* not an end of file: the output would be cut */
             if (got > 0 && fwrite(chunk, 1, (size_t)got, mem[i]) != (size_t)got) bad = 1;
             if (got <= 0) {
                 close(fds[i].fd);
@@ -75,9 +76,12 @@ int slex_proc_run(char *const argv[], slex_proc_text *out, slex_proc_text *errs,
     }
     if (!out->p || !errs->p) bad = 1;
     if (bad) kill(pid, SIGKILL);
-    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
+    pid_t waited;
+    while ((waited = waitpid(pid, status, 0)) < 0 && errno == EINTR) {}
+    if (waited < 0) /* SIGCHLD ignored, say: without a status a failed program would look fine */
+        return slex_fail_as(err, SLEX_ERR_INTERNAL, "%s: waitpid: %s", argv[0], strerror(errno));
     if (bad)
-        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory or poll failure reading its output", argv[0]);
+        return slex_fail_as(err, SLEX_ERR_RESOURCE, "%s: out of memory or a read failure on its output", argv[0]);
     return 0;
 }
 

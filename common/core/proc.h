@@ -1,8 +1,9 @@
 /* proc: running an external program (a synthesiser, sox) and reporting how it ended.
  *
  * The program runs with stdin /dev/null; its stdout and stderr are captured whole, so its
- * messages can be quoted in an error.  Nothing is inherited but the environment and the
- * working directory: every run of the same arguments sees the same input. */
+ * messages can be quoted in an error.  It gets the caller's environment, working directory and
+ * signal dispositions, and every descriptor the caller holds without O_CLOEXEC (MPI's sockets,
+ * say: the synthesisers and sox run here never use them). */
 #ifndef SLEX_PROC_H
 #define SLEX_PROC_H
 
@@ -16,7 +17,7 @@ typedef struct slex_proc_text {
     size_t n;
 } slex_proc_text;
 
-/* 1 when `name` is an executable file in a PATH directory. */
+/* 1 when `name` is an executable file in a PATH directory (/bin:/usr/bin without PATH, as execvp). */
 int slex_proc_in_path(const char *name);
 
 /* Runs argv[0] (found in PATH); its stdout and stderr into out and errs.  *status is waitpid's

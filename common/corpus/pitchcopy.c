@@ -123,8 +123,8 @@ int slex_pitchcopy_utterance(slex_pitchcopy *p, const float *original, int64_t n
     int status = 0, rc = -1;
     char amount[32];
     snprintf(amount, sizeof amount, "%d", cents);
-    /* -D: no dither (sox dithers when it lowers the bit depth; here 16 -> 16 bits, but a
-     * future default must not make the output random); -V1: errors only */
+    /* -D: no dither (sox adds it when it lowers the bit depth, here float -> 16 bits): the copy
+     * is the shifted signal alone; -V1: errors only */
     char *argv[] = {"sox", "-D", "-V1", p->in, "-b", "16", p->out, "pitch", amount, NULL};
     unlink(p->out);
     if (slex_audio_write_wav_float(p->in, original, n, SLEX_PITCHCOPY_RATE, err) ||
