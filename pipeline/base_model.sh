@@ -175,9 +175,10 @@ step "9. models/base-en"
 mkdir -p "$dest"
 # it6/model holds the HF directory and the head of the last update
 cp it6/model/config.json it6/model/model.safetensors it6/model/head.safetensors it6/model/preprocessor_config.json "$dest/"
+# every log gzipped (zcat reads them), so that the directory stays under 25 MB
+rm -f "$dest"/train_log_it*.jsonl
 for it in it1 it2 it3 it4 it5 it6; do
-  if [ $it = it6 ]; then cat "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl"
-  else gzip -n -9 -c "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl.gz"; fi
+  gzip -n -9 -c "$it/train_log.jsonl" > "$dest/train_log_$it.jsonl.gz"
   "${mpirun[@]}" "$bin/slex-eval" curves --log "$it/train_log.jsonl" --smooth 50 --out "$dest/curves_$it"
   rm -f "$dest/curves_$it/"*.dat "$dest/curves_$it/"*.gp # the plots only: the rest is remade from the log
 done

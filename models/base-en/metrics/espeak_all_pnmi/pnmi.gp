@@ -1,5 +1,5 @@
 set terminal pngcairo noenhanced size 500,500 font "DejaVu Sans,10"
-set output "/work/it5/cand/metrics/espeak_all_pnmi/pnmi.png"
+set output "/work/bm/cand/metrics/espeak_all_pnmi/pnmi.png"
 set title "PNMI per system and language"
 set datafile missing "nan"
 set style data histograms
@@ -11,4 +11,4 @@ set yrange [0:*]
 set ylabel "PNMI"
 set xtics rotate by -30
 set key outside right top
-plot "/work/it5/cand/metrics/espeak_all_pnmi/pnmi.dat" using 2:xtic(1) title "en"
+plot "/work/bm/cand/metrics/espeak_all_pnmi/pnmi.dat" using 2:xtic(1) title "en"
