@@ -5,9 +5,9 @@
  * The shift is sox's `pitch` effect (a WSOLA time stretch then a resampling: F0 and formants
  * both move by `cents`, the duration is kept), run as an external program as the synthesisers
  * are (core/proc.h), on the utterance at 16 kHz written as float WAV (exactly the samples slex
- * reads), without dither, so the same input gives the same bytes.  sox's output leads its input by a few milliseconds (8-15 ms
- * at +300..+500 cents, measured with Debian's sox 14.4.2), which at 50 Hz frames would move
- * about one label in two; so the copy is delayed by the lag that best matches the energy
+ * reads), without dither, so the same input gives the same bytes.  sox's output leads its input
+ * by a few milliseconds (6-16 ms, mostly 9-13, at +300..+500 cents on flite's awb and kal16,
+ * measured with Debian's sox 14.4.2), which at 50 Hz frames would move about one label in two; so the copy is delayed by the lag that best matches the energy
  * envelopes (slex_pitchcopy_lag), then cut or zero-padded to the original's length.
  *
  * Cents are drawn per utterance from (seed, utterance index) alone, uniformly over the integers
