@@ -115,8 +115,9 @@ static int is_part_file(const copy_run *r, const char *file) {
     return b && !p[a + 1 + b];
 }
 
-/* Removes every part file of NAME (any rank count). */
-static int remove_parts(const copy_run *r, slex_error *err) {
+/* Calls fn(path) on every part file of NAME (any rank count) until one fails. */
+static int each_part(const copy_run *r, int (*fn)(const char *path, void *ctx, slex_error *err), void *ctx,
+                     slex_error *err) {
     DIR *d = opendir(r->a->out);
     if (!d) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot list: %s", r->a->out, strerror(errno));
     struct dirent *e;
@@ -125,53 +126,64 @@ static int remove_parts(const copy_run *r, slex_error *err) {
         if (!is_part_file(r, e->d_name)) continue;
         char path[8400];
         snprintf(path, sizeof path, "%s/%s", r->a->out, e->d_name);
-        if (unlink(path) && errno != ENOENT)
-            rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", path, strerror(errno));
+        rc = fn(path, ctx, err);
     }
     closedir(d);
     return rc;
 }
 
-/* Reads every part file into rec (lines "index<TAB>lag<TAB>samples").  A last line without its
- * newline is a record cut by a kill or a full disk: with `repair` the file is truncated to the
- * records before it (the next record would be appended to it), and that copy is made again. */
-static int read_parts(const copy_run *r, copy_records *rec, int repair, slex_error *err) {
-    DIR *d = opendir(r->a->out);
-    if (!d) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot list: %s", r->a->out, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (!is_part_file(r, e->d_name)) continue;
-        char path[8400], line[256];
-        snprintf(path, sizeof path, "%s/%s", r->a->out, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
+static int remove_part(const char *path, void *ctx, slex_error *err) {
+    (void)ctx;
+    if (unlink(path) && errno != ENOENT)
+        return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot remove: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Removes every part file of NAME. */
+static int remove_parts(const copy_run *r, slex_error *err) { return each_part(r, remove_part, NULL, err); }
+
+typedef struct {
+    const copy_run *r;
+    copy_records *rec;
+    int repair;
+} part_reading;
+
+/* One part file's records into rec (lines "index<TAB>lag<TAB>samples").  A last line without
+ * its newline is a record cut by a kill or a full disk: with `repair` the file is truncated to
+ * the records before it (the next record would be appended to it), and that copy is made
+ * again. */
+static int read_part(const char *path, void *ctx, slex_error *err) {
+    const part_reading *pr = ctx;
+    FILE *f = fopen(path, "r");
+    if (!f) return slex_fail_as(err, slex_errno_kind(errno), "%s: cannot open: %s", path, strerror(errno));
+    char line[256];
+    long whole = 0; /* bytes of complete records */
+    int cut = 0, rc = 0;
+    for (int64_t ln = 1; fgets(line, sizeof line, f); ln++) {
+        if (!strchr(line, '\n') && (cut = feof(f))) break; /* the file ends inside the record */
+        long long k, lag, samples;
+        char tail;
+        if (sscanf(line, "%lld\t%lld\t%lld%c", &k, &lag, &samples, &tail) != 4 || tail != '\n' || k < 0 ||
+            k >= pr->rec->n_lines || lag < 0 || samples < 0) {
+            rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: not a record of %s (remove the file to redo its copies)",
+                              path, (long long)ln, pr->r->a->manifest);
             break;
         }
-        long whole = 0; /* bytes of complete records */
-        int cut = 0;
-        for (int64_t ln = 1; fgets(line, sizeof line, f); ln++) {
-            if (!strchr(line, '\n') && (cut = feof(f))) break; /* the file ends inside the record */
-            long long k, lag, samples;
-            char tail;
-            if (sscanf(line, "%lld\t%lld\t%lld%c", &k, &lag, &samples, &tail) != 4 || tail != '\n' || k < 0 ||
-                k >= rec->n_lines || lag < 0 || samples < 0) {
-                rc = slex_fail_as(err, SLEX_ERR_INPUT, "%s:%lld: not a record of %s (remove the file to redo its copies)",
-                                  path, (long long)ln, r->a->manifest);
-                break;
-            }
-            rec->lag[k] = (int32_t)lag;
-            rec->samples[k] = samples;
-            whole = ftell(f);
-        }
-        fclose(f);
-        if (repair && cut && !rc && truncate(path, whole))
-            rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot cut its last, partial record: %s", path,
-                              strerror(errno));
+        pr->rec->lag[k] = (int32_t)lag;
+        pr->rec->samples[k] = samples;
+        whole = ftell(f);
     }
-    closedir(d);
+    fclose(f);
+    if (pr->repair && cut && !rc && truncate(path, whole))
+        rc = slex_fail_as(err, slex_errno_kind(errno), "%s: cannot cut its last, partial record: %s", path,
+                          strerror(errno));
     return rc;
+}
+
+/* Reads every part file into rec (read_part). */
+static int read_parts(const copy_run *r, copy_records *rec, int repair, slex_error *err) {
+    part_reading pr = {r, rec, repair};
+    return each_part(r, read_part, &pr, err);
 }
 
 /* The output audio path of a relpath; relpaths that would leave DIR are refused. */
