@@ -198,6 +198,17 @@ static int copy_path(const copy_run *r, const slex_manifest_entry *e, const char
     return 0;
 }
 
+/* Writes a copy atomically (a failed write leaves no temporary). */
+static int write_copy(const char *path, const float *samples, int64_t n, slex_error *err) {
+    slex_atomic wav;
+    if (slex_atomic_begin(&wav, path, err)) return -1;
+    if (slex_audio_write_wav16(wav.tmp, samples, n, SLEX_PITCHCOPY_RATE, err)) {
+        slex_atomic_abandon(&wav);
+        return -1;
+    }
+    return slex_atomic_commit(&wav, err);
+}
+
 /* Makes this rank's copies that are not recorded yet.  Every rank reads the whole manifest. */
 static int make_copies(copy_run *r, const copy_records *rec, int64_t *made, slex_error *err) {
     int64_t todo = 0;
@@ -237,12 +248,10 @@ static int make_copies(copy_run *r, const copy_records *rec, int64_t *made, slex
         int64_t n = 0;
         int lag = 0;
         slex_audio_info info;
-        slex_atomic wav;
         int cents = slex_pitchcopy_cents(r->o, k);
         if (copy_path(r, &e, r->a->manifest, dst, sizeof dst, err) || slex_mkdirs_for_file(dst, err) ||
             slex_audio_read(src, SLEX_PITCHCOPY_RATE, &x, &n, &info, err) ||
-            slex_pitchcopy_utterance(pc, x, n, cents, &c, &lag, err) || slex_atomic_begin(&wav, dst, err) ||
-            slex_audio_write_wav16(wav.tmp, c, n, SLEX_PITCHCOPY_RATE, err) || slex_atomic_commit(&wav, err)) {
+            slex_pitchcopy_utterance(pc, x, n, cents, &c, &lag, err) || write_copy(dst, c, n, err)) {
             slex_fail_wrap(err, "%s:%lld (%s)", r->a->manifest, (long long)e.line, e.relpath);
             ok = 0;
         } else if (fprintf(pf, "%lld\t%d\t%lld\n", (long long)k, lag, (long long)n) < 0 || fflush(pf)) {
